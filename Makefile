@@ -1,0 +1,21 @@
+# The README's two commands. Both set up what they need first (idempotent, fast when done).
+SHELL := /bin/bash
+VENV := .venv
+# The workflow's shell commands call `python -m task2sim.cli...`: put the venv first on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+CORES ?= all
+PYTEST_ARGS ?=
+
+.PHONY: setup run test clean-results
+
+setup:
+	@bash tools/setup.sh
+
+run: setup
+	snakemake --cores $(CORES)
+
+test: setup
+	python -m pytest $(PYTEST_ARGS)
+
+clean-results:
+	rm -rf results logs benchmarks

@@ -1,0 +1,58 @@
+# Validation, wildcard constraints and input functions shared by every stage.
+import json
+import re
+
+from snakemake.utils import validate
+
+from task2sim.bits import BITS_PATTERN, configs_for
+
+
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+
+
+# Each stage file appends what `rule all` must build; the Snakefile's `rule all` takes the list.
+FINAL_TARGETS = []
+
+
+def task_ids():
+    return list(config["tasks"]["items"])
+
+
+def seen_tasks():
+    return [t for t, c in config["tasks"]["items"].items() if c.get("seen", True)]
+
+
+def unseen_tasks():
+    return [t for t, c in config["tasks"]["items"].items() if not c.get("seen", True)]
+
+
+def all_bits():
+    """Every configuration string of this run (2^M, M = len(render.vary_bits))."""
+    return configs_for(config["render"]["vary_bits"])
+
+
+def task_settings(task):
+    """The resolved settings of one task: its own keys over the tasks-level defaults."""
+    tasks = config["tasks"]
+    item = dict(tasks["items"][task])
+    item.setdefault("seen", True)
+    item.setdefault("max_train", tasks["max_train"])
+    item.setdefault("max_test", tasks["max_test"])
+    item.setdefault("test_fraction", tasks["test_fraction"])
+    return item
+
+
+def task_settings_json(wildcards):
+    """Task settings as one shell-quoted JSON argument for the CLI."""
+    return json.dumps(task_settings(wildcards.task), sort_keys=True)
+
+
+def _alternation(names):
+    # An empty alternation would match the empty string; keep the constraint unmatchable instead.
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+wildcard_constraints:
+    bits=BITS_PATTERN,
+    task=_alternation(task_ids()),
+    seed=r"\d+",

@@ -1,0 +1,126 @@
+"""Provenance records: a ``meta.json`` beside every heavy output.
+
+Usage::
+
+    rec = Provenance.start("pretrain", params=asdict(cfg), seeds={"torch": 0}, inputs=[h5_path])
+    ...                      # do the work
+    rec.finish(out_dir / "meta.json", outputs=[model_path], extra={"final_loss": 0.12})
+
+The record answers an auditor's questions: which code (git SHA + dirty flag, package version),
+which parameters and seeds, which inputs exactly (sha256), which software (versions), where
+(host, device, SLURM job id) and when (start/end, UTC).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import platform
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import __version__
+from .io import write_json
+
+# Packages whose versions decide results; missing ones are recorded as null.
+TRACKED_PACKAGES = (
+    "torch", "torchvision", "timm", "numpy", "h5py", "scikit-learn", "snakemake",
+    "moderngl", "tdw", "mitsuba", "scikit-image", "pillow",
+)
+_SLURM_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def git_state(repo: str | os.PathLike | None = None) -> dict[str, Any]:
+    """SHA and dirty flag of the checkout holding this package (or ``repo``); nulls outside git."""
+    where = Path(repo) if repo else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
+                             text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        return {"sha": sha, "dirty": bool(dirty)}
+    except (OSError, subprocess.SubprocessError):
+        return {"sha": None, "dirty": None}
+
+
+def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_description() -> dict[str, Any]:
+    """The compute device a stage would use, without importing torch if it is not loaded yet."""
+    info: dict[str, Any] = {"cpu_count": os.cpu_count(), "machine": platform.machine()}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Provenance:
+    stage: str
+    params: dict[str, Any] = field(default_factory=dict)
+    seeds: dict[str, Any] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+    started: str = field(default_factory=_now)
+
+    @classmethod
+    def start(cls, stage: str, params: dict[str, Any] | None = None,
+              seeds: dict[str, Any] | None = None,
+              inputs: Iterable[str | os.PathLike] = ()) -> "Provenance":
+        return cls(stage=stage, params=dict(params or {}), seeds=dict(seeds or {}),
+                   inputs=[os.fspath(p) for p in inputs])
+
+    def record(self, outputs: Iterable[str | os.PathLike] = (),
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "task2sim_version": __version__,
+            "git": git_state(),
+            "params": self.params,
+            "seeds": self.seeds,
+            "inputs": {p: sha256_file(p) for p in self.inputs if Path(p).is_file()},
+            "outputs": [os.fspath(p) for p in outputs],
+            "packages": package_versions(),
+            "python": sys.version.split()[0],
+            "device": device_description(),
+            "host": socket.gethostname(),
+            "slurm": {k: os.environ[k] for k in _SLURM_VARS if k in os.environ} or None,
+            "command": sys.argv,
+            "started": self.started,
+            "finished": _now(),
+            **({"extra": extra} if extra else {}),
+        }
+
+    def finish(self, meta_path: str | os.PathLike, outputs: Iterable[str | os.PathLike] = (),
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write the record to ``meta_path`` (atomically) and return it."""
+        rec = self.record(outputs, extra)
+        write_json(meta_path, rec)
+        return rec
