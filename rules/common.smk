@@ -2,11 +2,18 @@
 import json
 import re
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from task2sim.bits import BITS_PATTERN, configs_for
+from task2sim.config import ConfigError, check_config, load_schema
 
 
+# One readable line naming the bad key first; then snakemake fills in the schema's defaults.
+try:
+    check_config(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
+except ConfigError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 
