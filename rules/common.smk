@@ -63,3 +63,60 @@ wildcard_constraints:
     bits=BITS_PATTERN,
     task=_alternation(task_ids()),
     seed=r"\d+",
+
+
+# --- pretrain / reward / evaluate: input and parameter functions ---------------------------------
+
+
+def pretrain_params_json(wildcards):
+    """The pretrain config section as one JSON argument (keys of task2sim PretrainConfig)."""
+    return json.dumps(config["pretrain"], sort_keys=True)
+
+
+def reward_jsons(wildcards):
+    """One reward JSON per (config, task) of this run."""
+    return expand("results/rewards/{bits}/{task}.json", bits=all_bits(), task=task_ids())
+
+
+def reward_task_files(wildcards):
+    """Every task's data.h5, in task_ids() order (parallel to the reward rule's outputs)."""
+    return expand("results/tasks/{task}/data.h5", task=task_ids())
+
+
+def reward_feature_caches(wildcards):
+    """Per-task feature cache files of one backbone (results/features/{bits}/{task}.npz)."""
+    return " ".join(expand("results/features/{bits}/{task}.npz", bits=wildcards.bits, task=task_ids()))
+
+
+def evaluate_inputs(wildcards):
+    """The task, plus the backbone unless training from scratch."""
+    inputs = {"task": f"results/tasks/{wildcards.task}/data.h5"}
+    if wildcards.method != "scratch":
+        inputs["model"] = f"results/pretrain/{wildcards.source}/model.pt"
+    return inputs
+
+
+def evaluate_model_args(wildcards, input):
+    """--model for pre-trained sources; the configured architecture and render size for scratch."""
+    if wildcards.method == "scratch":
+        return (f"--model-name {config['pretrain']['model']}"
+                f" --image-size {config['render']['image_size']}")
+    return f"--model {input.model}"
+
+
+def evaluate_params_json(wildcards):
+    """The method's grid and epochs plus the validation fraction, as one JSON argument."""
+    ev = config["evaluate"]
+    return json.dumps({**ev[wildcards.method], "val_fraction": ev["val_fraction"]}, sort_keys=True)
+
+
+def evaluate_targets():
+    """results/evaluate/{method}/{source}/{task}.json for the configured methods and sources."""
+    ev = config["evaluate"]
+    out = []
+    for method in ev["methods"]:
+        # scratch ignores the source's weights: one run per task, source "none"
+        sources = ["none"] if method == "scratch" else ev["sources"]
+        out += expand("results/evaluate/{method}/{source}/{task}.json", method=method,
+                      source=sources, task=task_ids())
+    return out

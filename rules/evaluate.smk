@@ -1,0 +1,35 @@
+# Downstream evaluation (linear probe, fine-tune, scratch) of chosen backbones on every task.
+# Code: task2sim.train.evaluate, CLI task2sim.cli.evaluate; docs/training.md.
+
+
+rule evaluate_downstream:
+    input:
+        unpack(evaluate_inputs),
+    output:
+        json="results/evaluate/{method}/{source}/{task}.json",
+        meta="results/evaluate/{method}/{source}/{task}.meta.json",
+    wildcard_constraints:
+        method="linear|finetune|scratch",
+        source=r"[01]{8}|none",
+    params:
+        model_args=evaluate_model_args,
+        settings=evaluate_params_json,
+        seed=config["seed"],
+        device=config["device"],
+    log:
+        "logs/evaluate/{method}/{source}/{task}.log",
+    benchmark:
+        "benchmarks/evaluate/{method}/{source}/{task}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=0,
+    shell:
+        "python -m task2sim.cli.evaluate --method {wildcards.method} --source {wildcards.source}"
+        " --task {wildcards.task} {params.model_args} --task-h5 {input.task}"
+        " --params {params.settings:q} --seed {params.seed} --device {params.device}"
+        " --threads {threads} --out {output.json} > {log} 2>&1"
+
+
+FINAL_TARGETS.extend(evaluate_targets())

@@ -1,0 +1,30 @@
+# Pre-train one backbone per simulator configuration: results/pretrain/{bits}/model.pt.
+# Code: task2sim.train.pretrain (+ data, models), CLI task2sim.cli.pretrain; docs/training.md.
+
+
+rule pretrain_backbone:
+    input:
+        images="results/renders/{bits}/images.h5",
+    output:
+        model="results/pretrain/{bits}/model.pt",
+        history="results/pretrain/{bits}/history.tsv",
+        meta="results/pretrain/{bits}/meta.json",
+    params:
+        out_dir=subpath(output.model, parent=True),
+        settings=pretrain_params_json,
+        seed=config["seed"],
+        device=config["device"],
+    log:
+        "logs/pretrain/{bits}/model.log",
+    benchmark:
+        "benchmarks/pretrain/{bits}/model.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        # 0 here; a GPU profile sets e.g. `set-resources: {pretrain_backbone: {gpu: 1}}`.
+        gpu=0,
+    shell:
+        "python -m task2sim.cli.pretrain --images {input.images} --out-dir {params.out_dir}"
+        " --params {params.settings:q} --seed {params.seed} --device {params.device}"
+        " --threads {threads} > {log} 2>&1"

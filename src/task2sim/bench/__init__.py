@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m task2sim.bench.<stage>`` prints measured ratios (see BENCHMARKS.md)."""

@@ -1,0 +1,47 @@
+"""Heatmap of a reward table: tasks (rows) x configurations (columns), every cell annotated."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the workflow runs without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .bits import describe  # noqa: E402
+from .io import atomic_path  # noqa: E402
+
+
+def plot_reward_heatmap(table: Mapping[str, Mapping[str, float]], path: str | os.PathLike,
+                        title: str = "5-NN top-1 (%) per task and simulator configuration") -> None:
+    tasks = list(table)
+    configs = sorted({b for row in table.values() for b in row})
+    grid = np.full((len(tasks), len(configs)), np.nan)
+    for i, t in enumerate(tasks):
+        for j, b in enumerate(configs):
+            if b in table[t]:
+                grid[i, j] = table[t][b]
+    # Colour each row relative to its own range: tasks differ in difficulty, configs within a task matter.
+    lo = np.nanmin(grid, axis=1, keepdims=True)
+    hi = np.nanmax(grid, axis=1, keepdims=True)
+    rel = (grid - lo) / np.where(hi > lo, hi - lo, 1.0)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.62 * len(configs) + 2.5), max(3.0, 0.5 * len(tasks) + 3.2)))
+    ax.imshow(rel, cmap="viridis", aspect="auto", vmin=0, vmax=1)
+    for i in range(len(tasks)):
+        best = np.nanargmax(grid[i]) if np.isfinite(grid[i]).any() else -1
+        for j in range(len(configs)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7,
+                        color="black" if rel[i, j] > 0.6 else "white",
+                        fontweight="bold" if j == best else "normal")
+    ax.set_yticks(range(len(tasks)), tasks)
+    ax.set_xticks(range(len(configs)), [f"{b}\n{describe(b)}".replace("+", "+\n") for b in configs],
+                  rotation=90, fontsize=6.5)
+    ax.set_title(title + "\n(colour: position within the task's own range, worst to best; bold: best per task)", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=130, format="png")
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Pre-training, feature extraction and downstream evaluation of backbones (torch + timm)."""

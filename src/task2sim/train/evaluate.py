@@ -1,0 +1,228 @@
+"""Downstream evaluation of a backbone on a task: linear probe, full fine-tune, or from scratch.
+
+Paper protocol (ALGORITHMS §5): SGD with momentum 0.9, learning rate x0.1 at 50% and 75% of the
+epochs (torch ``MultiStepLR``); a grid over learning rate, weight decay and batch size is scored on a
+validation split carved from the training set (seeded, stratified; never the test split); the best
+point is retrained on the full training set and its test top-1 is reported. A one-point grid has
+nothing to choose, so its validation run is skipped (``grid`` is then empty in the result).
+
+- ``linear``: the backbone is frozen; its pooled features (evaluation transform) are computed once
+  and a linear classifier is trained on them.
+- ``finetune``: all weights train from the pre-trained checkpoint, with a new head; training images
+  get random-resized-crop + flip.
+- ``scratch``: as finetune, from a random initialisation (the lower reference).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm import tqdm
+
+from .common import autocast_for, derive_seed, resolve_device, seed_everything, seed_worker
+from .data import H5ImageDataset, eval_transform, normalize_batch, train_transform
+from .models import create_backbone, load_backbone
+
+log = logging.getLogger(__name__)
+METHODS = ("linear", "finetune", "scratch")
+
+
+@dataclass
+class EvalConfig:
+    method: str = "linear"
+    epochs: int = 5                    # defaults mirror the schema's eval_method defaults
+    lrs: Sequence[float] = (0.01,)
+    weight_decays: Sequence[float] = (0.0,)
+    batch_sizes: Sequence[int] = (64,)
+    momentum: float = 0.9
+    val_fraction: float = 0.3
+    image_size: int = 64
+    crop_scale: tuple[float, float] = (0.35, 1.0)
+    num_workers: int = 0
+    device: str = "auto"
+    amp: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"evaluate: method must be one of {METHODS}, got {self.method!r}")
+        if not (0 < self.val_fraction < 1):
+            raise ValueError("evaluate: val_fraction must lie in (0, 1)")
+        if not self.lrs or not self.weight_decays or not self.batch_sizes:
+            raise ValueError("evaluate: lrs, weight_decays and batch_sizes need at least one value")
+        self.lrs, self.weight_decays = list(self.lrs), list(self.weight_decays)
+        self.batch_sizes = [int(b) for b in self.batch_sizes]
+        self.crop_scale = tuple(float(v) for v in self.crop_scale)
+
+    def grid(self) -> list[dict[str, float]]:
+        return [{"lr": lr, "weight_decay": wd, "batch_size": bs}
+                for lr, wd, bs in itertools.product(self.lrs, self.weight_decays, self.batch_sizes)]
+
+
+def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of training indices into (fit, validation), stratified when every class allows it."""
+    idx = np.arange(len(labels))
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 else None
+    fit, val = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(fit), np.sort(val)
+
+
+def _schedule(optimizer, epochs: int):
+    # x0.1 at 50% and 75% of the epochs (paper: 25 and 37 of 50).
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, [max(1, epochs // 2), max(1, (3 * epochs) // 4)], 0.1)
+
+
+@torch.no_grad()
+def _pooled(model: nn.Module, ds, device, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    model.eval().to(device)
+    fs, ys = [], []
+    for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False):
+        with autocast_for(device):
+            fs.append(model.forward_head(model.forward_features(x.to(device)), pre_logits=True).float().cpu())
+        ys.append(y)
+    return torch.cat(fs), torch.cat(ys)
+
+
+def _train_linear(f: torch.Tensor, y: torch.Tensor, n_classes: int, hp: dict, cfg: EvalConfig,
+                  seed: int, device) -> nn.Module:
+    seed_everything(seed)
+    head = nn.Linear(f.shape[1], n_classes).to(device)
+    opt = torch.optim.SGD(head.parameters(), lr=hp["lr"], momentum=cfg.momentum, weight_decay=hp["weight_decay"])
+    sched = _schedule(opt, cfg.epochs)
+    g = torch.Generator().manual_seed(seed)
+    loader = DataLoader(TensorDataset(f, y), batch_size=int(hp["batch_size"]), shuffle=True, generator=g)
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(cfg.epochs):
+        for xb, yb in loader:
+            loss = loss_fn(head(xb.to(device)), yb.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+    return head
+
+
+@torch.no_grad()
+def _accuracy_linear(head: nn.Module, f: torch.Tensor, y: torch.Tensor, device) -> float:
+    pred = head(f.to(device)).argmax(1).cpu()
+    return float(100.0 * (pred == y).double().mean())
+
+
+class _Backbone:
+    """Builds a fresh network for each grid point: pre-trained weights + new head, or random init."""
+
+    def __init__(self, model_name: str, checkpoint: Path | None, n_classes: int):
+        self.model_name, self.checkpoint, self.n_classes = model_name, checkpoint, n_classes
+
+    def build(self, seed: int) -> nn.Module:
+        seed_everything(seed)  # the new head (or the whole net for scratch) starts the same each time
+        if self.checkpoint is None:
+            return create_backbone(self.model_name, num_classes=self.n_classes)
+        model, _ = load_backbone(self.model_name, self.checkpoint)
+        model.reset_classifier(self.n_classes)
+        return model
+
+
+def _train_full(model: nn.Module, ds, hp: dict, cfg: EvalConfig, seed: int, device,
+                progress: bool) -> nn.Module:
+    model.to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=cfg.momentum, weight_decay=hp["weight_decay"])
+    sched = _schedule(opt, cfg.epochs)
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(cfg.epochs):
+        seed_everything(derive_seed(seed, epoch))
+        g = torch.Generator().manual_seed(derive_seed(seed, epoch, 1))
+        loader = DataLoader(ds, batch_size=int(hp["batch_size"]), shuffle=True, generator=g,
+                            drop_last=len(ds) > int(hp["batch_size"]), num_workers=cfg.num_workers,
+                            worker_init_fn=seed_worker)
+        for x, y in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+                         mininterval=5.0, leave=False):
+            with autocast_for(device, cfg.amp):
+                loss = loss_fn(model(normalize_batch(x.to(device))), y.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+    return model
+
+
+@torch.no_grad()
+def _accuracy_full(model: nn.Module, ds, device) -> float:
+    model.eval()
+    correct = n = 0
+    for x, y in DataLoader(ds, batch_size=256, shuffle=False):
+        with autocast_for(device):
+            correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
+        n += len(y)
+    return 100.0 * correct / max(n, 1)
+
+
+def _choose(grid: list[dict], scores: list[dict]) -> dict:
+    if len(grid) == 1:
+        return dict(grid[0])
+    best = max(scores, key=lambda r: r["val_top1"])  # first of equals: grid order breaks ties
+    return {k: best[k] for k in ("lr", "weight_decay", "batch_size")}
+
+
+def evaluate(model_name: str, checkpoint: str | os.PathLike | None, task_h5: str | os.PathLike,
+             cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
+    """Select hyper-parameters on validation, retrain on all training images, report test top-1."""
+    if cfg.method == "scratch":
+        checkpoint = None
+    elif checkpoint is None:
+        raise ValueError(f"evaluate: method {cfg.method!r} needs a backbone checkpoint")
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    device = resolve_device(cfg.device)
+    t0 = time.perf_counter()
+    ev = eval_transform(cfg.image_size)
+    train_eval = H5ImageDataset(task_h5, "train", ev)
+    test = H5ImageDataset(task_h5, "test", ev)
+    n_classes = train_eval.n_classes
+    fit_idx, val_idx = validation_split(train_eval.labels, cfg.val_fraction, derive_seed(cfg.seed, 7))
+    backbone = _Backbone(model_name, checkpoint, n_classes)
+    grid = cfg.grid()
+    grid_scores: list[dict[str, Any]] = []  # stays empty for a one-point grid: nothing to choose
+
+    if cfg.method == "linear":
+        frozen = backbone.build(derive_seed(cfg.seed, 1))
+        frozen.reset_classifier(0)
+        f_train, y_train = _pooled(frozen, train_eval, device)
+        f_test, y_test = _pooled(frozen, test, device)
+        fit_t, val_t = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
+        for hp in grid if len(grid) > 1 else ():
+            head = _train_linear(f_train[fit_t], y_train[fit_t], n_classes, hp, cfg, derive_seed(cfg.seed, 2), device)
+            grid_scores.append({**hp, "val_top1": _accuracy_linear(head, f_train[val_t], y_train[val_t], device)})
+        hp = _choose(grid, grid_scores)
+        head = _train_linear(f_train, y_train, n_classes, hp, cfg, derive_seed(cfg.seed, 3), device)
+        test_top1 = _accuracy_linear(head, f_test, y_test, device)
+    else:
+        aug = train_transform(cfg.image_size, cfg.crop_scale)
+        fit_ds = H5ImageDataset(task_h5, "train", aug, indices=fit_idx)
+        val_ds = H5ImageDataset(task_h5, "train", ev, indices=val_idx)
+        for hp in grid if len(grid) > 1 else ():
+            model = _train_full(backbone.build(derive_seed(cfg.seed, 1)), fit_ds, hp, cfg,
+                                derive_seed(cfg.seed, 2), device, progress)
+            grid_scores.append({**hp, "val_top1": _accuracy_full(model, val_ds, device)})
+            log.info("grid %s -> val %.2f", hp, grid_scores[-1]["val_top1"])
+        hp = _choose(grid, grid_scores)
+        full_ds = H5ImageDataset(task_h5, "train", aug)
+        model = _train_full(backbone.build(derive_seed(cfg.seed, 1)), full_ds, hp, cfg,
+                            derive_seed(cfg.seed, 3), device, progress)
+        test_top1 = _accuracy_full(model, test, device)
+
+    return {"method": cfg.method, "test_top1": test_top1, "chosen": hp, "grid": grid_scores,
+            "n_fit": int(len(fit_idx)), "n_val": int(len(val_idx)), "n_train": int(len(train_eval)),
+            "n_test": int(len(test)), "n_classes": int(n_classes), "epochs": cfg.epochs,
+            "seconds": round(time.perf_counter() - t0, 3), "device": str(device)}

@@ -1,0 +1,162 @@
+"""Backbone features and the weighted k-NN reward (ALGORITHMS §3).
+
+Features: global-pooled backbone output (timm ``forward_features`` then
+``forward_head(pre_logits=True)``), L2-normalised, both splits through the evaluation transform
+(resize to the backbone's training size, normalise; grayscale becomes 3 channels).
+
+Reward: for each test image, cosine similarity to every training image, the top-k neighbours vote
+for their class with weight exp(sim / T); the class with the largest summed vote is the prediction;
+the reward is top-1 accuracy in percent. Computed in torch over chunks of test images so that
+60k x 10k similarities never sit in memory at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..io import atomic_path
+from ..provenance import sha256_file
+from .common import resolve_device
+from .data import H5ImageDataset, eval_transform
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, dataset, batch_size: int = 256,
+                     device: torch.device | str = "cpu", num_workers: int = 0,
+                     progress: bool = True, desc: str = "features") -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalised pooled features (float32, N x D) and labels of ``dataset``, in order."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    feats, labels = [], []
+    for x, y in tqdm(loader, desc=desc, disable=not progress, mininterval=5.0, leave=False):
+        f = model.forward_head(model.forward_features(x.to(device)), pre_logits=True)
+        feats.append(F.normalize(f.float().flatten(1), dim=1).cpu())
+        labels.append(y)
+    return torch.cat(feats).numpy(), torch.cat(labels).numpy().astype(np.int64)
+
+
+@torch.no_grad()
+def knn_predict(train_features, train_labels, test_features, n_classes: int | None = None,
+                k: int = 5, temperature: float = 0.07, chunk: int = 1024,
+                device: torch.device | str = "cpu") -> np.ndarray:
+    """Weighted k-NN predictions; features must already be L2-normalised (cosine = dot)."""
+    device = torch.device(device)
+    tr = torch.as_tensor(np.asarray(train_features), dtype=torch.float32, device=device)
+    te_all = torch.as_tensor(np.asarray(test_features), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(train_labels), dtype=torch.int64, device=device)
+    n_classes = int(n_classes if n_classes is not None else int(y.max()) + 1)
+    k = min(k, tr.shape[0])
+    preds = []
+    for start in range(0, te_all.shape[0], chunk):
+        te = te_all[start:start + chunk].to(device)
+        sim, idx = (te @ tr.T).topk(k, dim=1)                   # (c, k) cosine similarities
+        votes = torch.zeros(te.shape[0], n_classes, device=device, dtype=torch.float64)
+        votes.scatter_add_(1, y[idx], torch.exp(sim.double() / temperature))
+        preds.append(votes.argmax(1).cpu())
+    return torch.cat(preds).numpy() if preds else np.zeros(0, np.int64)
+
+
+def knn_accuracy(train_features, train_labels, test_features, test_labels, **kw: Any) -> float:
+    """Top-1 accuracy (%) of ``knn_predict``."""
+    pred = knn_predict(train_features, train_labels, test_features, **kw)
+    return float(100.0 * np.mean(pred == np.asarray(test_labels))) if len(pred) else float("nan")
+
+
+@dataclass
+class FeatureSet:
+    train: np.ndarray
+    train_labels: np.ndarray
+    test: np.ndarray
+    test_labels: np.ndarray
+    n_classes: int
+
+
+def _cache_key(model_name: str, checkpoint: Path | None, task_h5: Path, image_size: int) -> str:
+    parts = [model_name, sha256_file(checkpoint) if checkpoint else "random-init",
+             sha256_file(task_h5), str(image_size)]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def task_features(model: nn.Module, task_h5: str | os.PathLike, image_size: int,
+                  cache: str | os.PathLike | None = None, cache_key: str = "",
+                  batch_size: int = 256, device: str = "auto", progress: bool = True) -> FeatureSet:
+    """Features of both splits of a task, read from ``cache`` (npz) when its key matches.
+
+    The cache holds ``train``, ``train_labels``, ``test``, ``test_labels``, ``n_classes`` and
+    ``key`` (sha256 over model name, checkpoint sha256, task file sha256 and image size).
+    """
+    cache = Path(cache) if cache else None
+    if cache and cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if str(z["key"]) == cache_key:
+                log.info("features from cache %s", cache)
+                return FeatureSet(z["train"], z["train_labels"], z["test"], z["test_labels"],
+                                  int(z["n_classes"]))
+    dev = resolve_device(device)
+    tf = eval_transform(image_size)
+    train = H5ImageDataset(task_h5, "train", tf)
+    test = H5ImageDataset(task_h5, "test", tf)
+    ftr, ytr = extract_features(model, train, batch_size, dev, progress=progress, desc="train features")
+    fte, yte = extract_features(model, test, batch_size, dev, progress=progress, desc="test features")
+    fs = FeatureSet(ftr, ytr, fte, yte, int(train.n_classes))
+    if cache:
+        with atomic_path(cache, suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, train=ftr, train_labels=ytr, test=fte, test_labels=yte,
+                         n_classes=fs.n_classes, key=np.array(cache_key))
+    return fs
+
+
+def backbone_features_model(model: nn.Module) -> nn.Module:
+    """The model with its classifier dropped (``reset_classifier(0)``): outputs pooled features."""
+    model.reset_classifier(0)
+    return model
+
+
+def feature_model(model_name: str, checkpoint: str | os.PathLike | None) -> nn.Module:
+    """The backbone (``checkpoint`` None = random init) with its classifier dropped."""
+    from .models import create_backbone, load_backbone
+
+    if checkpoint is not None:
+        model, _ = load_backbone(model_name, checkpoint)
+    else:
+        model = create_backbone(model_name, num_classes=0)
+    return backbone_features_model(model)
+
+
+def compute_reward(model_name: str, checkpoint: str | os.PathLike | None, task_h5: str | os.PathLike,
+                   image_size: int, k: int = 5, temperature: float = 0.07,
+                   cache: str | os.PathLike | None = None, batch_size: int = 256,
+                   device: str = "auto", chunk: int = 1024, progress: bool = True,
+                   model: nn.Module | None = None) -> dict[str, Any]:
+    """k-NN top-1 (%) of a backbone (``checkpoint`` None = random init) on one task.
+
+    Pass ``model`` (from ``feature_model``) to score several tasks with one loaded backbone.
+    """
+    checkpoint = Path(checkpoint) if checkpoint else None
+    task_h5 = Path(task_h5)
+    if model is None:
+        model = feature_model(model_name, checkpoint)
+    key = _cache_key(model_name, checkpoint, task_h5, image_size)
+    fs = task_features(model, task_h5, image_size, cache, key, batch_size, device, progress)
+    acc = knn_accuracy(fs.train, fs.train_labels, fs.test, fs.test_labels, n_classes=fs.n_classes,
+                       k=k, temperature=temperature, chunk=chunk,
+                       device=resolve_device(device))
+    return {"knn5_top1": acc, "k": k, "temperature": temperature, "feature_dim": int(fs.train.shape[1]),
+            "n_train": int(len(fs.train)), "n_test": int(len(fs.test)), "image_size": image_size}

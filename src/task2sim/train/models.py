@@ -1,0 +1,117 @@
+"""Backbones: any timm model by name, plus small-image ResNet-18 variants for 32-64 px renders.
+
+The variants are registered with timm, so ``timm.create_model("t2s_resnet18_w32", num_classes=24,
+checkpoint_path="model.pt")`` rebuilds and loads a pre-trained backbone like any timm model (once
+this module is imported; ``create_backbone`` imports it for you).
+
+ImageNet ResNets downsample 4x before the first block (7x7 stride-2 conv + max-pool), which leaves
+a 64 px render only 16x16 positions at layer1; the variants use a 3x3 stem of stride 1 or 2 and no
+max-pool instead, and a reduced width to keep CPU training affordable (BENCHMARKS.md has the
+measured trade-off).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any
+
+import timm
+import torch
+from timm.models import register_model
+from timm.models.resnet import BasicBlock, ResNet
+from torch import nn
+
+
+_SMALL_CFG = {"input_size": (3, 64, 64), "classifier": "fc", "mean": (0.485, 0.456, 0.406),
+              "std": (0.229, 0.224, 0.225), "interpolation": "bilinear", "crop_pct": 1.0,
+              "first_conv": "conv1"}
+_RESNET_ARGS = set(inspect.signature(ResNet.__init__).parameters) - {"self", "block", "layers"}
+
+
+def _small_resnet18(width: int, stem_stride: int, **kwargs: Any) -> ResNet:
+    # timm's factory passes loader-only keys (pretrained_cfg, cache_dir, ...): keep model args only.
+    kwargs = {k: v for k, v in kwargs.items() if k in _RESNET_ARGS}
+    channels = (width, width * 2, width * 4, width * 8)
+    # A 'deep' stem of stem_width w/2 makes the stem output (and layer1's input) exactly `width`
+    # channels; its three convs are then replaced by the single 3x3 conv below.
+    model = ResNet(BasicBlock, (2, 2, 2, 2), channels=channels, stem_type="deep",
+                   stem_width=width // 2, **kwargs)
+    in_chans = kwargs.get("in_chans", 3)
+    # Replace the ImageNet stem (7x7/2 conv + 3x3/2 max-pool) by one 3x3 conv of the given stride.
+    model.conv1 = nn.Conv2d(in_chans, width, 3, stride=stem_stride, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    model.feature_info[0]["reduction"] = stem_stride
+    model.pretrained_cfg = dict(_SMALL_CFG, num_classes=model.num_classes)
+    model.default_cfg = model.pretrained_cfg
+    return model
+
+
+@register_model
+def t2s_resnet18_w32(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """Half-width ResNet-18 (32-64-128-256), 3x3 stride-1 stem, no max-pool."""
+    return _small_resnet18(32, 1, **kwargs)
+
+
+@register_model
+def t2s_resnet18_w32s2(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """Half-width ResNet-18, 3x3 stride-2 stem, no max-pool (4x cheaper than stride 1)."""
+    return _small_resnet18(32, 2, **kwargs)
+
+
+@register_model
+def t2s_resnet18_w32s4(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """Half-width ResNet-18 with timm's ImageNet stem (7x7/2 conv to 64 channels + max-pool)."""
+    kwargs = {k: v for k, v in kwargs.items() if k in _RESNET_ARGS}
+    model = ResNet(BasicBlock, (2, 2, 2, 2), channels=(32, 64, 128, 256), **kwargs)
+    model.pretrained_cfg = dict(_SMALL_CFG, num_classes=model.num_classes)
+    model.default_cfg = model.pretrained_cfg
+    return model
+
+
+@register_model
+def t2s_resnet18_w16(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """Quarter-width ResNet-18 (16-32-64-128), 3x3 stride-1 stem: for tests and tiny runs."""
+    return _small_resnet18(16, 1, **kwargs)
+
+
+@register_model
+def t2s_resnet18_w8(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """Eighth-width ResNet-18 (8-16-32-64), stride-2 stem: fast enough for unit tests."""
+    return _small_resnet18(8, 2, **kwargs)
+
+
+def create_backbone(name: str, num_classes: int, checkpoint_path: str | os.PathLike | None = None,
+                    **kwargs: Any) -> nn.Module:
+    """``timm.create_model`` with our variants registered; loads ``checkpoint_path`` when given."""
+    kw = dict(kwargs)
+    if checkpoint_path is not None:
+        kw["checkpoint_path"] = os.fspath(checkpoint_path)
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, **kw)
+
+
+def classifier_name(model: nn.Module) -> str:
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", {}) or {}
+    return cfg.get("classifier", "fc")
+
+
+def num_classes_in_checkpoint(name: str, state: dict[str, torch.Tensor]) -> int:
+    """The head size stored in a plain state dict, found via the model's classifier name."""
+    probe = create_backbone(name, num_classes=2)
+    key = f"{classifier_name(probe)}.weight"
+    if key not in state:
+        raise KeyError(f"checkpoint has no classifier weight {key!r} for model {name!r}")
+    return int(state[key].shape[0])
+
+
+def load_backbone(name: str, checkpoint: str | os.PathLike) -> tuple[nn.Module, int]:
+    """Load a pre-trained ``model.pt`` (plain state dict) as ``name``; returns (model, n_classes)."""
+    state = torch.load(os.fspath(checkpoint), map_location="cpu", weights_only=True)
+    n = num_classes_in_checkpoint(name, state)
+    return create_backbone(name, num_classes=n, checkpoint_path=checkpoint), n
+
+
+def input_size(model: nn.Module, default: int = 64) -> int:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    size = cfg.get("input_size", (3, default, default))
+    return int(size[-1])

@@ -1,0 +1,236 @@
+"""Pre-train a timm backbone on one rendered dataset (``results/renders/{bits}/images.h5``).
+
+    from task2sim.train.pretrain import PretrainConfig, pretrain
+    pretrain(PretrainConfig(model="t2s_resnet18_w32s4", epochs=5), "images.h5", "out/")
+
+AdamW, linear warm-up then cosine decay (timm ``CosineLRScheduler``, updated every step), label
+smoothing, optional RandAugment and mixup/cutmix (timm). Writes ``model.pt`` (a plain state dict
+for ``timm.create_model(name, num_classes=n, checkpoint_path=...)``), ``history.tsv`` and
+``meta.json``. After every epoch a resumable ``checkpoint.pt`` is saved atomically; a rerun
+resumes from it when its fingerprint (config + input checksum) matches. Every epoch reseeds all
+generators from (seed, epoch), so an interrupted and resumed CPU run ends with exactly the weights
+of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
+from timm.scheduler import CosineLRScheduler
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..io import atomic_path
+from ..provenance import Provenance, sha256_file
+from .common import autocast_for, derive_seed, resolve_device, seed_everything, seed_worker
+from .data import H5ImageDataset, normalize_batch, read_meta, train_transform
+from .models import create_backbone
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "lr", "images_per_s")
+
+
+@dataclass
+class PretrainConfig:
+    model: str = "t2s_resnet18_w32s4"
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 1e-3
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    warmup_epochs: int = 1
+    label_smoothing: float = 0.1
+    image_size: int | None = None       # None: the render's own size
+    crop_scale: tuple[float, float] = (0.35, 1.0)
+    hflip: float = 0.5
+    randaugment: str = ""               # timm spec, e.g. "rand-m9-mstd0.5-inc1"; "" = off
+    color_jitter: float = 0.0
+    mixup: float = 0.0                  # mixup alpha; 0 = off
+    cutmix: float = 0.0                 # cutmix alpha; 0 = off
+    num_workers: int = 0
+    in_memory: bool = True
+    device: str = "auto"
+    amp: bool = True                    # autocast on GPU only
+    threads: int = 0                    # torch CPU threads; 0 = torch's default
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.crop_scale = tuple(float(v) for v in self.crop_scale)
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("pretrain: epochs and batch_size must be >= 1")
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            raise ValueError(f"pretrain: warmup_epochs ({self.warmup_epochs}) must be below "
+                             f"epochs ({self.epochs})")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PretrainConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"pretrain: unknown key(s) {', '.join(unknown)}")
+        return cls(**d)
+
+    def fingerprint(self, input_sha: str) -> str:
+        # Settings that cannot change the result (loader plumbing) stay out of the fingerprint.
+        d = {k: v for k, v in asdict(self).items() if k not in ("num_workers", "in_memory", "threads")}
+        return hashlib.sha256(json.dumps([d, input_sha], sort_keys=True).encode()).hexdigest()
+
+
+def _loader(ds, cfg: PretrainConfig, epoch: int, pin: bool = False) -> DataLoader:
+    g = torch.Generator()
+    g.manual_seed(derive_seed(cfg.seed, epoch, 1))
+    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=g,
+                      drop_last=len(ds) >= cfg.batch_size, num_workers=cfg.num_workers,
+                      worker_init_fn=seed_worker, pin_memory=pin,
+                      persistent_workers=False)
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path, suffix=".pt.part") as tmp:
+        torch.save(state, tmp)
+
+
+def _rng_states() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state()}
+
+
+def pretrain(cfg: PretrainConfig, images_h5: str | os.PathLike, out_dir: str | os.PathLike,
+             stop_after_epoch: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train, checkpointing every epoch; returns a summary dict.
+
+    ``stop_after_epoch``: return after that many epochs in total, leaving only the checkpoint (a
+    time-limited job, or the interruption in the resume test); the next call resumes.
+    """
+    images_h5, out_dir = Path(images_h5), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    meta = read_meta(images_h5)
+    size = cfg.image_size or int(meta["shape"][0])
+    n_classes = meta["n_classes"]
+    input_sha = sha256_file(images_h5)
+    fingerprint = cfg.fingerprint(input_sha)
+    prov = Provenance.start("pretrain", params=asdict(cfg), seeds={"seed": cfg.seed},
+                            inputs=[images_h5])
+
+    ds = H5ImageDataset(images_h5, None, train_transform(size, cfg.crop_scale, cfg.hflip,
+                                                         cfg.randaugment, cfg.color_jitter),
+                        in_memory=cfg.in_memory)
+    seed_everything(derive_seed(cfg.seed, 0xB0D1))
+    model = create_backbone(cfg.model, num_classes=n_classes).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = len(_loader(ds, cfg, 0))
+    total = steps_per_epoch * cfg.epochs
+    warmup = steps_per_epoch * cfg.warmup_epochs
+    # warmup_prefix: the cosine starts after the warm-up and spans the remaining steps exactly.
+    scheduler = CosineLRScheduler(optimizer, t_initial=max(1, total - warmup), lr_min=cfg.min_lr,
+                                  warmup_t=warmup,
+                                  warmup_lr_init=cfg.lr * 0.01, warmup_prefix=True,
+                                  t_in_epochs=False)
+    mixup = None
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix,
+                      label_smoothing=cfg.label_smoothing, num_classes=n_classes)
+        criterion: nn.Module = SoftTargetCrossEntropy()
+    else:
+        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    scaler = torch.amp.GradScaler("cuda", enabled=(device.type == "cuda" and cfg.amp
+                                                   and not torch.cuda.is_bf16_supported()))
+
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    ckpt_path = out_dir / CHECKPOINT
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ckpt.get("fingerprint") == fingerprint:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            scaler.load_state_dict(ckpt["scaler"])
+            history = ckpt["history"]
+            start_epoch = int(ckpt["epoch"])
+            log.info("resuming %s from epoch %d", ckpt_path, start_epoch)
+        else:
+            log.warning("ignoring %s: written for another config or input", ckpt_path)
+
+    t_all = time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        # Everything random in this epoch follows from (seed, epoch): resuming needs no RNG state.
+        seed_everything(derive_seed(cfg.seed, epoch, 2))
+        model.train()
+        loader = _loader(ds, cfg, epoch, pin=device.type == "cuda")
+        loss_sum, correct, seen = 0.0, 0, 0
+        t0 = time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+                   mininterval=5.0, leave=False)
+        for step, (x, y) in enumerate(bar):
+            x, y = normalize_batch(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+            target = y
+            if mixup is not None:
+                x, target = mixup(x, y)
+            with autocast_for(device, cfg.amp):
+                logits = model(x)
+                loss = criterion(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step_update(num_updates=epoch * steps_per_epoch + step + 1)
+            loss_sum += float(loss.detach()) * len(y)
+            correct += int((logits.detach().argmax(1) == y).sum())
+            seen += len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}",
+                            img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        dt = time.perf_counter() - t0
+        row = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1),
+               "lr": optimizer.param_groups[0]["lr"], "images_per_s": seen / dt if dt > 0 else 0.0}
+        history.append(row)
+        log.info("epoch %d/%d loss %.4f acc %.3f lr %.2e %.0f img/s", row["epoch"], cfg.epochs,
+                 row["loss"], row["accuracy"], row["lr"], row["images_per_s"])
+        _save_checkpoint(ckpt_path, {
+            "fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "history": history, "rng": _rng_states(),
+            "config": asdict(cfg)})
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
+            return {"finished": False, "epoch": epoch + 1, "history": history}
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    model_path = out_dir / "model.pt"
+    with atomic_path(model_path, suffix=".pt.part") as tmp:
+        torch.save(state, tmp)
+    hist_path = out_dir / "history.tsv"
+    with atomic_path(hist_path, suffix=".tsv.part") as tmp:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, delimiter="\t")
+            w.writeheader()
+            for r in history:
+                w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in HISTORY_COLUMNS})
+    summary = {"finished": True, "n_classes": n_classes, "n_images": len(ds), "image_size": size,
+               "device": str(device), "feature_dim": int(model.num_features),
+               "final_loss": history[-1]["loss"], "final_accuracy": history[-1]["accuracy"],
+               "mean_images_per_s": float(np.mean([r["images_per_s"] for r in history])),
+               "seconds_this_run": time.perf_counter() - t_all, "resumed_from_epoch": start_epoch,
+               "history": history}
+    prov.finish(out_dir / "meta.json", outputs=[model_path, hist_path],
+                extra={k: v for k, v in summary.items() if k != "history"} | {"model": cfg.model})
+    ckpt_path.unlink(missing_ok=True)  # finished: model.pt is the artifact, the checkpoint only served resuming
+    return summary

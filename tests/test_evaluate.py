@@ -1,0 +1,80 @@
+"""Downstream evaluation: hyper-parameters are chosen on a validation split, never on test."""
+
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fixtures_h5 import write_render_h5, write_task_h5  # noqa: E402
+
+from task2sim.cli import evaluate as evaluate_cli  # noqa: E402
+from task2sim.train.evaluate import EvalConfig, evaluate, validation_split  # noqa: E402
+from task2sim.train.pretrain import PretrainConfig, pretrain  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bb")
+    render = write_render_h5(d / "images.h5", n_classes=8, per_class=8, size=32)
+    pretrain(PretrainConfig(model="t2s_resnet18_w8", epochs=1, batch_size=32, warmup_epochs=0,
+                            device="cpu"), render, d / "pre", progress=False)
+    return d / "pre" / "model.pt"
+
+
+def _scramble_test(src: Path, dst: Path) -> Path:
+    """A copy of the task whose test split is replaced by other images with shuffled labels."""
+    dst.write_bytes(src.read_bytes())
+    rng = np.random.default_rng(5)
+    with h5py.File(dst, "r+") as f:
+        f["test/images"][...] = rng.integers(0, 256, f["test/images"].shape, dtype=np.uint8)
+        f["test/labels"][...] = rng.permutation(f["test/labels"][()])
+    return dst
+
+
+def test_validation_split_is_seeded_stratified_and_disjoint():
+    labels = np.repeat(np.arange(5), 10)
+    fit, val = validation_split(labels, 0.3, seed=3)
+    fit2, val2 = validation_split(labels, 0.3, seed=3)
+    assert np.array_equal(fit, fit2) and np.array_equal(val, val2)
+    assert set(fit).isdisjoint(val) and len(fit) + len(val) == 50
+    assert np.all(np.bincount(labels[val], minlength=5) == 3)
+
+
+@pytest.mark.parametrize("method", ["linear", "finetune"])
+def test_choice_depends_on_validation_only(backbone, tmp_path, method):
+    task = write_task_h5(tmp_path / "data.h5", n_classes=4, n_train=64, n_test=32, size=32)
+    other = _scramble_test(task, tmp_path / "scrambled.h5")
+    epochs = 20 if method == "linear" else 2
+    cfg = EvalConfig(method=method, epochs=epochs, lrs=[1e-4, 0.05], weight_decays=[0.0],
+                     batch_sizes=[16], image_size=32, device="cpu")
+    a = evaluate("t2s_resnet18_w8", backbone, task, cfg, progress=False)
+    b = evaluate("t2s_resnet18_w8", backbone, other, cfg, progress=False)
+    assert len(a["grid"]) == 2 and a["n_val"] == 20 and a["n_fit"] == 44
+    # identical validation scores and choice whatever the test split holds
+    assert a["grid"] == b["grid"] and a["chosen"] == b["chosen"]
+    assert a["chosen"]["lr"] == max(a["grid"], key=lambda r: r["val_top1"])["lr"]
+    if method == "linear":  # a real signal: the tiny lr cannot fit in 20 epochs, the larger one can
+        assert a["chosen"]["lr"] == 0.05 and a["test_top1"] > 50
+        assert b["test_top1"] < a["test_top1"]
+
+
+def test_cli_scratch_and_errors(tmp_path, backbone):
+    task = write_task_h5(tmp_path / "data.h5", n_classes=4, n_train=40, n_test=20, size=32)
+    out = tmp_path / "scratch" / "x" / "t.json"
+    rc = evaluate_cli.main(["--method", "scratch", "--source", "none", "--task", "t",
+                            "--model-name", "t2s_resnet18_w8", "--image-size", "32",
+                            "--task-h5", str(task), "--out", str(out), "--device", "cpu",
+                            "--params", json.dumps({"epochs": 1, "lrs": [0.01]}), "--no-progress"])
+    assert rc == 0
+    rec = json.loads(out.read_text())
+    assert rec["method"] == "scratch" and 0 <= rec["test_top1"] <= 100
+    assert rec["grid"] == [] and rec["chosen"]["lr"] == 0.01  # one grid point: no validation run
+    assert out.with_suffix(".meta.json").is_file()
+    rc = evaluate_cli.main(["--method", "linear", "--source", "x", "--task", "t", "--model",
+                            str(backbone), "--task-h5", str(task), "--out", str(tmp_path / "y.json"),
+                            "--params", '{"epoch": 1}'])
+    assert rc == 2 and not (tmp_path / "y.json").exists()

@@ -1,0 +1,109 @@
+"""Weighted 5-NN (ALGORITHMS §3) against a brute-force numpy reference, and feature extraction."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fixtures_h5 import write_task_h5  # noqa: E402
+
+from task2sim.train.knn import compute_reward, knn_accuracy, knn_predict  # noqa: E402
+
+
+def brute_force(train, ytr, test, n_classes, k=5, t=0.07):
+    preds = []
+    for q in test:
+        sims = train @ q
+        order = np.argsort(-sims, kind="stable")[:k]
+        votes = np.zeros(n_classes)
+        for j in order:
+            votes[ytr[j]] += np.exp(sims[j] / t)
+        preds.append(int(np.argmax(votes)))
+    return np.array(preds)
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("chunk", [7, 1024])
+def test_knn_matches_brute_force(chunk):
+    rng = np.random.default_rng(0)
+    n_classes, d = 6, 16
+    centres = rng.normal(size=(n_classes, d))
+    ytr = rng.integers(0, n_classes, 300)
+    yte = rng.integers(0, n_classes, 101)
+    train = unit(centres[ytr] + 1.5 * rng.normal(size=(300, d))).astype(np.float32)
+    test = unit(centres[yte] + 1.5 * rng.normal(size=(101, d))).astype(np.float32)
+    ref = brute_force(train.astype(np.float64), ytr, test.astype(np.float64), n_classes)
+    got = knn_predict(train, ytr, test, n_classes=n_classes, chunk=chunk)
+    np.testing.assert_array_equal(got, ref)
+    acc = knn_accuracy(train, ytr, test, yte, n_classes=n_classes, chunk=chunk)
+    assert acc == pytest.approx(100 * np.mean(ref == yte))
+    assert 100 / n_classes < acc < 100  # informative but not trivial data
+
+
+def test_weighting_can_overrule_majority():
+    # Three far neighbours of class 0 against two very close ones of class 1: exp(sim/0.07) wins.
+    q = np.array([[1.0, 0.0]], np.float32)
+    ang = np.array([0.01, 0.02, 0.9, 0.95, 1.0])
+    train = np.stack([np.cos(ang), np.sin(ang)], 1).astype(np.float32)
+    y = np.array([1, 1, 0, 0, 0])
+    assert knn_predict(train, y, q, n_classes=2)[0] == 1
+    # with a huge temperature the weights flatten and the majority decides
+    assert knn_predict(train, y, q, n_classes=2, temperature=1e6)[0] == 0
+
+
+def test_compute_reward_on_fixture_task_and_cache(tmp_path):
+    task = write_task_h5(tmp_path / "data.h5", n_classes=4, n_train=64, n_test=32)
+    cache = tmp_path / "feat.npz"
+    torch.manual_seed(0)
+    r1 = compute_reward("t2s_resnet18_w8", None, task, image_size=32, cache=cache, progress=False)
+    assert cache.is_file()
+    assert r1["n_train"] == 64 and r1["n_test"] == 32 and r1["feature_dim"] == 64
+    assert r1["knn5_top1"] > 25  # random-init features of coloured stripes still beat chance
+    mtime = cache.stat().st_mtime_ns
+    torch.manual_seed(1)  # a different random init: the cached features must be reused as they are
+    r2 = compute_reward("t2s_resnet18_w8", None, task, image_size=32, cache=cache, progress=False)
+    assert cache.stat().st_mtime_ns == mtime and r2["knn5_top1"] == r1["knn5_top1"]
+
+
+def test_reward_cli_knn_and_aggregate(tmp_path):
+    import json
+
+    from task2sim.cli import reward as cli
+    from task2sim.reward_db import read_reward_db, read_table_tsv
+    from task2sim.train.models import create_backbone
+
+    task = write_task_h5(tmp_path / "data.h5", n_classes=3, n_train=30, n_test=15)
+    model_dir = tmp_path / "pre"
+    model_dir.mkdir()
+    torch.manual_seed(0)
+    torch.save(create_backbone("t2s_resnet18_w8", num_classes=5).state_dict(), model_dir / "model.pt")
+    task2 = write_task_h5(tmp_path / "data2.h5", n_classes=2, n_train=20, n_test=10, seed=4)
+    outs = []
+    for bits in ("00000000", "10000001"):
+        out, out2 = tmp_path / "rw" / bits / "t.json", tmp_path / "rw" / bits / "u.json"
+        assert cli.main(["knn", "--model", str(model_dir / "model.pt"), "--model-name", "t2s_resnet18_w8",
+                         "--image-size", "32", "--task-h5", str(task), str(task2), "--bits", bits,
+                         "--task", "t", "u", "--out", str(out), str(out2), "--device", "cpu"]) == 0
+        rec = json.loads(out.read_text())
+        assert set(rec) == {"bits", "task", "knn5_top1", "k", "temperature", "feature_dim", "n_train", "n_test"}
+        assert json.loads(out2.read_text())["n_test"] == 10 and rec["n_test"] == 15
+        assert out.with_suffix(".meta.json").is_file()
+        outs += [str(out), str(out.with_suffix(".meta.json")), str(out2)]  # sidecars are skipped
+    assert cli.main(["aggregate", "--tsv", str(tmp_path / "table.tsv"), "--png", str(tmp_path / "t.png"),
+                     "--reward-db", str(tmp_path / "db.json"), *outs]) == 0
+    assert read_table_tsv(tmp_path / "table.tsv")["t"].keys() == {"00000000", "10000001"}
+    assert read_table_tsv(tmp_path / "table.tsv").keys() == {"t", "u"}
+    db, tsv = read_reward_db(tmp_path / "db.json"), read_table_tsv(tmp_path / "table.tsv")
+    assert db.keys() == tsv.keys() and all(db["t"][b] == pytest.approx(tsv["t"][b], abs=1e-4) for b in db["t"])
+    # mismatched lists, and no meta.json beside the model without --model-name: clear errors, exit 2
+    assert cli.main(["knn", "--model", str(model_dir / "model.pt"), "--model-name", "t2s_resnet18_w8",
+                     "--image-size", "32", "--task-h5", str(task), "--bits", "00000000", "--task", "t", "u",
+                     "--out", str(tmp_path / "z.json")]) == 2
+    assert cli.main(["knn", "--model", str(model_dir / "model.pt"), "--task-h5", str(task), "--bits",
+                     "00000000", "--task", "t", "--out", str(tmp_path / "x.json")]) == 2
