@@ -9,6 +9,10 @@ configfile: "config.yaml"
 
 include: "rules/common.smk"
 include: "rules/tasks.smk"
+include: "rules/render.smk"
+include: "rules/pretrain.smk"
+include: "rules/reward.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

@@ -120,3 +120,13 @@ def evaluate_targets():
         out += expand("results/evaluate/{method}/{source}/{task}.json", method=method,
                       source=sources, task=task_ids())
     return out
+
+
+# --- render ---------------------------------------------------------------------------------------
+
+
+def render_params_json(wildcards):
+    """The render section as one JSON argument. vary_bits only chooses which datasets exist; it
+    is left out so that changing it does not rerender the configurations both runs share."""
+    settings = {k: v for k, v in config["render"].items() if k != "vary_bits"}
+    return json.dumps(settings, sort_keys=True)

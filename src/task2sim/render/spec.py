@@ -14,8 +14,8 @@ Meanings (ALGORITHMS §1):
   2 light intensity  1 +- U(0, 0.6) (relative to the default)         | 1.0
   3 light colour     r, g, b each U(0.05, 1)                          | white (1, 1, 1)
   4 light direction  yaw U(0, 360), pitch U(0, 360) deg               | yaw 35, pitch 50 deg
-  5 focus blur       with p = 0.75: focus distance factor U(0.3, 2.5)
-                     and aperture U(0.08, 0.3) (lens radius in units
+  5 focus blur       with p = 0.75: focus distance factor U(0.5, 2.0)
+                     and aperture U(0.02, 0.1) (lens radius in units
                      of the object's radius)                          | in focus, pinhole (aperture 0)
   6 background       environment id (one per group of BG_GROUP
                      consecutive images), view yaw U(0, 360),
@@ -42,8 +42,10 @@ DISTANCE_RANGE = (0.4, 1.5)
 INTENSITY_DELTA = 0.6
 COLOUR_RANGE = (0.05, 1.0)
 BLUR_PROBABILITY = 0.75
-FOCUS_FACTOR_RANGE = (0.3, 2.5)
-APERTURE_RANGE = (0.08, 0.3)
+# At 64 px these give circles of confusion of up to ~3 px on the object and ~6 px on the
+# background: clearly blurred, still recognisable.
+FOCUS_FACTOR_RANGE = (0.5, 2.0)
+APERTURE_RANGE = (0.02, 0.1)
 BG_PITCH_RANGE = (-30.0, 30.0)
 
 

@@ -1,0 +1,54 @@
+# Stage 2: synthetic pre-training data, one dataset per configuration string.
+# Code: task2sim.render (spec sampler, assets, backends, dataset), CLI task2sim.cli.render.
+
+
+rule render_dataset:
+    output:
+        images="results/renders/{bits}/images.h5",
+        preview=report(
+            "results/renders/{bits}/preview.png",
+            category="renders",
+            caption="../docs/report/render_preview.rst",
+            labels={"config": "{bits}", "figure": "preview"},
+        ),
+        meta="results/renders/{bits}/meta.json",
+    params:
+        # The whole render section: a changed size, class count or backend rerenders.
+        settings=render_params_json,
+        seed=config["seed"],
+    log:
+        "logs/renders/{bits}/images.log",
+    benchmark:
+        "benchmarks/renders/{bits}/images.tsv"
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    shell:
+        "python -m task2sim.cli.render dataset --bits {wildcards.bits} --config {params.settings:q}"
+        " --seed {params.seed} --out {output.images} --preview {output.preview}"
+        " --meta {output.meta} > {log} 2>&1"
+
+
+rule render_variations:
+    output:
+        report(
+            "results/renders/variations.png",
+            category="renders",
+            caption="../docs/report/render_variations.rst",
+        ),
+    params:
+        settings=render_params_json,
+        seed=config["seed"],
+    log:
+        "logs/renders/variations.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m task2sim.cli.render variations --config {params.settings:q} --seed {params.seed}"
+        " --out {output} > {log} 2>&1"
+
+
+FINAL_TARGETS.extend(expand("results/renders/{bits}/preview.png", bits=all_bits()))
+FINAL_TARGETS.append("results/renders/variations.png")
