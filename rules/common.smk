@@ -130,3 +130,11 @@ def render_params_json(wildcards):
     is left out so that changing it does not rerender the configurations both runs share."""
     settings = {k: v for k, v in config["render"].items() if k != "vary_bits"}
     return json.dumps(settings, sort_keys=True)
+
+
+# On a cluster these run on the submit host: each takes seconds, less than a SLURM job's start-up.
+localrules:
+    all,
+    tasks_prepare,
+    render_variations,
+    reward_table,

@@ -25,6 +25,8 @@ rule evaluate_downstream:
         mem_mb=4000,
         runtime=60,
         gpu=0,
+    conda:
+        "../envs/task2sim.yaml"
     shell:
         "python -m task2sim.cli.evaluate --method {wildcards.method} --source {wildcards.source}"
         " --task {wildcards.task} {params.model_args} --task-h5 {input.task}"

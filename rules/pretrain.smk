@@ -24,6 +24,8 @@ rule pretrain_backbone:
         runtime=60,
         # 0 here; a GPU profile sets e.g. `set-resources: {pretrain_backbone: {gpu: 1}}`.
         gpu=0,
+    conda:
+        "../envs/task2sim.yaml"
     shell:
         "python -m task2sim.cli.pretrain --images {input.images} --out-dir {params.out_dir}"
         " --params {params.settings:q} --seed {params.seed} --device {params.device}"

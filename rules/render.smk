@@ -24,6 +24,8 @@ rule render_dataset:
     resources:
         mem_mb=3000,
         runtime=20,
+    conda:
+        "../envs/task2sim.yaml"
     shell:
         "python -m task2sim.cli.render dataset --bits {wildcards.bits} --config {params.settings:q}"
         " --seed {params.seed} --out {output.images} --preview {output.preview}"
@@ -45,6 +47,8 @@ rule render_variations:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/task2sim.yaml"
     shell:
         "python -m task2sim.cli.render variations --config {params.settings:q} --seed {params.seed}"
         " --out {output} > {log} 2>&1"

@@ -31,6 +31,8 @@ rule reward_knn5:
         mem_mb=3000,
         runtime=30,
         gpu=0,
+    conda:
+        "../envs/task2sim.yaml"
     shell:
         "python -m task2sim.cli.reward knn --model {input.model} --bits {wildcards.bits}"
         " --task {params.task_ids} --task-h5 {input.tasks} --out {output.json}"
@@ -55,6 +57,8 @@ rule reward_table:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/task2sim.yaml"
     shell:
         "python -m task2sim.cli.reward aggregate --tsv {output.tsv} --png {output.png}"
         " --reward-db {output.db} {input} > {log} 2>&1"

@@ -23,6 +23,8 @@ rule tasks_prepare:
     resources:
         mem_mb=2000,
         runtime=15,
+    conda:
+        "../envs/task2sim.yaml"
     shell:
         "python -m task2sim.cli.tasks --task {wildcards.task:q} --settings {params.settings:q}"
         " --seed {params.seed} --out {output.data:q} --preview {output.preview:q}"

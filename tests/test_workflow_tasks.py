@@ -39,7 +39,7 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 def workflow_copy(tmp_path: Path) -> Path:
     if shutil.which("snakemake", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("snakemake is not installed in this environment")
-    for name in ("Snakefile", "rules", "schemas", "docs"):
+    for name in ("Snakefile", "rules", "schemas", "envs", "docs"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
     (tmp_path / "config.yaml").write_text(CONFIG)

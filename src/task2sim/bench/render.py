@@ -1,0 +1,80 @@
+"""Measure the renderer: images/s at 64 px with all 8 bits on, render-only vs render + HDF5 write.
+
+    python -m task2sim.bench.render [--classes 24] [--images-per-class 120] [--repeats 3] [--json out.json]
+
+Both sides run in one process on one warm RenderSession, interleaved (A B A B ...), so load from
+other processes hits both alike:
+  render-only   the same specs and meshes render_dataset renders, pixels discarded
+  render+write  render_dataset itself (scene sampling, rendering, chunked HDF5 write, preview)
+Reported: images/s of each, and write overhead = 1 - (render+write img/s) / (render-only img/s).
+A third line renders with focus blur off (bits 11111011) as a reference for the blur's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from ..render.dataset import RenderConfig, RenderSession, render_dataset
+
+
+def render_only(session: RenderSession, bits: str, seed: int = 0) -> float:
+    cfg = session.cfg
+    n = cfg.classes * cfg.images_per_class
+    t0 = time.perf_counter()
+    for start in range(0, n, 256):
+        pairs = [session.scene(i // cfg.images_per_class, i % cfg.images_per_class, i, seed, bits)
+                 for i in range(start, min(n, start + 256))]
+        session.render([p[0] for p in pairs], [p[1] for p in pairs])
+    return n / (time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m task2sim.bench.render", description=__doc__.split("\n")[0])
+    p.add_argument("--classes", type=int, default=24)
+    p.add_argument("--images-per-class", type=int, default=120)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--blur-passes", type=int, default=8)
+    p.add_argument("--cache-dir", default=".cache/assets")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", help="also write the figures here")
+    a = p.parse_args(argv)
+    cfg = RenderConfig(classes=a.classes, images_per_class=a.images_per_class, image_size=a.image_size,
+                       blur_passes=a.blur_passes, cache_dir=a.cache_dir)
+    session = RenderSession(cfg)
+    render_only(session, "11111111")  # warm-up: mesh uploads, shader compilation
+    res = {"render_only": [], "render_write": [], "no_blur": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(a.repeats):
+            res["render_only"].append(render_only(session, "11111111"))
+            out = Path(tmp) / f"r{r}"
+            t0 = time.perf_counter()
+            render_dataset(cfg, "11111111", out / "images.h5", out / "preview.png", out / "meta.json",
+                           session=session)
+            res["render_write"].append(cfg.classes * cfg.images_per_class / (time.perf_counter() - t0))
+            res["no_blur"].append(render_only(session, "11111011"))
+    session.close()
+    med = {k: statistics.median(v) for k, v in res.items()}
+    summary = {
+        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+        "backend": session.backend.version(),
+        "images": cfg.classes * cfg.images_per_class, "image_size": cfg.image_size,
+        "blur_passes": cfg.blur_passes,
+        "img_s_median": {k: round(v, 1) for k, v in med.items()},
+        "write_overhead": round(1 - med["render_write"] / med["render_only"], 3),
+        "blur_cost_ratio": round(med["render_only"] / med["no_blur"], 3),
+        "runs": {k: [round(x, 1) for x in v] for k, v in res.items()},
+    }
+    print(json.dumps(summary, indent=2))
+    if a.json:
+        Path(a.json).write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
