@@ -130,6 +130,20 @@ def test_bit5_blur_lowers_high_frequency_energy(scene_kit):
     assert all(sharp)  # images that drew "no blur" (p = 0.25) are untouched
 
 
+def test_gather_blur_also_lowers_high_frequency_energy(scene_kit):
+    lib, space, _ = scene_kit
+    gather = gl.GLBackend(list_materials(), scene_kit[2]._env_sources, blur_method="gather")
+    try:
+        kit = (lib, space, gather)
+        _, i0, _ = render(kit, "00000000")
+        specs, i1, _ = render(kit, flip(5))
+    finally:
+        gather.close()
+    ratios = [laplacian_energy(b) / laplacian_energy(a) for s, a, b in zip(specs, i0, i1) if s.aperture > 0]
+    assert max(ratios) < 1.0 and np.median(ratios) < 0.7, ratios
+    assert all((a == b).all() for s, a, b in zip(specs, i0, i1) if s.aperture == 0)
+
+
 def test_bit6_background_changes_border_pixels(scene_kit):
     _, i0, m0 = render(scene_kit, "00000000")
     _, i1, _ = render(scene_kit, flip(6))

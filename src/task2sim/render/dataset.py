@@ -48,6 +48,7 @@ class RenderConfig:
     images_per_class: int = 120
     image_size: int = 64
     blur_passes: int = 8
+    blur_method: str = "thinlens"
     cache_dir: str = ".cache/assets"
     tdw_port: int = 1071
     tdw_timeout_s: float = 30.0
@@ -77,7 +78,7 @@ class RenderSession:
         self.space = SamplerSpace(n_backgrounds=len(self.environments), n_materials=len(self.materials))
         if cfg.backend == "moderngl":
             options = {"materials": self.materials, "environments": self.environments,
-                       "blur_passes": cfg.blur_passes}
+                       "blur_passes": cfg.blur_passes, "blur_method": cfg.blur_method}
         else:
             options = backend_options(cfg.backend, dataclasses.asdict(cfg), materials=self.materials,
                                       environments=self.environments)

@@ -39,6 +39,9 @@ ENV_MEAN_LUMINANCE = 0.5     # every environment map is scaled to this mean lumi
 EXPOSURE = 1.0
 ATLAS_SIDE = 1024            # framebuffer side: 256 tiles of 64 px per batch
 MESH_CACHE = 64              # meshes whose vertex buffers stay on the "GPU"
+BLUR_METHODS = ("thinlens", "gather")
+GATHER_TAPS = 48             # neighbours sampled per pixel by the gather blur
+GATHER_MAX_RADIUS = 12.0     # pixels at 64 px (scaled with the image size)
 
 
 class GLUnavailable(RuntimeError):
@@ -207,6 +210,50 @@ out vec4 f_color;
 void main() { f_color = texture(u_src, v_ndc * 0.5 + 0.5) * u_weight; }
 """
 
+_GATHER_FRAGMENT = """
+#version 330
+// Depth-of-field by gathering ("scatter as gather"): every neighbour q inside the disc of the
+// largest circle of confusion contributes to this pixel if this pixel lies inside q's own circle,
+// weighted by 1 / area of that circle, as a thin lens spreads q's light. One render + this pass
+// stands in for many jittered thin-lens passes (see BENCHMARKS.md for how close it comes).
+in vec2 v_ndc;
+uniform sampler2D u_src;
+uniform sampler2D u_depth;
+uniform vec2 u_atlas;        // atlas size in pixels
+uniform vec4 u_tile;         // tile origin (x, y) and size (w, h) in pixels
+uniform float u_near; uniform float u_far;
+uniform float u_lens;        // lens radius (world units)
+uniform float u_inv_focus;   // 1 / focus distance
+uniform float u_px_per_rad;  // pixels per radian at the image centre
+uniform float u_radius;      // largest circle of confusion in this tile, pixels
+uniform int u_taps;
+out vec4 f_color;
+const float GOLDEN = 2.39996323;
+float coc(vec2 px) {
+    float d = texture(u_depth, px / u_atlas).r;
+    // the background quad sits at NDC z 0.9999 (window depth 0.99995): treat it as infinity
+    float inv_z = d >= 0.99994 ? 0.0 : (u_far - (2.0 * d - 1.0) * (u_far - u_near)) / (2.0 * u_far * u_near);
+    return u_lens * abs(inv_z - u_inv_focus) * u_px_per_rad;
+}
+void main() {
+    vec2 p = u_tile.xy + (v_ndc * 0.5 + 0.5) * u_tile.zw;
+    vec2 lo = u_tile.xy + 0.5, hi = u_tile.xy + u_tile.zw - 0.5;
+    vec4 sum = vec4(0.0);
+    float wsum = 0.0;
+    for (int i = 0; i <= u_taps; ++i) {
+        float r = i == 0 ? 0.0 : u_radius * sqrt((float(i) - 0.5) / float(u_taps));
+        float a = float(i) * GOLDEN;
+        vec2 q = clamp(p + r * vec2(cos(a), sin(a)), lo, hi);
+        float c = coc(q);
+        // q covers this pixel if its circle reaches it (soft over one pixel); the centre always
+        float w = (i == 0 ? 1.0 : clamp(c - r + 0.5, 0.0, 1.0)) / max(c * c, 0.25);
+        sum += w * texture(u_src, q / u_atlas);
+        wsum += w;
+    }
+    f_color = sum / max(wsum, 1e-6);
+}
+"""
+
 _TONEMAP_FRAGMENT = """
 #version 330
 in vec2 v_ndc;
@@ -233,22 +280,27 @@ class GLBackend:
 
     name = "moderngl"
 
-    def __init__(self, materials: Sequence[Any], environments: Sequence[Any], blur_passes: int = 6,
-                 atlas_side: int = ATLAS_SIDE) -> None:
+    def __init__(self, materials: Sequence[Any], environments: Sequence[Any], blur_passes: int = 8,
+                 blur_method: str = "thinlens", atlas_side: int = ATLAS_SIDE) -> None:
         import moderngl
 
         self._mgl = moderngl
         self.ctx = _create_context()
         self.materials = list(materials)
         self.blur_passes = int(blur_passes)
+        if blur_method not in BLUR_METHODS:
+            raise ValueError(f"blur_method must be one of {BLUR_METHODS}, got {blur_method!r}")
+        self.blur_method = blur_method
         self.atlas_side = int(atlas_side)
         self._obj = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_OBJECT_FRAGMENT)
         self._bg = self.ctx.program(vertex_shader=_QUAD_VERTEX, fragment_shader=_BACKGROUND_FRAGMENT)
         self._copy = self.ctx.program(vertex_shader=_QUAD_VERTEX, fragment_shader=_COPY_FRAGMENT)
         self._tone = self.ctx.program(vertex_shader=_QUAD_VERTEX, fragment_shader=_TONEMAP_FRAGMENT)
+        self._gather = self.ctx.program(vertex_shader=_QUAD_VERTEX, fragment_shader=_GATHER_FRAGMENT)
         quad = self.ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], dtype="f4").tobytes())
         self._quads = {p: self.ctx.vertex_array(p, [(quad, "2f", "in_pos")])
-                       for p in (self._bg, self._copy, self._tone)}
+                       for p in (self._bg, self._copy, self._tone, self._gather)}
+        self._env_sources = list(environments)
         self._envs = [self._upload_environment(e.image) for e in environments]
         if not self._envs:
             raise ValueError("GLBackend needs at least one environment map")
@@ -309,12 +361,14 @@ class GLBackend:
         if size not in self._targets:
             side = max(size, (self.atlas_side // size) * size)
             hdr = self.ctx.texture((side, side), 4, dtype="f2")
-            depth = self.ctx.depth_renderbuffer((side, side))
+            depth = self.ctx.depth_texture((side, side))
+            depth.compare_func = ""  # sample raw depth values (the gather blur reads them)
+            depth.filter = (self._mgl.NEAREST, self._mgl.NEAREST)
             acc = self.ctx.texture((side, side), 4, dtype="f4")
             out = self.ctx.renderbuffer((side, side), 4)
             self._targets[size] = (
                 side,
-                self.ctx.framebuffer([hdr], depth), hdr,
+                self.ctx.framebuffer([hdr], depth), hdr, depth,
                 self.ctx.framebuffer([acc]), acc,
                 self.ctx.framebuffer([out]),
             )
@@ -331,9 +385,11 @@ class GLBackend:
         alpha = np.zeros((n, s, s), dtype=np.float32)
         side = self._target(s)[0]
         per_batch = (side // s) ** 2
-        blurred = [i for i, sp in enumerate(specs) if sp.aperture > 0 and self.blur_passes > 1]
-        sharp = [i for i, sp in enumerate(specs) if not (sp.aperture > 0 and self.blur_passes > 1)]
-        for group, passes in ((sharp, 1), (blurred, self.blur_passes)):
+        can_blur = self.blur_method == "gather" or self.blur_passes > 1
+        blurred = [i for i, sp in enumerate(specs) if sp.aperture > 0 and can_blur]
+        sharp = [i for i, sp in enumerate(specs) if not (sp.aperture > 0 and can_blur)]
+        blur_passes = "gather" if self.blur_method == "gather" else self.blur_passes
+        for group, passes in ((sharp, 1), (blurred, blur_passes)):
             for start in range(0, len(group), per_batch):
                 idx = group[start:start + per_batch]
                 rgba = self._render_batch([specs[i] for i in idx], [meshes[i] for i in idx], s, passes)
@@ -342,11 +398,13 @@ class GLBackend:
         return (images, alpha) if return_alpha else images
 
     def _render_batch(self, specs, meshes, s: int, passes: int) -> np.ndarray:
-        side, fbo_hdr, hdr, fbo_acc, acc, fbo_out = self._target(s)
+        side, fbo_hdr, hdr, depth, fbo_acc, acc, fbo_out = self._target(s)
         cols = side // s
         ctx = self.ctx
+        gather = passes == "gather"
+        passes = 1 if gather else passes
         lenses = lens_offsets(passes)
-        if passes > 1:
+        if passes > 1 or gather:
             fbo_acc.use()
             ctx.clear(0.0, 0.0, 0.0, 0.0)
         for p in range(passes):
@@ -366,10 +424,12 @@ class GLBackend:
                 self._copy["u_weight"].value = 1.0 / passes
                 self._quads[self._copy].render(self._mgl.TRIANGLE_STRIP)
                 ctx.disable(self._mgl.BLEND)
+        if gather:
+            self._gather_blur(specs, s, side, hdr, depth, fbo_acc)
         fbo_out.use()
         ctx.viewport = (0, 0, side, side)
         ctx.disable(self._mgl.DEPTH_TEST)
-        (acc if passes > 1 else hdr).use(0)
+        (acc if passes > 1 or gather else hdr).use(0)
         self._tone["u_src"].value = 0
         self._tone["u_exposure"].value = EXPOSURE
         self._quads[self._tone].render(self._mgl.TRIANGLE_STRIP)
@@ -381,6 +441,34 @@ class GLBackend:
             r, c = divmod(t, cols)
             out[t] = atlas[r * s:(r + 1) * s, c * s:(c + 1) * s][::-1]  # GL rows go bottom-up
         return out
+
+    def _gather_blur(self, specs, s: int, side: int, hdr, depth, fbo_acc) -> None:
+        """Depth-based thin-lens blur of every tile of the HDR atlas into the accumulation target."""
+        ctx, g = self.ctx, self._gather
+        fbo_acc.use()
+        ctx.disable(self._mgl.DEPTH_TEST)
+        hdr.use(0)
+        depth.use(2)
+        g["u_src"].value, g["u_depth"].value = 0, 2
+        g["u_atlas"].value = (float(side), float(side))
+        g["u_near"].value, g["u_far"].value = NEAR, FAR
+        g["u_taps"].value = GATHER_TAPS
+        px_per_rad = (s / 2) / math.tan(math.radians(CAMERA_FOV_DEG) / 2)
+        g["u_px_per_rad"].value = px_per_rad
+        cols = side // s
+        for t, spec in enumerate(specs):
+            x, y = (t % cols) * s, (t // cols) * s
+            ctx.viewport = (x, y, s, s)
+            obj_dist = CAMERA_DISTANCE * spec.distance_factor
+            focus = max(spec.focus_distance_factor * obj_dist, NEAR * 2)
+            near_obj = max(obj_dist - 1.0, NEAR)
+            # the largest circle of confusion in the tile: the background or the object's near side
+            worst = spec.aperture * max(1.0 / focus, abs(1.0 / near_obj - 1.0 / focus)) * px_per_rad
+            g["u_tile"].value = (float(x), float(y), float(s), float(s))
+            g["u_lens"].value = spec.aperture
+            g["u_inv_focus"].value = 1.0 / focus
+            g["u_radius"].value = float(min(worst, GATHER_MAX_RADIUS * s / 64))
+            self._quads[g].render(self._mgl.TRIANGLE_STRIP)
 
     def _set_env(self, prog, spec: SceneSpec):
         tex, scale, lod_max = self._envs[spec.background_id % len(self._envs)]
