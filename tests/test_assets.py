@@ -12,7 +12,9 @@ import pytest
 from task2sim.render.assets import (AssetError, PackageUnavailable, build_library, class_catalogue,
                                     list_environments, list_materials, read_pat)
 from task2sim.render.assets import procedural
-from task2sim.render.assets.library import PROCEDURAL_POOL, crease_split, split_pool
+from task2sim.render.assets.library import (MIN_PART_FACES, PROCEDURAL_POOL, VERSION, crease_split, finalise,
+                                            part_budgets, split_pool)
+from task2sim.render.assets.types import Material
 from task2sim.render.assets.materials import PatError
 from task2sim.render.spec import MAX_PARTS
 
@@ -100,11 +102,16 @@ def test_library_deterministic_and_cached(proc_lib, tmp_path):
         assert a == [_mesh_digest(m) for m in again.meshes(c)]
         assert a == [_mesh_digest(m) for m in fresh.meshes(c)]
     assert lib.manifest == fresh.manifest
-    tsv = list((cache / "assets-v1").glob("manifest_12c_3m_train_*.tsv"))
+    tsv = list((cache / VERSION).glob("manifest_12c_3m_train_*.tsv"))
     assert len(tsv) == 1
     rows = tsv[0].read_text().splitlines()
     assert rows[0].split("\t") == ["id", "class_id", "class", "mesh", "split", "index", "source", "licence",
-                                   "attribution"]
+                                   "attribution", "faces_original", "faces"]
+    for r in lib.manifest:  # face counts for converted meshes only; procedural ones fit the budget
+        if r["index"] >= 0:
+            assert r["faces"] == lib.meshes(r["class_id"])[r["index"]].n_faces <= r["faces_original"]
+        else:
+            assert r["faces"] == r["faces_original"] == -1
     assert len(rows) == 1 + len(lib.manifest) == 1 + 12 * PROCEDURAL_POOL
 
 
@@ -161,6 +168,8 @@ def test_bad_arguments(tmp_path):
         build_library(tmp_path, 2, 2, 0.2, split="test", use_sweethome=False)
     with pytest.raises(AssetError, match="only"):
         build_library(tmp_path, 10_000, 2, 0.2, use_sweethome=False)
+    with pytest.raises(AssetError, match="face_budget"):
+        build_library(tmp_path, 2, 2, 0.2, use_sweethome=False, face_budget=100)
 
 
 def test_crease_split_cube_has_flat_faces():
@@ -172,6 +181,83 @@ def test_crease_split_cube_has_flat_faces():
     sph = trimesh.creation.icosphere(2)
     vid, nrm, _ = crease_split(np.asarray(sph.vertices), np.asarray(sph.faces))
     assert len(vid) == len(sph.vertices)  # smooth: no splits
+
+
+# ---- decimation to the face budget ---------------------------------------------------------------
+
+
+def _ortho_mask(mesh, drop_axis: int, n: int = 128) -> np.ndarray:
+    """Silhouette of ``mesh`` in an orthographic view along ``drop_axis``: its triangles filled
+    (no antialiasing) by matplotlib's Agg rasteriser on an n x n grid over [-1, 1]^2."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import PolyCollection
+    from matplotlib.figure import Figure
+    keep = [a for a in range(3) if a != drop_axis]
+    fig = Figure(figsize=(1, 1), dpi=n)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(-1, 1)
+    ax.set_ylim(-1, 1)
+    ax.set_axis_off()
+    tris = np.concatenate([p.vertices[p.faces][:, :, keep] for p in mesh.parts]).astype(float)
+    ax.add_collection(PolyCollection(tris, facecolors="k", edgecolors="none", antialiased=False))
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., 0] < 128
+
+
+def _heavy_pieces():
+    """A two-part object of ~29k faces: a bumpy ellipsoid body and a textured handle whose uvs
+    are an affine function of position (so re-projected uvs can be checked)."""
+    import trimesh
+    body = trimesh.creation.icosphere(subdivisions=5)                 # 20480 faces
+    v = np.asarray(body.vertices) * [0.6, 0.9, 0.5]
+    v *= (1 + 0.05 * np.sin(7 * v[:, :1]) * np.cos(5 * v[:, 1:2]))
+    body = trimesh.Trimesh(v, body.faces, process=False)
+    handle = trimesh.creation.capsule(radius=0.12, height=1.0, count=[64, 64])   # 8192 faces
+    handle.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0]))
+    handle.apply_translation([0.6, 0.2, 0.0])
+    hv = np.asarray(handle.vertices)
+    handle.visual = trimesh.visual.TextureVisuals(uv=hv[:, :2] * 0.5 + 0.5)
+    tex = (np.random.default_rng(0).random((8, 8, 3)) * 255).astype(np.uint8)
+    return [(body, Material("body", (0.8, 0.2, 0.2), 0.3, 0.5, 0.0)),
+            (handle, Material("handle", (1.0, 1.0, 1.0), 0.3, 0.5, 0.0, tex))]
+
+
+def test_part_budgets_split_in_proportion_with_floors():
+    assert part_budgets([1000, 3000], 2000) == [500, 1500]
+    t = part_budgets([20000, 50, 300, 10], 1200)
+    assert t[1] == 50 and t[3] == 10 and t[2] == MIN_PART_FACES   # small parts keep all or the floor
+    assert sum(t) <= 1200 and t[0] == 1200 - 50 - 10 - MIN_PART_FACES
+    assert part_budgets([100, 200], 1000) == [100, 200]            # under budget: unchanged
+
+
+def test_decimation_meets_budget_keeps_normalisation_silhouette_and_uvs():
+    pieces = _heavy_pieces()
+    n_in = sum(len(m.faces) for m, _ in pieces)
+    kw = dict(name="heavy", class_name="test", source="test", licence="", attribution="")
+    full = finalise(pieces, face_budget=None, **kw)
+    small = finalise(pieces, face_budget=3000, **kw)
+    assert full.n_faces == full.faces_original == small.faces_original == n_in > 3000
+    assert 1500 < small.n_faces <= 3000
+    assert len(small.parts) == 2 and small.parts[1].material.texture is not None
+    allv = np.concatenate([p.vertices for p in small.parts])
+    assert np.abs((allv.min(0) + allv.max(0)) / 2).max() < 1e-4
+    assert abs(np.linalg.norm(allv, axis=1).max() - 1) < 1e-4
+    for p in small.parts:
+        assert np.allclose(np.linalg.norm(p.normals, axis=1), 1, atol=1e-3)
+        assert p.faces.dtype == np.int32 and p.faces.max() < len(p.vertices) and np.isfinite(p.uvs).all()
+    for axis in range(3):
+        a, b = _ortho_mask(full, axis), _ortho_mask(small, axis)
+        iou = (a & b).sum() / (a | b).sum()
+        assert a.sum() > 0.1 * a.size and iou > 0.9, (axis, iou)
+    # the handle's uvs were re-projected from the original faces: still the same affine map of
+    # position (up to the tiny renormalisation after decimation)
+    h = small.parts[1]
+    scale = np.linalg.norm(np.concatenate([m.vertices for m, _ in pieces]), axis=1).max()
+    assert np.abs(h.uvs - (h.vertices[:, :2] * scale * 0.5 + 0.5)).max() < 0.03
+    again = finalise(pieces, face_budget=3000, **kw)  # deterministic
+    assert all(np.array_equal(p.vertices, q.vertices) and np.array_equal(p.faces, q.faces)
+               and np.array_equal(p.uvs, q.uvs) for p, q in zip(small.parts, again.parts))
 
 
 # ---- Sweet Home 3D (needs the Debian package) ---------------------------------------------------

@@ -42,6 +42,7 @@ class Mesh:
     licence: str
     attribution: str
     parts: tuple[Part, ...]
+    faces_original: int = -1   # face count before decimation to the library's face budget (-1: unknown)
 
     @property
     def n_vertices(self) -> int:
