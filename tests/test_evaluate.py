@@ -44,6 +44,16 @@ def test_validation_split_is_seeded_stratified_and_disjoint():
     assert np.all(np.bincount(labels[val], minlength=5) == 3)
 
 
+def test_validation_split_smaller_than_class_count_falls_back_to_unstratified():
+    labels = np.repeat(np.arange(10), 2)  # 6 validation images cannot hold 10 classes
+    fit, val = validation_split(labels, 0.3, seed=1)
+    fit2, val2 = validation_split(labels, 0.3, seed=1)
+    assert np.array_equal(fit, fit2) and np.array_equal(val, val2)
+    assert set(fit).isdisjoint(val) and len(fit) == 14 and len(val) == 6
+    with pytest.raises(ValueError, match="tiny.h5 has 1 training image"):
+        validation_split(np.array([0]), 0.3, seed=1, where="tiny.h5")
+
+
 @pytest.mark.parametrize("method", ["linear", "finetune"])
 def test_choice_depends_on_validation_only(backbone, tmp_path, method):
     task = write_task_h5(tmp_path / "data.h5", n_classes=4, n_train=64, n_test=32, size=32)

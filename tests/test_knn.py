@@ -10,7 +10,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from fixtures_h5 import write_task_h5  # noqa: E402
 
-from task2sim.train.knn import compute_reward, knn_accuracy, knn_predict  # noqa: E402
+from task2sim.train.knn import compute_reward, feature_model, knn_accuracy, knn_predict  # noqa: E402
 
 
 def brute_force(train, ytr, test, n_classes, k=5, t=0.07):
@@ -60,15 +60,27 @@ def test_weighting_can_overrule_majority():
 def test_compute_reward_on_fixture_task_and_cache(tmp_path):
     task = write_task_h5(tmp_path / "data.h5", n_classes=4, n_train=64, n_test=32)
     cache = tmp_path / "feat.npz"
-    torch.manual_seed(0)
     r1 = compute_reward("t2s_resnet18_w8", None, task, image_size=32, cache=cache, progress=False)
     assert cache.is_file()
     assert r1["n_train"] == 64 and r1["n_test"] == 32 and r1["feature_dim"] == 64
     assert r1["knn5_top1"] > 25  # random-init features of coloured stripes still beat chance
     mtime = cache.stat().st_mtime_ns
-    torch.manual_seed(1)  # a different random init: the cached features must be reused as they are
+    torch.manual_seed(1)  # the global RNG must not matter: the random init is seeded (seed=0)
     r2 = compute_reward("t2s_resnet18_w8", None, task, image_size=32, cache=cache, progress=False)
     assert cache.stat().st_mtime_ns == mtime and r2["knn5_top1"] == r1["knn5_top1"]
+    with np.load(cache) as z:
+        key0, f0 = str(z["key"]), z["train"].copy()
+    # another init seed is another network: its own cache key, so the cache is recomputed
+    compute_reward("t2s_resnet18_w8", None, task, image_size=32, cache=cache, progress=False, seed=1)
+    with np.load(cache) as z:
+        assert str(z["key"]) != key0 and not np.allclose(z["train"], f0)
+
+
+def test_random_init_feature_model_is_seeded():
+    a, b, c = (feature_model("t2s_resnet18_w8", None, seed=s) for s in (3, 3, 4))
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
 def test_reward_cli_knn_and_aggregate(tmp_path):

@@ -72,6 +72,47 @@ def test_checkpoint_of_other_config_is_ignored(render, tmp_path):
     assert s["resumed_from_epoch"] == 0
 
 
+def test_checkpoint_optimizer_spares_norm_and_bias_from_weight_decay(render, tmp_path):
+    pretrain(PretrainConfig(**TINY), render, tmp_path, stop_after_epoch=1, progress=False)
+    ckpt = torch.load(tmp_path / CHECKPOINT, map_location="cpu", weights_only=False)
+    assert "rng" not in ckpt  # per-epoch reseeding makes RNG states useless
+    groups = ckpt["optimizer"]["param_groups"]
+    assert sorted(g["weight_decay"] for g in groups) == [0.0, PretrainConfig().weight_decay]
+    # the no-decay group holds exactly the 1-D parameters (BatchNorm weights/biases, fc bias)
+    n_1d = sum(p.ndim <= 1 for p in _weights_from(ckpt["model"]))
+    assert len(next(g for g in groups if g["weight_decay"] == 0.0)["params"]) == n_1d
+
+
+def _weights_from(state):
+    return [v for k, v in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+
+
+def test_fingerprint_covers_resolved_device_and_amp_dtype(render, tmp_path):
+    cfg = PretrainConfig(**TINY)
+    assert cfg.fingerprint("x", "cpu", "none") != cfg.fingerprint("x", "cuda", "bfloat16")
+    assert cfg.fingerprint("x", "cuda", "float16") != cfg.fingerprint("x", "cuda", "bfloat16")
+    # the requested name does not matter, only what it resolves to: an 'auto' run on this CPU
+    # machine continues a 'cpu' checkpoint
+    if not torch.cuda.is_available():
+        pretrain(cfg, render, tmp_path, stop_after_epoch=1, progress=False)
+        s = pretrain(PretrainConfig(**{**TINY, "device": "auto"}), render, tmp_path, progress=False)
+        assert s["resumed_from_epoch"] == 1
+
+
+def test_mixup_needs_even_batches(tmp_path):
+    with pytest.raises(ValueError, match="even batch_size, got 33"):
+        PretrainConfig(**{**TINY, "mixup": 0.8, "batch_size": 33})
+    PretrainConfig(**{**TINY, "batch_size": 33})  # odd is fine without mixup
+    # 25 images: batches of 8 leave an odd last batch of 1, which is dropped with mixup on
+    small = write_render_h5(tmp_path / "small.h5", n_classes=5, per_class=5, size=32)
+    s = pretrain(PretrainConfig(**{**TINY, "epochs": 1, "batch_size": 8, "cutmix": 1.0}), small,
+                 tmp_path / "out", progress=False)
+    assert s["finished"]
+    with pytest.raises(ValueError, match="fewer than one mixup batch of 32"):
+        pretrain(PretrainConfig(**{**TINY, "epochs": 1, "mixup": 0.8}), small, tmp_path / "o2",
+                 progress=False)
+
+
 def test_mixup_and_randaugment_path_runs(render, tmp_path):
     cfg = PretrainConfig(**{**TINY, "epochs": 1, "mixup": 0.8, "cutmix": 1.0,
                             "randaugment": "rand-m9-mstd0.5-inc1"})
@@ -83,6 +124,18 @@ def test_incomplete_render_is_refused(tmp_path):
     p = write_render_h5(tmp_path / "images.h5", n_classes=2, per_class=2, size=32, complete=False)
     with pytest.raises(DataError, match="incomplete"):
         pretrain(PretrainConfig(**TINY), p, tmp_path / "out", progress=False)
+
+
+def test_task_files_are_validated_by_the_tasks_reader(tmp_path):
+    import h5py
+    from fixtures_h5 import write_task_h5
+
+    task = write_task_h5(tmp_path / "data.h5", n_classes=3, n_train=12, n_test=6)
+    assert len(H5ImageDataset(task, "train", in_memory=False)) == 12
+    with h5py.File(task, "a") as f:
+        del f.attrs["licence"]
+    with pytest.raises(DataError, match="missing attribute 'licence'"):
+        H5ImageDataset(task, "test")
 
 
 def test_lazy_and_in_memory_datasets_agree(render):

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from ..train.evaluate import EvalConfig, evaluate
+    from ..train.models import backbone_info
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,11 +62,7 @@ def run(args: argparse.Namespace) -> dict:
         model = Path(args.model)
         if not model.is_file():
             raise DataError(f"{model}: no such model file")
-        meta = model.parent / "meta.json"
-        if meta.is_file():
-            rec = json.loads(meta.read_text())
-            info = {"model_name": rec.get("params", {}).get("model"),
-                    "image_size": (rec.get("extra") or {}).get("image_size")}
+        info = backbone_info(model)
     elif args.method != "scratch":
         raise ValueError(f"--model is required for method {args.method}")
     name = args.model_name or info.get("model_name")

@@ -59,19 +59,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _model_info(model: Path) -> dict:
-    meta = model.parent / "meta.json"
-    if not meta.is_file():
-        return {}
-    rec = json.loads(meta.read_text())
-    return {"model_name": rec.get("params", {}).get("model"),
-            "image_size": (rec.get("extra") or {}).get("image_size")}
-
-
 def run_knn(args: argparse.Namespace) -> dict:
     import torch
 
     from ..train.knn import compute_reward, feature_model
+    from ..train.models import backbone_info
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,7 +71,7 @@ def run_knn(args: argparse.Namespace) -> dict:
     model = Path(args.model)
     if not model.is_file():
         raise DataError(f"{model}: no such model file")
-    info = _model_info(model)
+    info = backbone_info(model)
     name = args.model_name or info.get("model_name")
     size = args.image_size or info.get("image_size")
     if not name or not size:

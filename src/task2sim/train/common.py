@@ -1,11 +1,17 @@
-"""Seeding and device selection shared by pre-training, feature extraction and evaluation."""
+"""Seeding, device selection, mixed precision and the training epoch shared by pre-training and evaluation."""
 
 from __future__ import annotations
 
 import random
+import time
+from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
+from tqdm import tqdm
+
+from .data import normalize_batch
 
 
 def derive_seed(*keys: int) -> int:
@@ -34,9 +40,60 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
+    """The autocast dtype a run uses: bf16 (or fp16 without bf16 support) on GPU, None (fp32) otherwise."""
+    if device.type == "cuda" and enabled:
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
 def autocast_for(device: torch.device, enabled: bool = True):
     """bf16 (or fp16) autocast on GPU; a no-op context on CPU, where it would only slow us down."""
-    if device.type == "cuda" and enabled:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = amp_dtype(device, enabled)
+    if dtype is not None:
         return torch.autocast("cuda", dtype=dtype)
     return torch.autocast(device.type, enabled=False)
+
+
+def grad_scaler(device: torch.device, enabled: bool = True) -> torch.amp.GradScaler:
+    """Loss scaling is needed only for fp16 autocast (bf16 has fp32's range); disabled otherwise."""
+    return torch.amp.GradScaler("cuda", enabled=amp_dtype(device, enabled) == torch.float16)
+
+
+def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, criterion: nn.Module,
+                    device: torch.device, amp: bool = True,
+                    scaler: torch.amp.GradScaler | None = None, mixup: Callable | None = None,
+                    scheduler=None, step_offset: int = 0, progress: bool = True,
+                    desc: str = "epoch") -> dict[str, float]:
+    """One pass over ``loader``: normalise on the device, optional mixup, autocast, scaled step.
+
+    ``scheduler`` (timm, per-step) gets ``step_update(step_offset + step + 1)`` after each step.
+    Returns mean loss, accuracy against the hard labels, images seen and seconds.
+    """
+    if scaler is None:
+        scaler = grad_scaler(device, amp)
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    t0 = time.perf_counter()
+    bar = tqdm(loader, desc=desc, disable=not progress, mininterval=5.0, leave=False)
+    for step, (x, y) in enumerate(bar):
+        x, y = normalize_batch(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+        target = y
+        if mixup is not None:
+            x, target = mixup(x, y)
+        with autocast_for(device, amp):
+            logits = model(x)
+            loss = criterion(logits, target)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if scheduler is not None:
+            scheduler.step_update(num_updates=step_offset + step + 1)
+        loss_sum += float(loss.detach()) * len(y)
+        correct += int((logits.detach().argmax(1) == y).sum())
+        seen += len(y)
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}",
+                        img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+    return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1), "seen": seen,
+            "seconds": time.perf_counter() - t0}

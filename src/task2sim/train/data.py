@@ -2,7 +2,8 @@
 
 Two layouts (docs/FORMATS.md): a render (``images.h5``: ``images``/``labels`` at the root, attr
 ``complete``) and a task (``data.h5``: ``train/...`` and ``test/...``). ``H5ImageDataset`` reads
-either, as ``(tensor, label)`` pairs.
+either, as ``(tensor, label)`` pairs. A task file is read and validated by the tasks package's own
+reader (``task2sim.tasks.data.load_task_h5``), so the layout has one validator.
 
 Loading: with ``in_memory=True`` the whole uint8 array is read once (CPU-sized data: 2880 renders of
 64 px are 35 MB) and DataLoader workers share it copy-on-write; otherwise each worker opens the file
@@ -22,6 +23,8 @@ from PIL import Image
 from timm.data import create_transform
 from torch.utils.data import Dataset
 
+from ..tasks.data import TaskData, TaskDataError, load_task_h5
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -30,49 +33,64 @@ class DataError(ValueError):
     """An input HDF5 file is missing, incomplete or not in the documented layout."""
 
 
-def _group(f: h5py.File, path: str | os.PathLike, split: str | None) -> h5py.Group:
-    if split is None:
-        if "complete" in f.attrs and not bool(f.attrs["complete"]):
-            raise DataError(f"{path}: render is incomplete (attr complete is False)")
-        g = f
-    else:
-        if split not in f:
-            raise DataError(f"{path}: no split {split!r} (has {sorted(f.keys())})")
-        g = f[split]
+def _render(f: h5py.File, path: str | os.PathLike) -> h5py.Group:
+    """The root of a render file, checked against its layout."""
+    if "complete" in f.attrs and not bool(f.attrs["complete"]):
+        raise DataError(f"{path}: render is incomplete (attr complete is False)")
     for key in ("images", "labels"):
-        if key not in g:
-            raise DataError(f"{path}: missing dataset {(split + '/' if split else '') + key!r}")
-    if g["images"].ndim != 4 or g["images"].shape[-1] not in (1, 3) or g["images"].dtype != np.uint8:
+        if key not in f:
+            raise DataError(f"{path}: missing dataset {key!r}")
+    if f["images"].ndim != 4 or f["images"].shape[-1] not in (1, 3) or f["images"].dtype != np.uint8:
         raise DataError(f"{path}: images must be uint8 (N, H, W, C) with C in {{1, 3}}, "
-                        f"got {g['images'].dtype} {g['images'].shape}")
-    if g["labels"].shape[0] != g["images"].shape[0]:
-        raise DataError(f"{path}: {g['labels'].shape[0]} labels for {g['images'].shape[0]} images")
-    return g
+                        f"got {f['images'].dtype} {f['images'].shape}")
+    if f["labels"].shape[0] != f["images"].shape[0]:
+        raise DataError(f"{path}: {f['labels'].shape[0]} labels for {f['images'].shape[0]} images")
+    return f
 
 
-def read_meta(path: str | os.PathLike, split: str | None = None) -> dict:
-    """Number of images and classes, image shape, class names, without reading the pixels."""
+def _task_split(path: Path, split: str) -> tuple[TaskData, np.ndarray, np.ndarray]:
+    """A task file, validated by ``load_task_h5``, and one split's images and labels."""
+    if split not in ("train", "test"):
+        raise DataError(f"{path}: no split {split!r} (a task has 'train' and 'test')")
+    try:
+        task = load_task_h5(path)
+    except TaskDataError as e:  # one exception type (DataError) for the training CLIs
+        raise DataError(str(e)) from None
+    return task, getattr(task, f"{split}_images"), getattr(task, f"{split}_labels")
+
+
+def _read(path: str | os.PathLike, split: str | None,
+          pixels: bool = True) -> tuple[dict, np.ndarray | None, np.ndarray]:
+    """(meta, images or None, int64 labels). A task split is always read whole: validating it is
+    ``load_task_h5``'s job, and task files are small; ``pixels=False`` only spares a render's."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    if split is not None:
+        task, images, labels = _task_split(path, split)
+        meta = {"n": int(images.shape[0]), "shape": tuple(images.shape[1:]), "n_classes": task.n_classes,
+                "class_names": list(task.class_names)}
+        return meta, images, labels
     with h5py.File(path, "r") as f:
-        g = _group(f, path, split)
+        g = _render(f, path)
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["class_names"][()]] \
             if "class_names" in f else None
-        labels = g["labels"][()]
+        labels = g["labels"][()].astype(np.int64)
         n_classes = int(f.attrs.get("n_classes", len(names) if names else int(labels.max()) + 1))
-        return {"n": int(g["images"].shape[0]), "shape": tuple(g["images"].shape[1:]),
+        meta = {"n": int(g["images"].shape[0]), "shape": tuple(g["images"].shape[1:]),
                 "n_classes": n_classes, "class_names": names}
+        return meta, (g["images"][()] if pixels else None), labels
+
+
+def read_meta(path: str | os.PathLike, split: str | None = None) -> dict:
+    """Number of images and classes, image shape, class names (a render's pixels stay on disk)."""
+    return _read(path, split, pixels=False)[0]
 
 
 def read_arrays(path: str | os.PathLike, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """All images (uint8 NHWC) and labels (int64) of one split, in memory."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    with h5py.File(path, "r") as f:
-        g = _group(f, path, split)
-        return g["images"][()], g["labels"][()].astype(np.int64)
+    _, images, labels = _read(path, split)
+    return images, labels
 
 
 class H5ImageDataset(Dataset):
@@ -85,15 +103,11 @@ class H5ImageDataset(Dataset):
         self.split = split
         self.transform = transform
         self.in_memory = in_memory
-        meta = read_meta(self.path, split)
+        # One read validates the file and gives the labels (and the pixels, when kept in memory).
+        meta, images, self._labels = _read(self.path, split, pixels=in_memory)
         self.n_classes = meta["n_classes"]
         self.class_names = meta["class_names"]
-        if in_memory:
-            self._images, self._labels = read_arrays(self.path, split)
-        else:
-            self._images = None
-            with h5py.File(self.path, "r") as f:
-                self._labels = _group(f, self.path, split)["labels"][()].astype(np.int64)
+        self._images = images if in_memory else None
         self._h5: h5py.File | None = None
         self.indices = np.arange(meta["n"]) if indices is None else np.asarray(indices, dtype=np.int64)
 

@@ -2,9 +2,10 @@
 
 Paper protocol (ALGORITHMS §5): SGD with momentum 0.9, learning rate x0.1 at 50% and 75% of the
 epochs (torch ``MultiStepLR``); a grid over learning rate, weight decay and batch size is scored on a
-validation split carved from the training set (seeded, stratified; never the test split); the best
-point is retrained on the full training set and its test top-1 is reported. A one-point grid has
-nothing to choose, so its validation run is skipped (``grid`` is then empty in the result).
+validation split carved from the training set (seeded, stratified where the class count allows;
+never the test split); the best point is retrained on the full training set and its test top-1 is
+reported. A one-point grid has nothing to choose, so its validation run is skipped (``grid`` is
+then empty in the result).
 
 - ``linear``: the backbone is frozen; its pooled features (evaluation transform) are computed once
   and a linear classifier is trained on them.
@@ -28,10 +29,11 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm import tqdm
 
-from .common import autocast_for, derive_seed, resolve_device, seed_everything, seed_worker
-from .data import H5ImageDataset, eval_transform, normalize_batch, train_transform
+from .common import autocast_for, derive_seed, grad_scaler, resolve_device, seed_everything, seed_worker, \
+    train_one_epoch
+from .data import H5ImageDataset, eval_transform, train_transform
+from .knn import extract_features
 from .models import create_backbone, load_backbone
 
 log = logging.getLogger(__name__)
@@ -70,12 +72,27 @@ class EvalConfig:
                 for lr, wd, bs in itertools.product(self.lrs, self.weight_decays, self.batch_sizes)]
 
 
-def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of training indices into (fit, validation), stratified when every class allows it."""
+def validation_split(labels: np.ndarray, fraction: float, seed: int,
+                     where: str = "training set") -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of training indices into (fit, validation), stratified when the split allows it.
+
+    Stratifying needs two images per class and at least one per class on both sides; when the
+    validation (or fit) part is smaller than the number of classes sklearn refuses, and the split
+    falls back to an unstratified seeded one.
+    """
+    labels = np.asarray(labels)
+    if len(labels) < 2:
+        raise ValueError(f"evaluate: {where} has {len(labels)} training image(s); "
+                         "a validation split needs at least 2")
     idx = np.arange(len(labels))
     counts = np.bincount(labels)
-    stratify = labels if counts[counts > 0].min() >= 2 else None
-    fit, val = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    if counts[counts > 0].min() >= 2:
+        try:
+            fit, val = train_test_split(idx, test_size=fraction, random_state=seed, stratify=labels)
+            return np.sort(fit), np.sort(val)
+        except ValueError as e:
+            log.warning("%s: unstratified validation split (%s)", where, e)
+    fit, val = train_test_split(idx, test_size=fraction, random_state=seed)
     return np.sort(fit), np.sort(val)
 
 
@@ -84,15 +101,11 @@ def _schedule(optimizer, epochs: int):
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, [max(1, epochs // 2), max(1, (3 * epochs) // 4)], 0.1)
 
 
-@torch.no_grad()
-def _pooled(model: nn.Module, ds, device, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    model.eval().to(device)
-    fs, ys = [], []
-    for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False):
-        with autocast_for(device):
-            fs.append(model.forward_head(model.forward_features(x.to(device)), pre_logits=True).float().cpu())
-        ys.append(y)
-    return torch.cat(fs), torch.cat(ys)
+def _pooled(model: nn.Module, ds, device, amp: bool, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    # The linear probe trains on raw (un-normalised) pooled features, as in the paper's protocol.
+    f, y = extract_features(model, ds, 256, device, progress=progress, desc="features",
+                            normalize=False, amp=amp)
+    return torch.from_numpy(f), torch.from_numpy(y)
 
 
 def _train_linear(f: torch.Tensor, y: torch.Tensor, n_classes: int, hp: dict, cfg: EvalConfig,
@@ -104,12 +117,9 @@ def _train_linear(f: torch.Tensor, y: torch.Tensor, n_classes: int, hp: dict, cf
     g = torch.Generator().manual_seed(seed)
     loader = DataLoader(TensorDataset(f, y), batch_size=int(hp["batch_size"]), shuffle=True, generator=g)
     loss_fn = nn.CrossEntropyLoss()
+    scaler = grad_scaler(device, cfg.amp)
     for _ in range(cfg.epochs):
-        for xb, yb in loader:
-            loss = loss_fn(head(xb.to(device)), yb.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_one_epoch(head, loader, opt, loss_fn, device, cfg.amp, scaler, progress=False)
         sched.step()
     return head
 
@@ -137,33 +147,29 @@ class _Backbone:
 
 def _train_full(model: nn.Module, ds, hp: dict, cfg: EvalConfig, seed: int, device,
                 progress: bool) -> nn.Module:
-    model.to(device).train()
+    model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=cfg.momentum, weight_decay=hp["weight_decay"])
     sched = _schedule(opt, cfg.epochs)
     loss_fn = nn.CrossEntropyLoss()
+    scaler = grad_scaler(device, cfg.amp)
     for epoch in range(cfg.epochs):
         seed_everything(derive_seed(seed, epoch))
         g = torch.Generator().manual_seed(derive_seed(seed, epoch, 1))
         loader = DataLoader(ds, batch_size=int(hp["batch_size"]), shuffle=True, generator=g,
                             drop_last=len(ds) > int(hp["batch_size"]), num_workers=cfg.num_workers,
                             worker_init_fn=seed_worker)
-        for x, y in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-                         mininterval=5.0, leave=False):
-            with autocast_for(device, cfg.amp):
-                loss = loss_fn(model(normalize_batch(x.to(device))), y.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_one_epoch(model, loader, opt, loss_fn, device, cfg.amp, scaler, progress=progress,
+                        desc=f"epoch {epoch + 1}/{cfg.epochs}")
         sched.step()
     return model
 
 
 @torch.no_grad()
-def _accuracy_full(model: nn.Module, ds, device) -> float:
+def _accuracy_full(model: nn.Module, ds, device, amp: bool) -> float:
     model.eval()
     correct = n = 0
     for x, y in DataLoader(ds, batch_size=256, shuffle=False):
-        with autocast_for(device):
+        with autocast_for(device, amp):
             correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
         n += len(y)
     return 100.0 * correct / max(n, 1)
@@ -190,7 +196,8 @@ def evaluate(model_name: str, checkpoint: str | os.PathLike | None, task_h5: str
     train_eval = H5ImageDataset(task_h5, "train", ev)
     test = H5ImageDataset(task_h5, "test", ev)
     n_classes = train_eval.n_classes
-    fit_idx, val_idx = validation_split(train_eval.labels, cfg.val_fraction, derive_seed(cfg.seed, 7))
+    fit_idx, val_idx = validation_split(train_eval.labels, cfg.val_fraction, derive_seed(cfg.seed, 7),
+                                        where=str(task_h5))
     backbone = _Backbone(model_name, checkpoint, n_classes)
     grid = cfg.grid()
     grid_scores: list[dict[str, Any]] = []  # stays empty for a one-point grid: nothing to choose
@@ -198,8 +205,8 @@ def evaluate(model_name: str, checkpoint: str | os.PathLike | None, task_h5: str
     if cfg.method == "linear":
         frozen = backbone.build(derive_seed(cfg.seed, 1))
         frozen.reset_classifier(0)
-        f_train, y_train = _pooled(frozen, train_eval, device)
-        f_test, y_test = _pooled(frozen, test, device)
+        f_train, y_train = _pooled(frozen, train_eval, device, cfg.amp, progress)
+        f_test, y_test = _pooled(frozen, test, device, cfg.amp, progress)
         fit_t, val_t = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
         for hp in grid if len(grid) > 1 else ():
             head = _train_linear(f_train[fit_t], y_train[fit_t], n_classes, hp, cfg, derive_seed(cfg.seed, 2), device)
@@ -214,13 +221,13 @@ def evaluate(model_name: str, checkpoint: str | os.PathLike | None, task_h5: str
         for hp in grid if len(grid) > 1 else ():
             model = _train_full(backbone.build(derive_seed(cfg.seed, 1)), fit_ds, hp, cfg,
                                 derive_seed(cfg.seed, 2), device, progress)
-            grid_scores.append({**hp, "val_top1": _accuracy_full(model, val_ds, device)})
+            grid_scores.append({**hp, "val_top1": _accuracy_full(model, val_ds, device, cfg.amp)})
             log.info("grid %s -> val %.2f", hp, grid_scores[-1]["val_top1"])
         hp = _choose(grid, grid_scores)
         full_ds = H5ImageDataset(task_h5, "train", aug)
         model = _train_full(backbone.build(derive_seed(cfg.seed, 1)), full_ds, hp, cfg,
                             derive_seed(cfg.seed, 3), device, progress)
-        test_top1 = _accuracy_full(model, test, device)
+        test_top1 = _accuracy_full(model, test, device, cfg.amp)
 
     return {"method": cfg.method, "test_top1": test_top1, "chosen": hp, "grid": grid_scores,
             "n_fit": int(len(fit_idx)), "n_val": int(len(val_idx)), "n_train": int(len(train_eval)),

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ..io import atomic_path
 from ..provenance import sha256_file
-from .common import resolve_device
+from .common import autocast_for, resolve_device
 from .data import H5ImageDataset, eval_transform
 
 log = logging.getLogger(__name__)
@@ -38,15 +38,19 @@ log = logging.getLogger(__name__)
 @torch.no_grad()
 def extract_features(model: nn.Module, dataset, batch_size: int = 256,
                      device: torch.device | str = "cpu", num_workers: int = 0,
-                     progress: bool = True, desc: str = "features") -> tuple[np.ndarray, np.ndarray]:
-    """L2-normalised pooled features (float32, N x D) and labels of ``dataset``, in order."""
+                     progress: bool = True, desc: str = "features", normalize: bool = True,
+                     amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled features (float32, N x D; L2-normalised unless ``normalize=False``) and labels of
+    ``dataset``, in order. ``amp``: autocast on GPU (off by default: rewards are fp32)."""
     device = torch.device(device)
     model = model.to(device).eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     feats, labels = [], []
     for x, y in tqdm(loader, desc=desc, disable=not progress, mininterval=5.0, leave=False):
-        f = model.forward_head(model.forward_features(x.to(device)), pre_logits=True)
-        feats.append(F.normalize(f.float().flatten(1), dim=1).cpu())
+        with autocast_for(device, amp):
+            f = model.forward_head(model.forward_features(x.to(device)), pre_logits=True)
+        f = f.float().flatten(1)
+        feats.append((F.normalize(f, dim=1) if normalize else f).cpu())
         labels.append(y)
     return torch.cat(feats).numpy(), torch.cat(labels).numpy().astype(np.int64)
 
@@ -87,8 +91,10 @@ class FeatureSet:
     n_classes: int
 
 
-def _cache_key(model_name: str, checkpoint: Path | None, task_h5: Path, image_size: int) -> str:
-    parts = [model_name, sha256_file(checkpoint) if checkpoint else "random-init",
+def _cache_key(model_name: str, checkpoint: Path | None, task_h5: Path, image_size: int,
+               seed: int = 0) -> str:
+    # A random-init backbone is identified by its init seed (a trained one by its weights).
+    parts = [model_name, sha256_file(checkpoint) if checkpoint else f"random-init:{int(seed)}",
              sha256_file(task_h5), str(image_size)]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
@@ -99,7 +105,8 @@ def task_features(model: nn.Module, task_h5: str | os.PathLike, image_size: int,
     """Features of both splits of a task, read from ``cache`` (npz) when its key matches.
 
     The cache holds ``train``, ``train_labels``, ``test``, ``test_labels``, ``n_classes`` and
-    ``key`` (sha256 over model name, checkpoint sha256, task file sha256 and image size).
+    ``key`` (sha256 over model name, checkpoint sha256 or random-init seed, task file sha256 and
+    image size).
     """
     cache = Path(cache) if cache else None
     if cache and cache.is_file():
@@ -129,14 +136,17 @@ def backbone_features_model(model: nn.Module) -> nn.Module:
     return model
 
 
-def feature_model(model_name: str, checkpoint: str | os.PathLike | None) -> nn.Module:
-    """The backbone (``checkpoint`` None = random init) with its classifier dropped."""
+def feature_model(model_name: str, checkpoint: str | os.PathLike | None, seed: int = 0) -> nn.Module:
+    """The backbone (``checkpoint`` None = random init from ``seed``) with its classifier dropped."""
     from .models import create_backbone, load_backbone
 
     if checkpoint is not None:
         model, _ = load_backbone(model_name, checkpoint)
     else:
-        model = create_backbone(model_name, num_classes=0)
+        # Seeded without touching the caller's global RNG stream.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            model = create_backbone(model_name, num_classes=0)
     return backbone_features_model(model)
 
 
@@ -144,16 +154,17 @@ def compute_reward(model_name: str, checkpoint: str | os.PathLike | None, task_h
                    image_size: int, k: int = 5, temperature: float = 0.07,
                    cache: str | os.PathLike | None = None, batch_size: int = 256,
                    device: str = "auto", chunk: int = 1024, progress: bool = True,
-                   model: nn.Module | None = None) -> dict[str, Any]:
-    """k-NN top-1 (%) of a backbone (``checkpoint`` None = random init) on one task.
+                   model: nn.Module | None = None, seed: int = 0) -> dict[str, Any]:
+    """k-NN top-1 (%) of a backbone (``checkpoint`` None = random init from ``seed``) on one task.
 
-    Pass ``model`` (from ``feature_model``) to score several tasks with one loaded backbone.
+    Pass ``model`` (from ``feature_model``, built with the same ``seed``) to score several tasks
+    with one loaded backbone.
     """
     checkpoint = Path(checkpoint) if checkpoint else None
     task_h5 = Path(task_h5)
     if model is None:
-        model = feature_model(model_name, checkpoint)
-    key = _cache_key(model_name, checkpoint, task_h5, image_size)
+        model = feature_model(model_name, checkpoint, seed)
+    key = _cache_key(model_name, checkpoint, task_h5, image_size, seed)
     fs = task_features(model, task_h5, image_size, cache, key, batch_size, device, progress)
     acc = knn_accuracy(fs.train, fs.train_labels, fs.test, fs.test_labels, n_classes=fs.n_classes,
                        k=k, temperature=temperature, chunk=chunk,

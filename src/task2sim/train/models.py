@@ -13,7 +13,9 @@ measured trade-off).
 from __future__ import annotations
 
 import inspect
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import timm
@@ -115,3 +117,14 @@ def input_size(model: nn.Module, default: int = 64) -> int:
     cfg = getattr(model, "pretrained_cfg", None) or {}
     size = cfg.get("input_size", (3, default, default))
     return int(size[-1])
+
+
+def backbone_info(model_pt: str | os.PathLike) -> dict[str, Any]:
+    """Model name and training image size of a pre-trained ``model.pt``, from the ``meta.json``
+    that pre-training writes beside it (``{}`` when there is none; missing fields are None)."""
+    meta = Path(model_pt).parent / "meta.json"
+    if not meta.is_file():
+        return {}
+    rec = json.loads(meta.read_text())
+    return {"model_name": (rec.get("params") or {}).get("model"),
+            "image_size": (rec.get("extra") or {}).get("image_size")}

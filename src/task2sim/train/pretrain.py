@@ -3,13 +3,14 @@
     from task2sim.train.pretrain import PretrainConfig, pretrain
     pretrain(PretrainConfig(model="t2s_resnet18_w32s4", epochs=5), "images.h5", "out/")
 
-AdamW, linear warm-up then cosine decay (timm ``CosineLRScheduler``, updated every step), label
-smoothing, optional RandAugment and mixup/cutmix (timm). Writes ``model.pt`` (a plain state dict
-for ``timm.create_model(name, num_classes=n, checkpoint_path=...)``), ``history.tsv`` and
+AdamW (timm's optimizer factory: no weight decay on biases and norm parameters), linear warm-up
+then cosine decay (timm ``CosineLRScheduler``, updated every step), label smoothing, optional
+RandAugment and mixup/cutmix (timm). Writes ``model.pt`` (a plain state dict for
+``timm.create_model(name, num_classes=n, checkpoint_path=...)``), ``history.tsv`` and
 ``meta.json``. After every epoch a resumable ``checkpoint.pt`` is saved atomically; a rerun
-resumes from it when its fingerprint (config + input checksum) matches. Every epoch reseeds all
-generators from (seed, epoch), so an interrupted and resumed CPU run ends with exactly the weights
-of an uninterrupted one.
+resumes from it when its fingerprint (config, resolved device, AMP dtype, input checksum)
+matches. Every epoch reseeds all generators from (seed, epoch), so an interrupted and resumed CPU
+run ends with exactly the weights of an uninterrupted one (no RNG state needs storing).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,15 +29,16 @@ import numpy as np
 import torch
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..io import atomic_path
 from ..provenance import Provenance, sha256_file
-from .common import autocast_for, derive_seed, resolve_device, seed_everything, seed_worker
-from .data import H5ImageDataset, normalize_batch, read_meta, train_transform
+from .common import (amp_dtype, derive_seed, grad_scaler, resolve_device, seed_everything, seed_worker,
+                     train_one_epoch)
+from .data import H5ImageDataset, read_meta, train_transform
 from .models import create_backbone
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,9 @@ class PretrainConfig:
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
             raise ValueError(f"pretrain: warmup_epochs ({self.warmup_epochs}) must be below "
                              f"epochs ({self.epochs})")
+        if (self.mixup > 0 or self.cutmix > 0) and self.batch_size % 2:
+            # timm's Mixup pairs each image with its mirror in the batch and asserts an even size.
+            raise ValueError(f"pretrain: mixup/cutmix need an even batch_size, got {self.batch_size}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PretrainConfig":
@@ -86,17 +90,27 @@ class PretrainConfig:
             raise ValueError(f"pretrain: unknown key(s) {', '.join(unknown)}")
         return cls(**d)
 
-    def fingerprint(self, input_sha: str) -> str:
-        # Settings that cannot change the result (loader plumbing) stay out of the fingerprint.
-        d = {k: v for k, v in asdict(self).items() if k not in ("num_workers", "in_memory", "threads")}
-        return hashlib.sha256(json.dumps([d, input_sha], sort_keys=True).encode()).hexdigest()
+    @property
+    def uses_mixup(self) -> bool:
+        return self.mixup > 0 or self.cutmix > 0
+
+    def fingerprint(self, input_sha: str, device: str = "cpu", amp: str = "none") -> str:
+        """``device``/``amp``: the resolved device and autocast dtype (``device="auto"`` says
+        nothing), so a checkpoint is never silently continued on other hardware or precision.
+        The requested ``device``/``amp`` are replaced by those; settings that cannot change the
+        result (loader plumbing) stay out."""
+        skip = ("num_workers", "in_memory", "threads", "device", "amp")
+        d = {k: v for k, v in asdict(self).items() if k not in skip}
+        return hashlib.sha256(json.dumps([d, input_sha, device, amp], sort_keys=True).encode()).hexdigest()
 
 
 def _loader(ds, cfg: PretrainConfig, epoch: int, pin: bool = False) -> DataLoader:
     g = torch.Generator()
     g.manual_seed(derive_seed(cfg.seed, epoch, 1))
-    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=g,
-                      drop_last=len(ds) >= cfg.batch_size, num_workers=cfg.num_workers,
+    # Mixup needs even batches: drop the incomplete last one (which may be odd) when it is on.
+    drop = cfg.uses_mixup or len(ds) >= cfg.batch_size
+    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=g, drop_last=drop,
+                      num_workers=cfg.num_workers,
                       worker_init_fn=seed_worker, pin_memory=pin,
                       persistent_workers=False)
 
@@ -104,11 +118,6 @@ def _loader(ds, cfg: PretrainConfig, epoch: int, pin: bool = False) -> DataLoade
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(path, suffix=".pt.part") as tmp:
         torch.save(state, tmp)
-
-
-def _rng_states() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state()}
 
 
 def pretrain(cfg: PretrainConfig, images_h5: str | os.PathLike, out_dir: str | os.PathLike,
@@ -127,7 +136,9 @@ def pretrain(cfg: PretrainConfig, images_h5: str | os.PathLike, out_dir: str | o
     size = cfg.image_size or int(meta["shape"][0])
     n_classes = meta["n_classes"]
     input_sha = sha256_file(images_h5)
-    fingerprint = cfg.fingerprint(input_sha)
+    dtype = amp_dtype(device, cfg.amp)
+    amp_name = str(dtype).removeprefix("torch.") if dtype is not None else "none"
+    fingerprint = cfg.fingerprint(input_sha, str(device), amp_name)
     prov = Provenance.start("pretrain", params=asdict(cfg), seeds={"seed": cfg.seed},
                             inputs=[images_h5])
 
@@ -136,8 +147,12 @@ def pretrain(cfg: PretrainConfig, images_h5: str | os.PathLike, out_dir: str | o
                         in_memory=cfg.in_memory)
     seed_everything(derive_seed(cfg.seed, 0xB0D1))
     model = create_backbone(cfg.model, num_classes=n_classes).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # timm's factory (as the paper's timm train.py): weight decay spares biases and norm weights.
+    optimizer = create_optimizer_v2(model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(_loader(ds, cfg, 0))
+    if steps_per_epoch == 0:
+        raise ValueError(f"pretrain: {images_h5} has {len(ds)} images, fewer than one mixup batch "
+                         f"of {cfg.batch_size}")
     total = steps_per_epoch * cfg.epochs
     warmup = steps_per_epoch * cfg.warmup_epochs
     # warmup_prefix: the cosine starts after the warm-up and spans the remaining steps exactly.
@@ -146,14 +161,13 @@ def pretrain(cfg: PretrainConfig, images_h5: str | os.PathLike, out_dir: str | o
                                   warmup_lr_init=cfg.lr * 0.01, warmup_prefix=True,
                                   t_in_epochs=False)
     mixup = None
-    if cfg.mixup > 0 or cfg.cutmix > 0:
+    if cfg.uses_mixup:
         mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix,
                       label_smoothing=cfg.label_smoothing, num_classes=n_classes)
         criterion: nn.Module = SoftTargetCrossEntropy()
     else:
         criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    scaler = torch.amp.GradScaler("cuda", enabled=(device.type == "cuda" and cfg.amp
-                                                   and not torch.cuda.is_bf16_supported()))
+    scaler = grad_scaler(device, cfg.amp)
 
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -169,46 +183,27 @@ def pretrain(cfg: PretrainConfig, images_h5: str | os.PathLike, out_dir: str | o
             start_epoch = int(ckpt["epoch"])
             log.info("resuming %s from epoch %d", ckpt_path, start_epoch)
         else:
-            log.warning("ignoring %s: written for another config or input", ckpt_path)
+            log.warning("ignoring %s: written for another config, input, device or AMP dtype "
+                        "(now %s, %s); starting fresh", ckpt_path, device, amp_name)
 
     t_all = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         # Everything random in this epoch follows from (seed, epoch): resuming needs no RNG state.
         seed_everything(derive_seed(cfg.seed, epoch, 2))
-        model.train()
         loader = _loader(ds, cfg, epoch, pin=device.type == "cuda")
-        loss_sum, correct, seen = 0.0, 0, 0
-        t0 = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-                   mininterval=5.0, leave=False)
-        for step, (x, y) in enumerate(bar):
-            x, y = normalize_batch(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
-            target = y
-            if mixup is not None:
-                x, target = mixup(x, y)
-            with autocast_for(device, cfg.amp):
-                logits = model(x)
-                loss = criterion(logits, target)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step_update(num_updates=epoch * steps_per_epoch + step + 1)
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.detach().argmax(1) == y).sum())
-            seen += len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}",
-                            img_s=f"{seen / (time.perf_counter() - t0):.0f}")
-        dt = time.perf_counter() - t0
-        row = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1),
-               "lr": optimizer.param_groups[0]["lr"], "images_per_s": seen / dt if dt > 0 else 0.0}
+        ep = train_one_epoch(model, loader, optimizer, criterion, device, cfg.amp, scaler, mixup,
+                             scheduler, step_offset=epoch * steps_per_epoch, progress=progress,
+                             desc=f"epoch {epoch + 1}/{cfg.epochs}")
+        dt = ep["seconds"]
+        row = {"epoch": epoch + 1, "loss": ep["loss"], "accuracy": ep["accuracy"],
+               "lr": optimizer.param_groups[0]["lr"], "images_per_s": ep["seen"] / dt if dt > 0 else 0.0}
         history.append(row)
         log.info("epoch %d/%d loss %.4f acc %.3f lr %.2e %.0f img/s", row["epoch"], cfg.epochs,
                  row["loss"], row["accuracy"], row["lr"], row["images_per_s"])
         _save_checkpoint(ckpt_path, {
             "fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "history": history, "rng": _rng_states(),
+            "scaler": scaler.state_dict(), "history": history,
             "config": asdict(cfg)})
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
             return {"finished": False, "epoch": epoch + 1, "history": history}
