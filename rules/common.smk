@@ -1,6 +1,16 @@
 # Validation, wildcard constraints and input functions shared by every stage.
 import json
+import os
 import re
+import sys
+
+# The workflow's own library, importable here and in every job without installing it (also in
+# --sdm conda environments, which hold only the third-party stack).
+_SRC = os.path.join(workflow.basedir, "src")
+if os.path.isdir(_SRC):
+    sys.path.insert(0, _SRC)
+    # (quadrupled braces: the f-string halves them, snakemake's shell formatting halves them again)
+    shell.prefix(f'export PYTHONPATH="{_SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate

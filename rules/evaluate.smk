@@ -15,13 +15,14 @@ rule evaluate_downstream:
         model_args=evaluate_model_args,
         settings=evaluate_params_json,
         seed=config["seed"],
-        device=config["device"],
     log:
         "logs/evaluate/{method}/{source}/{task}.log",
     benchmark:
         "benchmarks/evaluate/{method}/{source}/{task}.tsv"
     threads: 2
     resources:
+        # where to run, not what to compute: a resource, so changing it reruns nothing
+        device=config["device"],
         mem_mb=4000,
         runtime=60,
         gpu=0,
@@ -30,7 +31,7 @@ rule evaluate_downstream:
     shell:
         "python -m task2sim.cli.evaluate --method {wildcards.method} --source {wildcards.source}"
         " --task {wildcards.task} {params.model_args} --task-h5 {input.task}"
-        " --params {params.settings:q} --seed {params.seed} --device {params.device}"
+        " --params {params.settings:q} --seed {params.seed} --device {resources.device}"
         " --threads {threads} --out {output.json} > {log} 2>&1"
 
 

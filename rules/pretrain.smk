@@ -13,13 +13,14 @@ rule pretrain_backbone:
         out_dir=subpath(output.model, parent=True),
         settings=pretrain_params_json,
         seed=config["seed"],
-        device=config["device"],
     log:
         "logs/pretrain/{bits}/model.log",
     benchmark:
         "benchmarks/pretrain/{bits}/model.tsv"
     threads: 2
     resources:
+        # where to run, not what to compute: a resource, so changing it reruns nothing
+        device=config["device"],
         mem_mb=4000,
         runtime=60,
         # 0 here; a GPU profile sets e.g. `set-resources: {pretrain_backbone: {gpu: 1}}`.
@@ -28,5 +29,5 @@ rule pretrain_backbone:
         "../envs/task2sim.yaml"
     shell:
         "python -m task2sim.cli.pretrain --images {input.images} --out-dir {params.out_dir}"
-        " --params {params.settings:q} --seed {params.seed} --device {params.device}"
+        " --params {params.settings:q} --seed {params.seed} --device {resources.device}"
         " --threads {threads} > {log} 2>&1"

@@ -20,14 +20,15 @@ rule reward_knn5:
         features=reward_feature_caches,
         k=config["reward"]["k"],
         temperature=config["reward"]["temperature"],
-        batch_size=config["reward"]["batch_size"],
-        device=config["device"],
     log:
         "logs/rewards/{bits}/knn5.log",
     benchmark:
         "benchmarks/rewards/{bits}/knn5.tsv"
     threads: 1
     resources:
+        # where to run, not what to compute: a resource, so changing it reruns nothing
+        device=config["device"],
+        batch_size=config["reward"]["batch_size"],
         mem_mb=3000,
         runtime=30,
         gpu=0,
@@ -37,7 +38,7 @@ rule reward_knn5:
         "python -m task2sim.cli.reward knn --model {input.model} --bits {wildcards.bits}"
         " --task {params.task_ids} --task-h5 {input.tasks} --out {output.json}"
         " --features {params.features} --k {params.k} --temperature {params.temperature}"
-        " --batch-size {params.batch_size} --device {params.device} --threads {threads} > {log} 2>&1"
+        " --batch-size {resources.batch_size} --device {resources.device} --threads {threads} > {log} 2>&1"
 
 
 rule reward_table:

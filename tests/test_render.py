@@ -2,6 +2,7 @@
 same seed gives identical data, and an interrupted write leaves nothing that looks complete."""
 
 import dataclasses
+import os
 from pathlib import Path
 
 import h5py
@@ -16,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_CACHE = REPO / ".cache" / "assets"  # git-ignored; holds the Debian extractions once
 
 ok, why = gl.available()
+if not ok and os.environ.get("TASK2SIM_REQUIRE_EGL"):
+    raise RuntimeError(f"TASK2SIM_REQUIRE_EGL is set but no headless EGL renderer: {why}")
 pytestmark = pytest.mark.skipif(not ok, reason=f"no headless EGL renderer: {why}")
 
 

@@ -71,3 +71,13 @@ def test_typo_in_config_is_one_line_naming_the_key(workflow):
     res = snakemake(workflow, "-n")
     assert res.returncode != 0
     assert "invalid configuration: render: unknown key 'imges_per_class'" in res.stdout + res.stderr
+
+
+def test_conda_env_pins_match_requirements():
+    import yaml
+
+    env = yaml.safe_load((REPO / "envs" / "task2sim.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    req = [ln.strip() for ln in (REPO / "requirements.txt").read_text().splitlines()
+           if ln.strip() and not ln.startswith("#")]
+    assert pip == req, "envs/task2sim.yaml is out of date with requirements.txt"

@@ -33,6 +33,14 @@ stamp="$VENV/.task2sim-setup-$stamp_hash"
 if [ -f "$stamp" ]; then
   exit 0
 fi
+if ! "$PY" -c 'import ensurepip, venv' 2>/dev/null; then
+  # Debian's own python3 ships venv/ensurepip separately.
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: $PY cannot create virtual environments; install python3-venv as root" >&2
+    exit 1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 # torch and torchvision first, alone: both come from local wheels; installing them together with

@@ -39,7 +39,7 @@ CHUNK = 256  # images rendered and written per step (one HDF5 chunk)
 
 @dataclass
 class RenderConfig:
-    """The ``render`` section of the config (keys the renderer uses; others are ignored)."""
+    """The ``render`` section of the config (all its keys but ``vary_bits``)."""
 
     backend: str = "moderngl"
     classes: int = 24
@@ -62,6 +62,9 @@ class RenderConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RenderConfig":
         names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names - {"vary_bits"})  # vary_bits picks datasets, not pixels
+        if unknown:
+            raise ValueError(f"unknown render setting(s): {', '.join(unknown)}")
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
