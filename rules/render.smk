@@ -44,6 +44,8 @@ rule render_variations:
         seed=config["seed"],
     log:
         "logs/renders/variations.log",
+    benchmark:
+        "benchmarks/renders/variations.tsv"
     resources:
         mem_mb=2000,
         runtime=10,
