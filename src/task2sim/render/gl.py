@@ -232,7 +232,7 @@ const float GOLDEN = 2.39996323;
 float coc(vec2 px) {
     float d = texture(u_depth, px / u_atlas).r;
     // the background quad sits at NDC z 0.9999 (window depth 0.99995): treat it as infinity
-    float inv_z = d >= 0.99994 ? 0.0 : (u_far - (2.0 * d - 1.0) * (u_far - u_near)) / (2.0 * u_far * u_near);
+    float inv_z = d >= 0.99994 ? 0.0 : (u_far + u_near - (2.0 * d - 1.0) * (u_far - u_near)) / (2.0 * u_far * u_near);
     return u_lens * abs(inv_z - u_inv_focus) * u_px_per_rad;
 }
 void main() {
