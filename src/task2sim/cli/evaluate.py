@@ -20,6 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import json_object_arg
 from ..io import write_json
 from ..provenance import Provenance
 from ..train.data import DataError
@@ -51,12 +52,7 @@ def run(args: argparse.Namespace) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        params = json.loads(args.params)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--params is not valid JSON: {e}") from None
-    if not isinstance(params, dict):
-        raise ValueError("--params must be a JSON object")
+    params = json_object_arg(args.params, "--params")
     info: dict = {}
     if args.model:
         model = Path(args.model)

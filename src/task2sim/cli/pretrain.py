@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 
+from . import json_object_arg
 from ..train.data import DataError
 from ..train.pretrain import PretrainConfig, pretrain
 
@@ -44,12 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     try:
-        try:
-            params = json.loads(args.params)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--params is not valid JSON: {e}") from None
-        if not isinstance(params, dict):
-            raise ValueError("--params must be a JSON object")
+        params = json_object_arg(args.params, "--params")
         for key in ("seed", "device", "threads"):
             if getattr(args, key) is not None:
                 params[key] = getattr(args, key)

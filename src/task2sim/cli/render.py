@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 
+from . import json_object_arg
 from ..bits import validate_bits
 from ..render.assets import AssetError, PackageUnavailable
 from ..render.backends import BackendUnavailable
@@ -42,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        cfg = RenderConfig.from_dict(json.loads(args.config))
+        cfg = RenderConfig.from_dict(json_object_arg(args.config, "--config"))
         if args.command == "dataset":
             summary = render_dataset(cfg, validate_bits(args.bits), args.out, args.preview, args.meta,
                                      seed=args.seed)

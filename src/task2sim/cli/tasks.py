@@ -17,6 +17,7 @@ import json
 import sys
 import time
 
+from . import json_object_arg
 from ..provenance import Provenance
 from ..tasks import TaskDataError, TaskSettings, prepare_task, write_preview, write_task_h5
 
@@ -38,11 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict:
     try:
-        raw = json.loads(args.settings)
-    except json.JSONDecodeError as e:
-        raise TaskDataError(f"--settings is not valid JSON: {e}") from None
-    if not isinstance(raw, dict):
-        raise TaskDataError("--settings must be a JSON object")
+        raw = json_object_arg(args.settings, "--settings")
+    except ValueError as e:
+        raise TaskDataError(str(e)) from None
     settings = TaskSettings.from_dict(raw)
     t0 = time.perf_counter()
     task, inputs = prepare_task(args.task, settings, args.seed)

@@ -31,7 +31,7 @@ from ..io import atomic_path
 from ..provenance import Provenance
 from .assets import build_library, list_environments, list_materials
 from .backends import BACKENDS, backend_options, get_backend
-from .spec import MAX_PARTS, SamplerSpace, SceneSpec, sample_scene
+from .spec import SamplerSpace, SceneSpec, sample_scene
 
 FORMAT_VERSION = 1
 CHUNK = 256  # images rendered and written per step (one HDF5 chunk)
