@@ -171,6 +171,18 @@ def test_render_is_deterministic(scene_kit):
     assert (a == b).all()
 
 
+def test_backends_in_one_process_keep_their_own_context(scene_kit):
+    lib, space, first = scene_kit
+    _, before, _ = render(scene_kit, "11111111")
+    second = gl.GLBackend(list_materials(), first._env_sources, blur_passes=2)
+    try:
+        render((lib, space, second), "11111111")   # the second context is now the newest one
+        _, after, _ = render(scene_kit, "11111111")
+    finally:
+        second.close()
+    assert (before == after).all()
+
+
 # --- render_dataset ---------------------------------------------------------------------------------
 
 from task2sim.cli.render import main as render_main  # noqa: E402

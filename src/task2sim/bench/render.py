@@ -93,12 +93,13 @@ def main(argv: list[str] | None = None) -> int:
             res["gather"].append(render_only(session, "11111111"))
             session.backend = thinlens
     fidelity = blur_fidelity(session, gather, cfg.blur_passes)
+    backend_version = session.backend.version()
     gather.close()
     session.close()
     med = {k: statistics.median(v) for k, v in res.items()}
     summary = {
         "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
-        "backend": session.backend.version(),
+        "backend": backend_version,
         "images": cfg.classes * cfg.images_per_class, "image_size": cfg.image_size,
         "blur_passes": cfg.blur_passes,
         "img_s_median": {k: round(v, 1) for k, v in med.items()},

@@ -309,7 +309,8 @@ class GLBackend:
         self._targets: dict[int, tuple[Any, ...]] = {}
 
     def version(self) -> str:
-        info = self.ctx.info
+        with self.ctx:
+            info = self.ctx.info
         return f"moderngl {self._mgl.__version__}; {info['GL_RENDERER']}; GL {info['GL_VERSION']}"
 
     def close(self) -> None:
@@ -383,18 +384,20 @@ class GLBackend:
         n, s = len(specs), int(image_size)
         images = np.zeros((n, s, s, 3), dtype=np.uint8)
         alpha = np.zeros((n, s, s), dtype=np.float32)
-        side = self._target(s)[0]
-        per_batch = (side // s) ** 2
-        can_blur = self.blur_method == "gather" or self.blur_passes > 1
-        blurred = [i for i, sp in enumerate(specs) if sp.aperture > 0 and can_blur]
-        sharp = [i for i, sp in enumerate(specs) if not (sp.aperture > 0 and can_blur)]
-        blur_passes = "gather" if self.blur_method == "gather" else self.blur_passes
-        for group, passes in ((sharp, 1), (blurred, blur_passes)):
-            for start in range(0, len(group), per_batch):
-                idx = group[start:start + per_batch]
-                rgba = self._render_batch([specs[i] for i in idx], [meshes[i] for i in idx], s, passes)
-                images[idx] = rgba[..., :3]
-                alpha[idx] = rgba[..., 3].astype(np.float32) / 255.0
+        # Make this backend's context current: several backends may live in one process.
+        with self.ctx:
+            side = self._target(s)[0]
+            per_batch = (side // s) ** 2
+            can_blur = self.blur_method == "gather" or self.blur_passes > 1
+            blurred = [i for i, sp in enumerate(specs) if sp.aperture > 0 and can_blur]
+            sharp = [i for i, sp in enumerate(specs) if not (sp.aperture > 0 and can_blur)]
+            blur_passes = "gather" if self.blur_method == "gather" else self.blur_passes
+            for group, passes in ((sharp, 1), (blurred, blur_passes)):
+                for start in range(0, len(group), per_batch):
+                    idx = group[start:start + per_batch]
+                    rgba = self._render_batch([specs[i] for i in idx], [meshes[i] for i in idx], s, passes)
+                    images[idx] = rgba[..., :3]
+                    alpha[idx] = rgba[..., 3].astype(np.float32) / 255.0
         return (images, alpha) if return_alpha else images
 
     def _render_batch(self, specs, meshes, s: int, passes: int) -> np.ndarray:
