@@ -129,6 +129,7 @@ def render_dataset(cfg: RenderConfig, bits: str, out_h5: str | os.PathLike, prev
     n = cfg.classes * cfg.images_per_class
     s = cfg.image_size
     t_render = t_write = 0.0
+    t_start = time.perf_counter()
     try:
         with atomic_path(out_h5, suffix=".h5.part") as tmp, h5py.File(tmp, "w", track_order=True) as f:
             f.attrs.update({"bits": bits, "backend": cfg.backend, "backend_version": session.backend.version(),
@@ -164,11 +165,13 @@ def render_dataset(cfg: RenderConfig, bits: str, out_h5: str | os.PathLike, prev
                     bar.update(len(idx))
                     bar.set_postfix(img_s=f"{bar.n / max(t_render + t_write, 1e-9):.0f}")
             f.attrs["complete"] = True
+        t_h5 = time.perf_counter() - t_start  # sampling + rendering + HDF5 writing, file closed and renamed
         write_preview(out_h5, preview_png)
     finally:
         if own:
             session.close()
     summary = {"images": n, "render_s": round(t_render, 3), "write_s": round(t_write, 3),
+               "h5_total_s": round(t_h5, 3),
                "images_per_s": round(n / max(t_render + t_write, 1e-9), 1), "description": describe(bits)}
     record.finish(meta_json, outputs=[out_h5, preview_png], extra=summary)
     return summary
