@@ -300,7 +300,7 @@ class GLBackend:
         quad = self.ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], dtype="f4").tobytes())
         self._quads = {p: self.ctx.vertex_array(p, [(quad, "2f", "in_pos")])
                        for p in (self._bg, self._copy, self._tone, self._gather)}
-        self._env_sources = list(environments)
+        self.environments = list(environments)
         self._envs = [self._upload_environment(e.image) for e in environments]
         if not self._envs:
             raise ValueError("GLBackend needs at least one environment map")
