@@ -49,6 +49,12 @@ def light_direction(yaw: float, pitch: float) -> np.ndarray:
     return np.array([math.sin(y) * math.cos(p), math.sin(p), math.cos(y) * math.cos(p)])
 
 
+def srgb_to_linear(x) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] (material colours, textures) to linear light."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
 class BackendUnavailable(RuntimeError):
     """The chosen backend cannot run here (missing package, no build...): one clear line."""
 

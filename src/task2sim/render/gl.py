@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .backends import CAMERA_DISTANCE, CAMERA_FOV_DEG, light_direction, rotation_matrix
+from .backends import CAMERA_DISTANCE, CAMERA_FOV_DEG, light_direction, rotation_matrix, srgb_to_linear
 from .spec import SceneSpec
 
 NEAR, FAR = 0.05, 50.0
@@ -162,7 +162,10 @@ void main() {
     if (!gl_FrontFacing) n = -n;            // meshes with inconsistent winding: shade two-sided
     if (dot(n, v) < 0.0) n = normalize(n - 1.01 * dot(n, v) * v);
     vec3 albedo = u_base;
-    if (u_textured) albedo *= pow(texture(u_tex, v_uv * u_tex_scale).rgb, vec3(2.2));
+    if (u_textured) {   // the same sRGB decode as backends.srgb_to_linear
+        vec3 t = texture(u_tex, v_uv * u_tex_scale).rgb;
+        albedo *= mix(t / 12.92, pow((t + 0.055) / 1.055, vec3(2.4)), step(0.04045, t));
+    }
     vec3 l = normalize(u_light_dir);
     float ndl = max(dot(n, l), 0.0);
     vec3 h = normalize(l + v);
@@ -269,10 +272,6 @@ void main() {
     f_color = vec4(ldr, hdr.a);
 }
 """
-
-
-def _srgb_to_linear(c: Sequence[float]) -> tuple[float, float, float]:
-    return tuple(float(v) ** 2.2 for v in c)
 
 
 class GLBackend:
@@ -500,7 +499,7 @@ class GLBackend:
         for k, (part, vao) in enumerate(zip(mesh.parts, self._mesh_arrays(mesh))):
             mat_id = spec.materials[k] if k < len(spec.materials) else -1
             mat = part.material if mat_id < 0 else self.materials[mat_id]
-            prog["u_base"].value = _srgb_to_linear(mat.base_colour)
+            prog["u_base"].value = tuple(float(v) for v in srgb_to_linear(mat.base_colour))
             prog["u_specular"].value = float(mat.specular)
             prog["u_roughness"].value = float(mat.roughness)
             prog["u_metallic"].value = float(mat.metallic)

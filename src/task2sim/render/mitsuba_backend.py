@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .backends import CAMERA_DISTANCE, CAMERA_FOV_DEG, light_direction, rotation_matrix
+from .backends import CAMERA_DISTANCE, CAMERA_FOV_DEG, light_direction, rotation_matrix, srgb_to_linear
 from .spec import SceneSpec
 
 VARIANT = "scalar_rgb"
@@ -58,10 +58,6 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
-def _srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
 def _linear_to_srgb8(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     y = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
@@ -80,7 +76,7 @@ def base_colour_bitmap(material: Any) -> np.ndarray:
     colour = np.asarray(material.base_colour, dtype=np.float32)
     if material.texture is None:
         return np.broadcast_to(colour, (TEX_SIZE, TEX_SIZE, 3)).astype(np.float32)
-    tex = _srgb_to_linear(np.asarray(material.texture, dtype=np.float32)[..., :3] / 255.0)
+    tex = srgb_to_linear(np.asarray(material.texture, dtype=np.float32)[..., :3] / 255.0)
     return (_resize(tex, (TEX_SIZE, TEX_SIZE)) * colour).astype(np.float32)
 
 
