@@ -31,7 +31,7 @@ def scene_kit(tmp_path_factory):
         envs = list_environments(SHARED_CACHE)
     except Exception:  # no blender-data: the documented procedural skies still exercise bit 6
         envs = list_environments(cache, fallback=True)
-    backend = gl.GLBackend(mats, envs, blur_passes=8)
+    backend = gl.GLBackend(mats, envs, blur_passes=16)   # the default layered blur
     yield lib, SamplerSpace(len(envs), len(mats)), backend
     backend.close()
 
@@ -136,13 +136,47 @@ def test_bit5_blur_lowers_high_frequency_energy(scene_kit):
     assert_blur_lowers_high_frequency_energy(scene_kit)
 
 
-def test_gather_blur_also_lowers_high_frequency_energy(scene_kit):
-    lib, space, thinlens = scene_kit
-    gather = gl.GLBackend(list_materials(), thinlens.environments, blur_method="gather")
+def test_thinlens_blur_also_lowers_high_frequency_energy(scene_kit):
+    lib, space, layered = scene_kit
+    thinlens = gl.GLBackend(list_materials(), layered.environments, blur_passes=8, blur_method="thinlens")
     try:
-        assert_blur_lowers_high_frequency_energy((lib, space, gather))
+        assert_blur_lowers_high_frequency_energy((lib, space, thinlens))
     finally:
-        gather.close()
+        thinlens.close()
+
+
+def psnr(a, b):
+    mse = ((a.astype(np.float64) - b) ** 2).mean(axis=(1, 2, 3))
+    return 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-9))
+
+
+def test_layered_blur_is_close_to_the_thin_lens(scene_kit):
+    """The layered blur approximates a many-sample thin lens far better than no blur does."""
+    lib, space, layered = scene_kit
+    specs, blurred, _ = render(scene_kit, "00000100", n=24)
+    keep = [i for i, s in enumerate(specs) if s.aperture > 0]
+    reference = gl.GLBackend(list_materials(), layered.environments, blur_passes=32, blur_method="thinlens")
+    try:
+        ref = render((lib, space, reference), "00000100", n=24)[1][keep]
+    finally:
+        reference.close()
+    sharp = render(scene_kit, "00000000", n=24)[1][keep]
+    got, without = np.median(psnr(blurred[keep], ref)), np.median(psnr(sharp, ref))
+    assert got > 30.0 and got > without + 3.0, (got, without)
+
+
+def test_layered_blur_takes_at_most_32_lens_samples(scene_kit):
+    envs = scene_kit[2].environments
+    with pytest.raises(ValueError, match="blur_passes"):
+        gl.GLBackend(list_materials(), envs, blur_passes=33, blur_method="layered")
+
+
+def test_lens_and_pixel_samples_cover_their_domains():
+    lens = gl.lens_offsets(64)
+    assert (np.hypot(*lens.T) <= 1).all() and np.abs(lens.mean(axis=0)).max() < 0.05
+    px = gl.pixel_offsets(64)
+    assert (px >= -0.5).all() and (px < 0.5).all() and np.abs(px.mean(axis=0)).max() < 0.05
+    assert len(np.unique(px.round(6), axis=0)) == 64
 
 
 def test_bit6_background_changes_border_pixels(scene_kit):

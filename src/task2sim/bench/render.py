@@ -2,15 +2,17 @@
 
     python -m task2sim.bench.render [--classes 24] [--images-per-class 120] [--repeats 3] [--json out.json]
 
-Both sides run in one process on one warm RenderSession, interleaved (A B A B ...), so load from
-other processes hits both alike:
-  render-only   the same specs and meshes render_dataset renders, pixels discarded
+Everything runs in one process on one warm RenderSession, interleaved (A B C D A B C D ...), so load
+from other processes hits every line alike:
+  render-only   the same specs and meshes render_dataset renders, pixels discarded (the configured
+                blur_method, default layered)
   render+write  render_dataset itself up to the closed, renamed images.h5 (scene sampling,
                 rendering, chunked HDF5 writes); its preview.png and meta.json are not counted
+  no blur       render-only with focus blur off (bits 11111011): the blur's cost
+  thinlens 8    render-only with ``blur_method: thinlens``, 8 passes
 Reported: images/s of each, and write overhead = 1 - (render+write img/s) / (render-only img/s).
-A third line renders with focus blur off (bits 11111011) as a reference for the blur's cost, and a
-fourth with ``blur_method: gather`` (one render + a depth-based blur). Blur fidelity: PSNR of the
-blurred images of thinlens (blur_passes) and gather against a 32-pass thin-lens reference.
+Blur fidelity: median PSNR of 128 blurred images against a 256-sample thin lens (lens and pixel
+area), for the configured blur, thinlens with 8 and 16 passes, and no blur at all.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ def render_only(session: RenderSession, bits: str, seed: int = 0) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def blur_fidelity(session: RenderSession, gather: GLBackend, passes: int, n: int = 128) -> dict:
-    """Median PSNR (dB) of blurred images against a 32-pass thin-lens reference."""
+def blur_fidelity(session: RenderSession, n: int = 128, reference_passes: int = 256) -> dict:
+    """Median PSNR (dB) of blurred images against a ``reference_passes`` thin-lens reference."""
     pairs = []
     i = 0
     while len(pairs) < n:
@@ -54,11 +56,16 @@ def blur_fidelity(session: RenderSession, gather: GLBackend, passes: int, n: int
     size = session.cfg.image_size
     kw = {"materials": session.materials, "environments": session.environments}
     out = {}
-    ref_backend = GLBackend(**kw, blur_passes=32)
+    ref_backend = GLBackend(**kw, blur_passes=reference_passes, blur_method="thinlens")
     ref = ref_backend.render(specs, meshes, size).astype(np.float64)
     ref_backend.close()
-    for name, backend in ((f"thinlens_{passes}", session.backend), ("gather", gather)):
+    cfg = session.cfg
+    candidates = {f"{cfg.blur_method}_{cfg.blur_passes}": (cfg.blur_passes, cfg.blur_method),
+                  "thinlens_8": (8, "thinlens"), "thinlens_16": (16, "thinlens"), "no_blur": (1, "thinlens")}
+    for name, (passes, method) in candidates.items():
+        backend = GLBackend(**kw, blur_passes=passes, blur_method=method)
         img = backend.render(specs, meshes, size).astype(np.float64)
+        backend.close()
         mse = ((img - ref) ** 2).mean(axis=(1, 2, 3))
         out[name] = round(float(np.median(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-9)))), 1)
     return out
@@ -69,18 +76,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classes", type=int, default=24)
     p.add_argument("--images-per-class", type=int, default=120)
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--blur-passes", type=int, default=8)
+    p.add_argument("--blur-passes", type=int, default=16)
+    p.add_argument("--blur-method", default="layered")
     p.add_argument("--cache-dir", default=".cache/assets")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", help="also write the figures here")
     a = p.parse_args(argv)
     cfg = RenderConfig(classes=a.classes, images_per_class=a.images_per_class, image_size=a.image_size,
-                       blur_passes=a.blur_passes, cache_dir=a.cache_dir)
+                       blur_passes=a.blur_passes, blur_method=a.blur_method, cache_dir=a.cache_dir)
     session = RenderSession(cfg)
-    thinlens = session.backend
-    gather = GLBackend(session.materials, session.environments, blur_method="gather")
+    configured = session.backend
+    thinlens = GLBackend(session.materials, session.environments, blur_passes=8, blur_method="thinlens")
     render_only(session, "11111111")  # warm-up: mesh uploads, shader compilation
-    res = {"render_only": [], "render_write": [], "no_blur": [], "gather": []}
+    res = {"render_only": [], "render_write": [], "no_blur": [], "thinlens_8": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.repeats):
             res["render_only"].append(render_only(session, "11111111"))
@@ -89,24 +97,24 @@ def main(argv: list[str] | None = None) -> int:
                                      out / "meta.json", session=session)
             res["render_write"].append(summary["images"] / summary["h5_total_s"])
             res["no_blur"].append(render_only(session, "11111011"))
-            session.backend = gather
-            res["gather"].append(render_only(session, "11111111"))
             session.backend = thinlens
-    fidelity = blur_fidelity(session, gather, cfg.blur_passes)
+            res["thinlens_8"].append(render_only(session, "11111111"))
+            session.backend = configured
+    thinlens.close()
+    fidelity = blur_fidelity(session)
     backend_version = session.backend.version()
-    gather.close()
     session.close()
     med = {k: statistics.median(v) for k, v in res.items()}
     summary = {
         "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
         "backend": backend_version,
         "images": cfg.classes * cfg.images_per_class, "image_size": cfg.image_size,
-        "blur_passes": cfg.blur_passes,
+        "blur_method": cfg.blur_method, "blur_passes": cfg.blur_passes,
         "img_s_median": {k: round(v, 1) for k, v in med.items()},
         "write_overhead": round(1 - med["render_write"] / med["render_only"], 3),
         "blur_cost_ratio": round(med["render_only"] / med["no_blur"], 3),
-        "gather_speedup": round(med["gather"] / med["render_only"], 3),
-        "blur_psnr_vs_32_pass_reference_db": fidelity,
+        "thinlens_8_ratio": round(med["thinlens_8"] / med["render_only"], 3),
+        "blur_psnr_vs_256_sample_thin_lens_db": fidelity,
         "runs": {k: [round(x, 1) for x in v] for k, v in res.items()},
     }
     print(json.dumps(summary, indent=2))

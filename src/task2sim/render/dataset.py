@@ -47,8 +47,8 @@ class RenderConfig:
     heldout_mesh_fraction: float = 0.2
     images_per_class: int = 120
     image_size: int = 64
-    blur_passes: int = 8
-    blur_method: str = "thinlens"
+    blur_passes: int = 16
+    blur_method: str = "layered"
     cache_dir: str = ".cache/assets"
     tdw_port: int = 1071
     tdw_timeout_s: float = 30.0

@@ -10,16 +10,25 @@ What each SceneSpec field does here (the same meanings as every other backend, A
   rotation      model matrix Rz(roll) Ry(yaw) Rx(pitch), world axes, degrees
   distance      the object moves along the camera ray to distance_factor * CAMERA_DISTANCE
   light         one directional light: colour * intensity * SUN_IRRADIANCE, from (yaw, pitch)
-  focus blur    thin lens: ``blur_passes`` jittered eye positions on a disc of radius ``aperture``
-                (object radii), each with an off-axis frustum that keeps the focus plane fixed,
-                averaged in linear HDR; background and object blur alike
+  focus blur    thin lens of radius ``aperture`` (object radii) focused at the focus distance, in
+                linear HDR; ``blur_method`` picks how (below)
   background    equirectangular HDR environment ``background_id``, seen along (yaw, pitch); it also
                 lights the object (diffuse from a blurred mip level, reflections by roughness)
   materials     per part: material list entry, or the part's own material for -1
 
 Shading is linear HDR (Blinn-Phong lobe + environment reflections + hemispherical diffuse), then
 exposure, a filmic (ACES fit) tone curve and sRGB gamma. Images with and without blur go in
-separate batches: the first need ``blur_passes`` renders, the second one.
+separate batches.
+
+Focus blur, two methods (BENCHMARKS.md "Renderer" measures both against a 256-sample thin lens):
+  thinlens  ``blur_passes`` renders of the whole scene, each from a jittered eye position on the
+            lens disc with an off-axis frustum that keeps the focus plane fixed and a sub-pixel
+            window shift, averaged: the thin lens integrated over lens and pixel area, up to sampling.
+  layered   (default) one render of the object alone at 2 x 2 samples a pixel with its depth, then
+            one pass per tile: the environment, at infinity, averaged over ``blur_passes`` lens
+            samples (a lens offset only turns the view rays), and the object's pixels spread over
+            their circles of confusion, nearer surfaces over farther ones (_LAYERED_FRAGMENT).
+            What it leaves out: parallax and view-dependent shading across the lens.
 """
 
 from __future__ import annotations
@@ -39,9 +48,12 @@ ENV_MEAN_LUMINANCE = 0.5     # every environment map is scaled to this mean lumi
 EXPOSURE = 1.0
 ATLAS_SIDE = 1024            # framebuffer side: 256 tiles of 64 px per batch
 MESH_CACHE = 64              # meshes whose vertex buffers stay on the "GPU"
-BLUR_METHODS = ("thinlens", "gather")
-GATHER_TAPS = 48             # neighbours sampled per pixel by the gather blur
-GATHER_MAX_RADIUS = 12.0     # pixels at 64 px (scaled with the image size)
+BLUR_METHODS = ("layered", "thinlens")
+MAX_LENS_SAMPLES = 32        # layered blur: most lens samples (the schema's largest blur_passes)
+GATHER_RADIUS = 6            # object blur: circles up to this many pixels are gathered at full
+                             # resolution, larger ones from 2x2, 4x4 ... blocks (mip levels)
+LAYER_SCALE = 2              # the layered blur's object layer: 2 x 2 samples a pixel, averaged
+NORM_STEPS = 32              # samples per pixel of circle radius in the kernel-sum lookup table
 
 
 class GLUnavailable(RuntimeError):
@@ -101,15 +113,27 @@ def lens_offsets(n: int) -> np.ndarray:
     return np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
 
 
-def camera_matrices(spec: SceneSpec, lens: tuple[float, float] = (0.0, 0.0)):
-    """(view-projection, eye position) for one lens sample of a spec; the camera sits on +Z."""
+def pixel_offsets(n: int) -> np.ndarray:
+    """``n`` deterministic sub-pixel offsets in [-0.5, 0.5)^2 (the R2 sequence); zero for one."""
+    if n <= 1:
+        return np.zeros((1, 2))
+    g = 1.32471795724474602596  # the plastic number
+    k = np.arange(n)[:, None] + 0.5
+    return (k * np.array([1 / g, 1 / g ** 2])) % 1.0 - 0.5
+
+
+def camera_matrices(spec: SceneSpec, lens: tuple[float, float] = (0.0, 0.0),
+                    pixel: tuple[float, float] = (0.0, 0.0), image_size: int = 64):
+    """(view-projection, eye position) for one lens sample of a spec, its window moved by
+    ``pixel`` (a fraction of one pixel of ``image_size``); the camera sits on +Z."""
     obj_dist = CAMERA_DISTANCE * spec.distance_factor
     focus = max(spec.focus_distance_factor * obj_dist, NEAR * 2)
     ex, ey = lens[0] * spec.aperture, lens[1] * spec.aperture
     half = NEAR * math.tan(math.radians(CAMERA_FOV_DEG) / 2)
     # Off-axis frustum: shifting the eye by e and the window by -e*near/focus keeps the plane at
     # `focus` fixed on screen, which is the thin-lens model.
-    sx, sy = ex * NEAR / focus, ey * NEAR / focus
+    sx = ex * NEAR / focus + pixel[0] * 2 * half / image_size
+    sy = ey * NEAR / focus + pixel[1] * 2 * half / image_size
     proj = frustum(-half - sx, half - sx, -half - sy, half - sy, NEAR, FAR)
     eye = np.array([ex, ey, obj_dist])
     view = np.eye(4)
@@ -137,12 +161,13 @@ uniform sampler2D u_env;
 uniform mat3 u_env_rot;      // world -> environment direction
 uniform float u_env_scale;
 const float PI = 3.14159265358979;
-vec3 env(vec3 dir_world, float lod) {
+vec2 env_uv(vec3 dir_world) {
     vec3 d = normalize(u_env_rot * dir_world);
     // row 0 looks up (+Y); azimuth 0 at -Z (straight ahead of the camera), increasing to +X
-    float u = atan(d.x, -d.z) / (2.0 * PI) + 0.5;
-    float v = acos(clamp(d.y, -1.0, 1.0)) / PI;
-    return textureLod(u_env, vec2(u, v), lod).rgb * u_env_scale;
+    return vec2(atan(d.x, -d.z) / (2.0 * PI) + 0.5, acos(clamp(d.y, -1.0, 1.0)) / PI);
+}
+vec3 env(vec3 dir_world, float lod) {
+    return textureLod(u_env, env_uv(dir_world), lod).rgb * u_env_scale;
 }
 """
 
@@ -154,9 +179,13 @@ uniform vec3 u_light_dir; uniform vec3 u_light_rgb;
 uniform vec3 u_base; uniform float u_specular; uniform float u_roughness; uniform float u_metallic;
 uniform bool u_textured; uniform sampler2D u_tex; uniform float u_tex_scale;
 uniform float u_env_lod_max;
-out vec4 f_color;
+uniform float u_near; uniform float u_far;
+layout(location = 0) out vec4 f_color;
+layout(location = 1) out vec4 f_inv_z;     // 1 / eye depth: the layered blur's circle of confusion
 """ + _ENV_LOOKUP + """
 void main() {
+    f_inv_z = vec4((u_far + u_near - (2.0 * gl_FragCoord.z - 1.0) * (u_far - u_near))
+                   / (2.0 * u_far * u_near), 0.0, 0.0, 1.0);
     vec3 n = normalize(v_normal);
     vec3 v = normalize(u_eye - v_pos);
     if (!gl_FrontFacing) n = -n;            // meshes with inconsistent winding: shade two-sided
@@ -213,47 +242,123 @@ out vec4 f_color;
 void main() { f_color = texture(u_src, v_ndc * 0.5 + 0.5) * u_weight; }
 """
 
-_GATHER_FRAGMENT = """
+_LAYERED_FRAGMENT = """
 #version 330
-// Depth-of-field by gathering ("scatter as gather"): every neighbour q inside the disc of the
-// largest circle of confusion contributes to this pixel if this pixel lies inside q's own circle,
-// weighted by 1 / area of that circle, as a thin lens spreads q's light. One render + this pass
-// stands in for many jittered thin-lens passes (see BENCHMARKS.md for how close it comes).
+// Layered thin-lens blur, one pass per tile, from a pinhole render of the object alone (2 x 2
+// samples a pixel, averaged: coverage in alpha).
+// Background: the environment is at infinity, where a lens offset e only turns every view ray by
+// -e / focus, so averaging the environment over the lens samples is the thin lens itself (the
+// turns are small: they map to the environment map through the mapping's local derivative).
+// Object: each covered pixel q spreads its colour uniformly over its circle of confusion (radius
+// from its depth), as the thin lens does; this pixel gathers the circles that reach it ("scatter
+// as gather"), from mip-level blocks when circles are large. Circles from surfaces nearer than
+// this pixel's own go over it; the rest, this pixel's surface included, are averaged under them,
+// and the background shows through what neither covers. Beyond the tile's edge the object is
+// taken to continue as its edge pixels.
 in vec2 v_ndc;
-uniform sampler2D u_src;
-uniform sampler2D u_depth;
-uniform vec2 u_atlas;        // atlas size in pixels
-uniform vec4 u_tile;         // tile origin (x, y) and size (w, h) in pixels
-uniform float u_near; uniform float u_far;
-uniform float u_lens;        // lens radius (world units)
-uniform float u_inv_focus;   // 1 / focus distance
-uniform float u_px_per_rad;  // pixels per radian at the image centre
-uniform float u_radius;      // largest circle of confusion in this tile, pixels
-uniform int u_taps;
+uniform sampler2D u_obj;     // premultiplied linear colour, alpha = coverage (mip-mapped)
+uniform sampler2D u_inv_z;   // 1 / eye depth, premultiplied by coverage (mip-mapped)
+uniform sampler2D u_inv_norm; // 1 / sum of the full-resolution disc kernel, by radius
+uniform float u_norm_steps;  // table texels per pixel of radius; texel 0 is radius 0.5
+uniform ivec4 u_tile;        // tile origin (x, y) and size (w, h) in atlas pixels
+uniform ivec4 u_reach_box;   // atlas pixels that some circle of the object reaches (x0, y0, x1, y1)
+uniform float u_coc_scale;   // aperture * pixels per unit of tan: radius = scale * |1/z - 1/focus|
+uniform float u_inv_focus;
+uniform float u_radius;      // largest circle of confusion of the object in this tile, pixels
+uniform int u_level;         // gather blocks of 2^level pixels
+uniform float u_tan_half;    // tan(field of view / 2)
+uniform float u_bg_shift;    // aperture / focus: lens sample -> view-ray turn (tan units)
+uniform sampler2D u_lens;    // row n - 1: the n lens samples of lens_offsets(n)
+uniform int u_bg_taps;       // lens samples for the background
 out vec4 f_color;
-const float GOLDEN = 2.39996323;
-float coc(vec2 px) {
-    float d = texture(u_depth, px / u_atlas).r;
-    // the background quad sits at NDC z 0.9999 (window depth 0.99995): treat it as infinity
-    float inv_z = d >= 0.99994 ? 0.0 : (u_far + u_near - (2.0 * d - 1.0) * (u_far - u_near)) / (2.0 * u_far * u_near);
-    return u_lens * abs(inv_z - u_inv_focus) * u_px_per_rad;
+const int GATHER_RADIUS = """ + str(GATHER_RADIUS) + """;
+""" + _ENV_LOOKUP + """
+const float NEARER = 1.03;   // 1/z ratio above which a surface counts as in front of another
+vec4 front = vec4(0.0);      // circles of nearer surfaces: premultiplied colour, coverage
+vec4 behind = vec4(0.0);     // the rest: premultiplied colour, kernel weight
+float empty = 0.0;           // kernel weight this pixel's own circle puts on uncovered pixels
+float inv_norm(float c) {    // 1 / sum of the full-resolution kernel of radius c
+    return texelFetch(u_inv_norm, ivec2(min(int((c - 0.5) * u_norm_steps + 0.5),
+                                            textureSize(u_inv_norm, 0).x - 1), 0), 0).r;
+}
+// Gather the circles of radius in (c_lo, c_hi] that reach this pixel, from 2^level blocks.
+void gather(int level, float window, float c_lo, float c_hi, float own_inv_z, float own_c) {
+    vec2 centre = gl_FragCoord.xy;
+    float st = exp2(float(level));
+    ivec2 lo = ivec2(floor((centre - window) / st)), hi = ivec2(floor((centre + window) / st));
+    ivec2 tile_lo = u_tile.xy >> level, tile_hi = ((u_tile.xy + u_tile.zw) >> level) - 1;
+    for (int j = lo.y; j <= hi.y; ++j) {
+        for (int i = lo.x; i <= hi.x; ++i) {
+            ivec2 ij = clamp(ivec2(i, j), tile_lo, tile_hi);
+            float d = distance((vec2(i, j) + 0.5) * st, centre);
+            vec4 o = texelFetch(u_obj, ij, level);
+            if (level == 0 && own_c > 0.0 && o.a < 1.0)
+                empty += (1.0 - o.a) * clamp(own_c + 0.5 - d, 0.0, 1.0) * inv_norm(own_c);
+            if (o.a <= 0.0) continue;
+            float inv_z = texelFetch(u_inv_z, ij, level).r / o.a;
+            float c = u_coc_scale * abs(inv_z - u_inv_focus);
+            if (c <= c_lo || c > c_hi) continue;
+            c = max(c, 0.5 * st);
+            float w = clamp((c + 0.5 * st - d) / st, 0.0, 1.0);
+            if (w <= 0.0) continue;
+            // kernel sum: exact table at full resolution, the disc's area for blocks
+            w *= level == 0 ? inv_norm(c) : st * st / (PI * (c * c + st * st / 12.0));
+            if (inv_z > own_inv_z * NEARER) front += w * o; else behind += w * o;
+        }
+    }
 }
 void main() {
-    vec2 p = u_tile.xy + (v_ndc * 0.5 + 0.5) * u_tile.zw;
-    vec2 lo = u_tile.xy + 0.5, hi = u_tile.xy + u_tile.zw - 0.5;
-    vec4 sum = vec4(0.0);
-    float wsum = 0.0;
-    for (int i = 0; i <= u_taps; ++i) {
-        float r = i == 0 ? 0.0 : u_radius * sqrt((float(i) - 0.5) / float(u_taps));
-        float a = float(i) * GOLDEN;
-        vec2 q = clamp(p + r * vec2(cos(a), sin(a)), lo, hi);
-        float c = coc(q);
-        // q covers this pixel if its circle reaches it (soft over one pixel); the centre always
-        float w = (i == 0 ? 1.0 : clamp(c - r + 0.5, 0.0, 1.0)) / max(c * c, 0.25);
-        sum += w * texture(u_src, q / u_atlas);
-        wsum += w;
+    ivec2 pix = ivec2(gl_FragCoord.xy);
+    if (all(greaterThanEqual(pix, u_reach_box.xy)) && all(lessThanEqual(pix, u_reach_box.zw))) {
+        vec4 own = texelFetch(u_obj, pix, 0);
+        // 1/z of this pixel's surface; 0 where no object: infinitely far
+        float own_inv_z = own.a > 0.0 ? texelFetch(u_inv_z, pix, 0).r / own.a : 0.0;
+        float own_c = own_inv_z > 0.0 ? max(u_coc_scale * abs(own_inv_z - u_inv_focus), 0.5) : 0.0;
+        // circles up to GATHER_RADIUS at full resolution, larger ones from blocks
+        float full = u_level == 0 ? 1e9 : float(GATHER_RADIUS);
+        gather(0, min(u_radius, full) + 0.5, -1.0, full, own_inv_z, own_c);
+        if (u_level > 0) gather(u_level, u_radius + exp2(float(u_level - 1)), full, 1e9, own_inv_z, own_c);
+        // Nearer surfaces cover this pixel first (their circles' summed coverage). The rest fill
+        // what they leave: the average colour of the circles reaching here, covering the share of
+        // this pixel's own circle that falls on covered pixels (1 inside the object, about half
+        // at its silhouette, 0 off it).
+        front /= max(front.a, 1.0);
+        if (behind.a > 0.0)
+            behind = vec4(behind.rgb / behind.a, 1.0) * (behind.a / (behind.a + empty));
     }
-    f_color = sum / max(wsum, 1e-6);
+    vec4 obj = front + (1.0 - front.a) * behind;
+    vec3 background = vec3(0.0);
+    if (obj.a < 0.999) {
+        // The lens turns rays by at most a few degrees: map the turn to environment-map
+        // coordinates through the local derivative of the mapping, then one fetch a lens sample.
+        vec3 ray = vec3(v_ndc * u_tan_half, -1.0);
+        vec2 uv = env_uv(ray);
+        const float EPS = 1e-3;
+        vec2 du = env_uv(ray + vec3(EPS, 0.0, 0.0)) - uv, dv = env_uv(ray + vec3(0.0, EPS, 0.0)) - uv;
+        du.x -= round(du.x);     // across the map's seam
+        dv.x -= round(dv.x);
+        mat2 jacobian = mat2(du, dv) * (-u_bg_shift / EPS);
+        for (int k = 0; k < u_bg_taps; ++k)
+            background += textureLod(u_env, uv + jacobian * texelFetch(u_lens, ivec2(k, u_bg_taps - 1), 0).rg,
+                                     0.0).rgb;
+        background *= u_env_scale / float(u_bg_taps);
+    }
+    f_color = vec4(obj.rgb + (1.0 - obj.a) * background, obj.a);
+}
+"""
+
+_DOWNSAMPLE_FRAGMENT = """
+#version 330
+// The object layer's 2 x 2 samples of a pixel, averaged: one bilinear fetch at their shared corner.
+in vec2 v_ndc;
+uniform sampler2D u_src_obj;
+uniform sampler2D u_src_inv_z;
+layout(location = 0) out vec4 f_obj;
+layout(location = 1) out vec4 f_inv_z;
+void main() {
+    vec2 uv = v_ndc * 0.5 + 0.5;
+    f_obj = texture(u_src_obj, uv);
+    f_inv_z = vec4(texture(u_src_inv_z, uv).r, 0.0, 0.0, 1.0);
 }
 """
 
@@ -279,8 +384,8 @@ class GLBackend:
 
     name = "moderngl"
 
-    def __init__(self, materials: Sequence[Any], environments: Sequence[Any], blur_passes: int = 8,
-                 blur_method: str = "thinlens", atlas_side: int = ATLAS_SIDE) -> None:
+    def __init__(self, materials: Sequence[Any], environments: Sequence[Any], blur_passes: int = 32,
+                 blur_method: str = "layered", atlas_side: int = ATLAS_SIDE) -> None:
         import moderngl
 
         self._mgl = moderngl
@@ -289,16 +394,25 @@ class GLBackend:
         self.blur_passes = int(blur_passes)
         if blur_method not in BLUR_METHODS:
             raise ValueError(f"blur_method must be one of {BLUR_METHODS}, got {blur_method!r}")
+        if self.blur_passes < 1 or (blur_method == "layered" and self.blur_passes > MAX_LENS_SAMPLES):
+            raise ValueError(f"blur_passes must be 1..{MAX_LENS_SAMPLES}, got {blur_passes}")
         self.blur_method = blur_method
         self.atlas_side = int(atlas_side)
         self._obj = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_OBJECT_FRAGMENT)
         self._bg = self.ctx.program(vertex_shader=_QUAD_VERTEX, fragment_shader=_BACKGROUND_FRAGMENT)
         self._copy = self.ctx.program(vertex_shader=_QUAD_VERTEX, fragment_shader=_COPY_FRAGMENT)
         self._tone = self.ctx.program(vertex_shader=_QUAD_VERTEX, fragment_shader=_TONEMAP_FRAGMENT)
-        self._gather = self.ctx.program(vertex_shader=_QUAD_VERTEX, fragment_shader=_GATHER_FRAGMENT)
+        self._layered = self.ctx.program(vertex_shader=_QUAD_VERTEX, fragment_shader=_LAYERED_FRAGMENT)
+        self._down = self.ctx.program(vertex_shader=_QUAD_VERTEX, fragment_shader=_DOWNSAMPLE_FRAGMENT)
         quad = self.ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], dtype="f4").tobytes())
         self._quads = {p: self.ctx.vertex_array(p, [(quad, "2f", "in_pos")])
-                       for p in (self._bg, self._copy, self._tone, self._gather)}
+                       for p in (self._bg, self._copy, self._tone, self._layered, self._down)}
+        self._inv_norm = self._inverse_kernel_sums()
+        table = np.zeros((MAX_LENS_SAMPLES, MAX_LENS_SAMPLES, 2), dtype="f4")
+        for n in range(1, MAX_LENS_SAMPLES + 1):
+            table[n - 1, :n] = lens_offsets(n)
+        self._lens_table = self.ctx.texture((MAX_LENS_SAMPLES, MAX_LENS_SAMPLES), 2, table.tobytes(), dtype="f4")
+        self._lens_table.filter = (self._mgl.NEAREST, self._mgl.NEAREST)
         self.environments = list(environments)
         self._envs = [self._upload_environment(e.image) for e in environments]
         if not self._envs:
@@ -326,6 +440,20 @@ class GLBackend:
         lod_max = max(0.0, math.log2(max(img.shape[:2])) - 2.0)  # a 4 x 8 level: the irradiance
         return tex, ENV_MEAN_LUMINANCE / max(lum, 1e-6), lod_max
 
+    def _inverse_kernel_sums(self):
+        """1 / the full-resolution disc kernel's sum, by radius c (0.5 .. GATHER_RADIUS + 1).
+
+        The layered blur weights a pixel at distance d from a circle of radius c by
+        clamp(c + 0.5 - d, 0, 1) (one pixel of soft edge); dividing by this kernel's sum makes
+        every circle spread exactly the light of its pixel, as the thin lens does."""
+        radii = 0.5 + np.arange((GATHER_RADIUS + 1) * NORM_STEPS + 1) / NORM_STEPS
+        k = np.arange(-GATHER_RADIUS - 2, GATHER_RADIUS + 3)
+        d = np.hypot(*np.meshgrid(k, k)).ravel()
+        inv = (1.0 / np.clip(radii[:, None] + 0.5 - d[None, :], 0.0, 1.0).sum(axis=1)).astype("f4")
+        tex = self.ctx.texture((len(inv), 1), 1, inv.tobytes(), dtype="f4")
+        tex.filter = (self._mgl.NEAREST, self._mgl.NEAREST)
+        return tex
+
     def _texture(self, key: int, pixels: np.ndarray):
         tex = self._material_tex.get(key)
         if tex is None:
@@ -336,7 +464,7 @@ class GLBackend:
             self._material_tex[key] = tex
         return tex
 
-    def _mesh_arrays(self, mesh) -> list[tuple[Any, Any]]:
+    def _mesh_arrays(self, mesh) -> list[Any]:
         key = id(mesh)
         if key in self._meshes:
             self._meshes.move_to_end(key)
@@ -357,21 +485,26 @@ class GLBackend:
         return vaos
 
     def _target(self, size: int):
-        """HDR pass, HDR accumulation and 8-bit output framebuffers of one tile size."""
+        """Framebuffers of one tile size: the HDR pass; the layered blur's object layer (colour and
+        1/z) at LAYER_SCALE and averaged to pixels; HDR accumulation; 8-bit output."""
         if size not in self._targets:
+            ctx = self.ctx
             side = max(size, (self.atlas_side // size) * size)
-            hdr = self.ctx.texture((side, side), 4, dtype="f2")
-            depth = self.ctx.depth_texture((side, side))
-            depth.compare_func = ""  # sample raw depth values (the gather blur reads them)
-            depth.filter = (self._mgl.NEAREST, self._mgl.NEAREST)
-            acc = self.ctx.texture((side, side), 4, dtype="f4")
-            out = self.ctx.renderbuffer((side, side), 4)
-            self._targets[size] = (
-                side,
-                self.ctx.framebuffer([hdr], depth), hdr, depth,
-                self.ctx.framebuffer([acc]), acc,
-                self.ctx.framebuffer([out]),
-            )
+            big = side * LAYER_SCALE
+            samples = [ctx.texture((big, big), 4, dtype="f2"), ctx.texture((big, big), 1, dtype="f4")]
+            pixels = [ctx.texture((side, side), 4, dtype="f2"), ctx.texture((side, side), 1, dtype="f4")]
+            for tex in samples:
+                tex.filter = (self._mgl.LINEAR, self._mgl.LINEAR)
+            hdr = ctx.texture((side, side), 4, dtype="f2")
+            acc = ctx.texture((side, side), 4, dtype="f4")
+            self._targets[size] = {
+                "side": side,
+                "hdr": (ctx.framebuffer([hdr], ctx.depth_renderbuffer((side, side))), hdr),
+                "layer_samples": (ctx.framebuffer(samples, ctx.depth_renderbuffer((big, big))), samples),
+                "layer": (ctx.framebuffer(pixels), pixels),
+                "acc": (ctx.framebuffer([acc]), acc),
+                "out": ctx.framebuffer([ctx.renderbuffer((side, side), 4)]),
+            }
         return self._targets[size]
 
     # --- rendering ---------------------------------------------------------------------------------
@@ -385,37 +518,35 @@ class GLBackend:
         alpha = np.zeros((n, s, s), dtype=np.float32)
         # Make this backend's context current: several backends may live in one process.
         with self.ctx:
-            side = self._target(s)[0]
+            side = self._target(s)["side"]
             per_batch = (side // s) ** 2
-            can_blur = self.blur_method == "gather" or self.blur_passes > 1
-            blurred = [i for i, sp in enumerate(specs) if sp.aperture > 0 and can_blur]
-            sharp = [i for i, sp in enumerate(specs) if not (sp.aperture > 0 and can_blur)]
-            blur_passes = "gather" if self.blur_method == "gather" else self.blur_passes
-            for group, passes in ((sharp, 1), (blurred, blur_passes)):
+            blurs = [sp.aperture > 0 and self.blur_passes > 1 for sp in specs]
+            for blur in (False, True):
+                group = [i for i, b in enumerate(blurs) if b == blur]
                 for start in range(0, len(group), per_batch):
                     idx = group[start:start + per_batch]
-                    rgba = self._render_batch([specs[i] for i in idx], [meshes[i] for i in idx], s, passes)
+                    rgba = self._render_batch([specs[i] for i in idx], [meshes[i] for i in idx], s, blur)
                     images[idx] = rgba[..., :3]
                     alpha[idx] = rgba[..., 3].astype(np.float32) / 255.0
         return (images, alpha) if return_alpha else images
 
-    def _render_batch(self, specs, meshes, s: int, passes: int) -> np.ndarray:
-        side, fbo_hdr, hdr, depth, fbo_acc, acc, fbo_out = self._target(s)
+    def _render_batch(self, specs, meshes, s: int, blur: bool) -> np.ndarray:
+        target = self._target(s)
+        side = target["side"]
+        (fbo_hdr, hdr), (fbo_acc, acc) = target["hdr"], target["acc"]
         cols = side // s
         ctx = self.ctx
-        gather = passes == "gather"
-        passes = 1 if gather else passes
-        lenses = lens_offsets(passes)
-        if passes > 1 or gather:
+        if not blur:
+            self._draw_tiles(fbo_hdr, specs, meshes, s, cols)
+        elif self.blur_method == "layered":
+            self._layered_blur(specs, meshes, s, cols, target)
+        else:
             fbo_acc.use()
             ctx.clear(0.0, 0.0, 0.0, 0.0)
-        for p in range(passes):
-            fbo_hdr.use()
-            ctx.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-            for t, (spec, mesh) in enumerate(zip(specs, meshes)):
-                ctx.viewport = ((t % cols) * s, (t // cols) * s, s, s)
-                self._draw_scene(spec, mesh, tuple(lenses[p]))
-            if passes > 1:
+            # each pass also moves the window within a pixel: the passes average over the lens
+            # and over the pixel's area (edges anti-aliased)
+            for lens, pixel in zip(lens_offsets(self.blur_passes), pixel_offsets(self.blur_passes)):
+                self._draw_tiles(fbo_hdr, specs, meshes, s, cols, tuple(lens), tuple(pixel))
                 fbo_acc.use()
                 ctx.viewport = (0, 0, side, side)
                 ctx.disable(self._mgl.DEPTH_TEST)
@@ -423,20 +554,18 @@ class GLBackend:
                 ctx.blend_func = (self._mgl.ONE, self._mgl.ONE)
                 hdr.use(0)
                 self._copy["u_src"].value = 0
-                self._copy["u_weight"].value = 1.0 / passes
+                self._copy["u_weight"].value = 1.0 / self.blur_passes
                 self._quads[self._copy].render(self._mgl.TRIANGLE_STRIP)
                 ctx.disable(self._mgl.BLEND)
-        if gather:
-            self._gather_blur(specs, s, side, hdr, depth, fbo_acc)
-        fbo_out.use()
+        target["out"].use()
         ctx.viewport = (0, 0, side, side)
         ctx.disable(self._mgl.DEPTH_TEST)
-        (acc if passes > 1 or gather else hdr).use(0)
+        (acc if blur else hdr).use(0)
         self._tone["u_src"].value = 0
         self._tone["u_exposure"].value = EXPOSURE
         self._quads[self._tone].render(self._mgl.TRIANGLE_STRIP)
         rows = math.ceil(len(specs) / cols)
-        raw = fbo_out.read(viewport=(0, 0, side, rows * s), components=4)
+        raw = target["out"].read(viewport=(0, 0, side, rows * s), components=4)
         atlas = np.frombuffer(raw, dtype=np.uint8).reshape(rows * s, side, 4)
         out = np.empty((len(specs), s, s, 4), dtype=np.uint8)
         for t in range(len(specs)):
@@ -444,33 +573,79 @@ class GLBackend:
             out[t] = atlas[r * s:(r + 1) * s, c * s:(c + 1) * s][::-1]  # GL rows go bottom-up
         return out
 
-    def _gather_blur(self, specs, s: int, side: int, hdr, depth, fbo_acc) -> None:
-        """Depth-based thin-lens blur of every tile of the HDR atlas into the accumulation target."""
-        ctx, g = self.ctx, self._gather
-        fbo_acc.use()
+    def _draw_tiles(self, fbo, specs, meshes, s: int, cols: int, lens=(0.0, 0.0), pixel=(0.0, 0.0),
+                    background: bool = True, scale: int = 1) -> None:
+        """Clear ``fbo`` and draw every scene into its tile (``scale`` x ``s`` pixels), seen from
+        one lens sample."""
+        fbo.use()
+        self.ctx.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        t_s = s * scale
+        for t, (spec, mesh) in enumerate(zip(specs, meshes)):
+            self.ctx.viewport = ((t % cols) * t_s, (t // cols) * t_s, t_s, t_s)
+            self._draw_scene(spec, mesh, camera_matrices(spec, lens, pixel, s), background)
+
+    def _layered_blur(self, specs, meshes, s: int, cols: int, target) -> None:
+        """Thin-lens blur of the object layer + the lens-averaged background, tile by tile."""
+        ctx, g = self.ctx, self._layered
+        fbo_samples, samples = target["layer_samples"]
+        self._draw_tiles(fbo_samples, specs, meshes, s, cols, background=False, scale=LAYER_SCALE)
+        fbo_layer, (layer, inv_z) = target["layer"]
+        fbo_layer.use()
+        ctx.viewport = (0, 0, target["side"], target["side"])
         ctx.disable(self._mgl.DEPTH_TEST)
-        hdr.use(0)
-        depth.use(2)
-        g["u_src"].value, g["u_depth"].value = 0, 2
-        g["u_atlas"].value = (float(side), float(side))
-        g["u_near"].value, g["u_far"].value = NEAR, FAR
-        g["u_taps"].value = GATHER_TAPS
-        px_per_rad = (s / 2) / math.tan(math.radians(CAMERA_FOV_DEG) / 2)
-        g["u_px_per_rad"].value = px_per_rad
-        cols = side // s
-        for t, spec in enumerate(specs):
+        samples[0].use(0)
+        samples[1].use(1)
+        self._down["u_src_obj"].value, self._down["u_src_inv_z"].value = 0, 1
+        self._quads[self._down].render(self._mgl.TRIANGLE_STRIP)
+        tan_half = math.tan(math.radians(CAMERA_FOV_DEG) / 2)
+        px_per_tan = (s / 2) / tan_half
+        plans = [self._blur_plan(spec, mesh, s) for spec, mesh in zip(specs, meshes)]
+        max_level = max(plan[3] for plan in plans)
+        if max_level > 0:
+            layer.build_mipmaps(0, max_level)
+            inv_z.build_mipmaps(0, max_level)
+        target["acc"][0].use()
+        layer.use(0)
+        inv_z.use(2)
+        self._inv_norm.use(3)
+        g["u_obj"].value, g["u_inv_z"].value, g["u_inv_norm"].value = 0, 2, 3
+        g["u_norm_steps"].value = float(NORM_STEPS)
+        g["u_tan_half"].value = tan_half
+        self._lens_table.use(4)
+        g["u_lens"].value = 4
+        g["u_bg_taps"].value = self.blur_passes
+        for t, (spec, (focus, radius, box, level)) in enumerate(zip(specs, plans)):
             x, y = (t % cols) * s, (t // cols) * s
             ctx.viewport = (x, y, s, s)
-            obj_dist = CAMERA_DISTANCE * spec.distance_factor
-            focus = max(spec.focus_distance_factor * obj_dist, NEAR * 2)
-            near_obj = max(obj_dist - 1.0, NEAR)
-            # the largest circle of confusion in the tile: the background or the object's near side
-            worst = spec.aperture * max(1.0 / focus, abs(1.0 / near_obj - 1.0 / focus)) * px_per_rad
-            g["u_tile"].value = (float(x), float(y), float(s), float(s))
-            g["u_lens"].value = spec.aperture
+            self._set_env(g, spec)
+            g["u_tile"].value = (x, y, s, s)
+            g["u_reach_box"].value = (x + box[0], y + box[1], x + box[2], y + box[3])
+            g["u_coc_scale"].value = spec.aperture * px_per_tan
             g["u_inv_focus"].value = 1.0 / focus
-            g["u_radius"].value = float(min(worst, GATHER_MAX_RADIUS * s / 64))
+            g["u_radius"].value = radius
+            g["u_level"].value = level
+            g["u_bg_shift"].value = spec.aperture / focus
             self._quads[g].render(self._mgl.TRIANGLE_STRIP)
+
+    @staticmethod
+    def _blur_plan(spec: SceneSpec, mesh, s: int):
+        """(focus distance, largest circle of confusion of the object in pixels, the tile's pixels
+        its circles reach (x0, y0, x1, y1), gather mip level), from the rotated hull vertices."""
+        obj_dist = CAMERA_DISTANCE * spec.distance_factor
+        focus = max(spec.focus_distance_factor * obj_dist, NEAR * 2)
+        px_per_tan = (s / 2) / math.tan(math.radians(CAMERA_FOV_DEG) / 2)
+        v = mesh.hull_points @ rotation_matrix(*spec.rotation).T
+        z = obj_dist - v[:, 2]
+        inv = 1.0 / np.clip([z.min(), z.max()], NEAR, None)
+        radius = float(spec.aperture * px_per_tan * np.abs(inv - 1.0 / focus).max())
+        level = max(0, math.ceil(math.log2(max(radius, 1e-9) / GATHER_RADIUS)))
+        if z.min() <= NEAR:
+            return focus, radius, (0, 0, s - 1, s - 1), level
+        xy = s / 2 + v[:, :2] / z[:, None] * px_per_tan      # GL pixel coordinates, y up
+        pad = radius + 2 ** level + 1
+        lo = np.clip(np.floor(xy.min(axis=0) - pad), 0, s - 1).astype(int)
+        hi = np.clip(np.ceil(xy.max(axis=0) + pad), 0, s - 1).astype(int)
+        return focus, radius, (int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])), level
 
     def _set_env(self, prog, spec: SceneSpec):
         tex, scale, lod_max = self._envs[spec.background_id % len(self._envs)]
@@ -481,14 +656,15 @@ class GLBackend:
         prog["u_env_scale"].value = scale
         return lod_max
 
-    def _draw_scene(self, spec: SceneSpec, mesh, lens: tuple[float, float]) -> None:
+    def _draw_scene(self, spec: SceneSpec, mesh, camera, background: bool = True) -> None:
         ctx = self.ctx
-        viewproj, eye = camera_matrices(spec, lens)
+        viewproj, eye = camera
         # Object first (depth test), then the background only where nothing was drawn.
         ctx.enable(self._mgl.DEPTH_TEST)
         prog = self._obj
         lod_max = self._set_env(prog, spec)
         prog["u_env_lod_max"].value = lod_max
+        prog["u_near"].value, prog["u_far"].value = NEAR, FAR
         model = np.eye(4)
         model[:3, :3] = rotation_matrix(*spec.rotation)
         prog["u_model"].write(model.T.astype("f4").tobytes())
@@ -511,6 +687,8 @@ class GLBackend:
                 prog["u_tex"].value = 0
                 prog["u_tex_scale"].value = float(getattr(mat, "texture_scale", 1.0))
             vao.render()
+        if not background:
+            return
         bg = self._bg
         self._set_env(bg, spec)
         bg["u_inv_viewproj"].write(np.linalg.inv(viewproj).T.astype("f4").tobytes())

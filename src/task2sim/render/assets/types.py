@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -51,6 +52,18 @@ class Mesh:
     @property
     def n_faces(self) -> int:
         return int(sum(len(p.faces) for p in self.parts))
+
+    @cached_property
+    def hull_points(self) -> np.ndarray:
+        """float64 (K, 3): the vertices of the mesh's convex hull (all vertices if it is flat). The
+        extremes of the mesh under any rotation and perspective projection lie among them."""
+        from scipy.spatial import ConvexHull, QhullError
+
+        points = np.concatenate([p.vertices for p in self.parts]).astype(np.float64)
+        try:
+            return points[ConvexHull(points).vertices]
+        except (QhullError, ValueError):
+            return points
 
 
 @dataclass(frozen=True, eq=False)
