@@ -50,7 +50,7 @@ ATLAS_SIDE = 1024            # framebuffer side: 256 tiles of 64 px per batch
 MESH_CACHE = 64              # meshes whose vertex buffers stay on the "GPU"
 BLUR_METHODS = ("layered", "thinlens")
 MAX_LENS_SAMPLES = 32        # layered blur: most lens samples (the schema's largest blur_passes)
-GATHER_RADIUS = 6            # object blur: circles up to this many pixels are gathered at full
+GATHER_RADIUS = 4            # object blur: circles up to this many pixels are gathered at full
                              # resolution, larger ones from 2x2, 4x4 ... blocks (mip levels)
 LAYER_SCALE = 2              # the layered blur's object layer: 2 x 2 samples a pixel, averaged
 NORM_STEPS = 32              # samples per pixel of circle radius in the kernel-sum lookup table
@@ -239,7 +239,7 @@ in vec2 v_ndc;
 uniform sampler2D u_src;
 uniform float u_weight;
 out vec4 f_color;
-void main() { f_color = texture(u_src, v_ndc * 0.5 + 0.5) * u_weight; }
+void main() { f_color = texelFetch(u_src, ivec2(gl_FragCoord.xy), 0) * u_weight; }
 """
 
 _LAYERED_FRAGMENT = """
@@ -276,7 +276,7 @@ const int GATHER_RADIUS = """ + str(GATHER_RADIUS) + """;
 const float NEARER = 1.03;   // 1/z ratio above which a surface counts as in front of another
 vec4 front = vec4(0.0);      // circles of nearer surfaces: premultiplied colour, coverage
 vec4 behind = vec4(0.0);     // the rest: premultiplied colour, kernel weight
-float empty = 0.0;           // kernel weight this pixel's own circle puts on uncovered pixels
+float empty = 0.0;           // weight this pixel's own circle puts on uncovered pixels (unnormalised)
 float inv_norm(float c) {    // 1 / sum of the full-resolution kernel of radius c
     return texelFetch(u_inv_norm, ivec2(min(int((c - 0.5) * u_norm_steps + 0.5),
                                             textureSize(u_inv_norm, 0).x - 1), 0), 0).r;
@@ -293,7 +293,7 @@ void gather(int level, float window, float c_lo, float c_hi, float own_inv_z, fl
             float d = distance((vec2(i, j) + 0.5) * st, centre);
             vec4 o = texelFetch(u_obj, ij, level);
             if (level == 0 && own_c > 0.0 && o.a < 1.0)
-                empty += (1.0 - o.a) * clamp(own_c + 0.5 - d, 0.0, 1.0) * inv_norm(own_c);
+                empty += (1.0 - o.a) * clamp(own_c + 0.5 - d, 0.0, 1.0);
             if (o.a <= 0.0) continue;
             float inv_z = texelFetch(u_inv_z, ij, level).r / o.a;
             float c = u_coc_scale * abs(inv_z - u_inv_focus);
@@ -324,7 +324,7 @@ void main() {
         // at its silhouette, 0 off it).
         front /= max(front.a, 1.0);
         if (behind.a > 0.0)
-            behind = vec4(behind.rgb / behind.a, 1.0) * (behind.a / (behind.a + empty));
+            behind = vec4(behind.rgb / behind.a, 1.0) * (behind.a / (behind.a + empty * inv_norm(own_c)));
     }
     vec4 obj = front + (1.0 - front.a) * behind;
     vec3 background = vec3(0.0);
@@ -356,7 +356,7 @@ uniform sampler2D u_src_inv_z;
 layout(location = 0) out vec4 f_obj;
 layout(location = 1) out vec4 f_inv_z;
 void main() {
-    vec2 uv = v_ndc * 0.5 + 0.5;
+    vec2 uv = gl_FragCoord.xy * """ + str(LAYER_SCALE) + """.0 / vec2(textureSize(u_src_obj, 0));
     f_obj = texture(u_src_obj, uv);
     f_inv_z = vec4(texture(u_src_inv_z, uv).r, 0.0, 0.0, 1.0);
 }
@@ -372,7 +372,7 @@ vec3 aces(vec3 x) {   // Narkowicz's fit of the ACES filmic curve
     return clamp((x * (2.51 * x + 0.03)) / (x * (2.43 * x + 0.59) + 0.14), 0.0, 1.0);
 }
 void main() {
-    vec4 hdr = texture(u_src, v_ndc * 0.5 + 0.5);
+    vec4 hdr = texelFetch(u_src, ivec2(gl_FragCoord.xy), 0);
     vec3 ldr = pow(aces(hdr.rgb * u_exposure), vec3(1.0 / 2.2));
     f_color = vec4(ldr, hdr.a);
 }
@@ -433,7 +433,8 @@ class GLBackend:
     def _upload_environment(self, image: np.ndarray):
         img = np.ascontiguousarray(image, dtype="f4")
         lum = float((img @ np.array([0.2126, 0.7152, 0.0722], dtype="f4")).mean())
-        tex = self.ctx.texture((img.shape[1], img.shape[0]), 3, img.tobytes(), dtype="f4")
+        rgba = np.concatenate([img, np.ones_like(img[..., :1])], axis=-1)
+        tex = self.ctx.texture((img.shape[1], img.shape[0]), 4, rgba.tobytes(), dtype="f4")
         tex.repeat_x, tex.repeat_y = True, False
         tex.build_mipmaps()
         tex.filter = (self._mgl.LINEAR_MIPMAP_LINEAR, self._mgl.LINEAR)
@@ -535,20 +536,22 @@ class GLBackend:
         side = target["side"]
         (fbo_hdr, hdr), (fbo_acc, acc) = target["hdr"], target["acc"]
         cols = side // s
+        rows = math.ceil(len(specs) / cols)
+        used = (0, 0, side, rows * s)    # whole-atlas passes cover the rows in use only
         ctx = self.ctx
         if not blur:
             self._draw_tiles(fbo_hdr, specs, meshes, s, cols)
         elif self.blur_method == "layered":
-            self._layered_blur(specs, meshes, s, cols, target)
+            self._layered_blur(specs, meshes, s, cols, target, used)
         else:
             fbo_acc.use()
-            ctx.clear(0.0, 0.0, 0.0, 0.0)
+            ctx.clear(0.0, 0.0, 0.0, 0.0, viewport=used)
             # each pass also moves the window within a pixel: the passes average over the lens
             # and over the pixel's area (edges anti-aliased)
             for lens, pixel in zip(lens_offsets(self.blur_passes), pixel_offsets(self.blur_passes)):
                 self._draw_tiles(fbo_hdr, specs, meshes, s, cols, tuple(lens), tuple(pixel))
                 fbo_acc.use()
-                ctx.viewport = (0, 0, side, side)
+                ctx.viewport = used
                 ctx.disable(self._mgl.DEPTH_TEST)
                 ctx.enable(self._mgl.BLEND)
                 ctx.blend_func = (self._mgl.ONE, self._mgl.ONE)
@@ -558,14 +561,13 @@ class GLBackend:
                 self._quads[self._copy].render(self._mgl.TRIANGLE_STRIP)
                 ctx.disable(self._mgl.BLEND)
         target["out"].use()
-        ctx.viewport = (0, 0, side, side)
+        ctx.viewport = used
         ctx.disable(self._mgl.DEPTH_TEST)
         (acc if blur else hdr).use(0)
         self._tone["u_src"].value = 0
         self._tone["u_exposure"].value = EXPOSURE
         self._quads[self._tone].render(self._mgl.TRIANGLE_STRIP)
-        rows = math.ceil(len(specs) / cols)
-        raw = target["out"].read(viewport=(0, 0, side, rows * s), components=4)
+        raw = target["out"].read(viewport=used, components=4)
         atlas = np.frombuffer(raw, dtype=np.uint8).reshape(rows * s, side, 4)
         out = np.empty((len(specs), s, s, 4), dtype=np.uint8)
         for t in range(len(specs)):
@@ -578,20 +580,20 @@ class GLBackend:
         """Clear ``fbo`` and draw every scene into its tile (``scale`` x ``s`` pixels), seen from
         one lens sample."""
         fbo.use()
-        self.ctx.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         t_s = s * scale
+        self.ctx.clear(0.0, 0.0, 0.0, 0.0, depth=1.0, viewport=(0, 0, cols * t_s, math.ceil(len(specs) / cols) * t_s))
         for t, (spec, mesh) in enumerate(zip(specs, meshes)):
             self.ctx.viewport = ((t % cols) * t_s, (t // cols) * t_s, t_s, t_s)
             self._draw_scene(spec, mesh, camera_matrices(spec, lens, pixel, s), background)
 
-    def _layered_blur(self, specs, meshes, s: int, cols: int, target) -> None:
+    def _layered_blur(self, specs, meshes, s: int, cols: int, target, used) -> None:
         """Thin-lens blur of the object layer + the lens-averaged background, tile by tile."""
         ctx, g = self.ctx, self._layered
         fbo_samples, samples = target["layer_samples"]
         self._draw_tiles(fbo_samples, specs, meshes, s, cols, background=False, scale=LAYER_SCALE)
         fbo_layer, (layer, inv_z) = target["layer"]
         fbo_layer.use()
-        ctx.viewport = (0, 0, target["side"], target["side"])
+        ctx.viewport = used
         ctx.disable(self._mgl.DEPTH_TEST)
         samples[0].use(0)
         samples[1].use(1)

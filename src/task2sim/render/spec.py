@@ -26,6 +26,7 @@ Meanings (ALGORITHMS §1):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -106,6 +107,13 @@ def image_rng(seed: int, image_index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(image_index)]))
 
 
+@lru_cache(maxsize=4096)
+def _group_background(seed: int, group: int, n_backgrounds: int) -> int:
+    """The environment changes once per group of images: its own generator, keyed by the group
+    (cached: every image of the group asks)."""
+    return int(np.random.default_rng(np.random.SeedSequence([seed, group, 6])).integers(0, n_backgrounds))
+
+
 def sample_scene(*, class_id: int, mesh_id: int, n_parts: int, image_index: int, seed: int,
                  bits: str, space: SamplerSpace) -> SceneSpec:
     """Sample the scene of image ``image_index`` of a dataset rendered with ``seed`` and ``bits``."""
@@ -125,9 +133,7 @@ def sample_scene(*, class_id: int, mesh_id: int, n_parts: int, image_index: int,
     bg_yaw = rng.uniform(0.0, 360.0)
     bg_pitch = rng.uniform(*BG_PITCH_RANGE)
     mats = rng.integers(0, space.n_materials, size=n_parts)
-    # The environment changes once per group of images: its own generator, keyed by the group.
-    bg_rng = np.random.default_rng(np.random.SeedSequence([int(seed), image_index // BG_GROUP, 6]))
-    bg_id = int(bg_rng.integers(0, space.n_backgrounds))
+    bg_id = _group_background(int(seed), int(image_index) // BG_GROUP, space.n_backgrounds)
 
     rotation, distance, light_i, light_c, light_d, blur, background, materials = flags
     return SceneSpec(
