@@ -45,6 +45,7 @@ class RenderConfig:
     classes: int = 24
     meshes_per_class: int = 8
     heldout_mesh_fraction: float = 0.2
+    face_budget: int | None = 3000
     images_per_class: int = 120
     image_size: int = 64
     blur_passes: int = 16
@@ -75,7 +76,8 @@ class RenderSession:
         cache = Path(cfg.cache_dir)
         self.cfg = cfg
         self.library = build_library(cache, n_classes=cfg.classes, meshes_per_class=cfg.meshes_per_class,
-                                     heldout_fraction=cfg.heldout_mesh_fraction, split=library_split)
+                                     heldout_fraction=cfg.heldout_mesh_fraction, split=library_split,
+                                     face_budget=cfg.face_budget)
         self.materials = list_materials()
         self.environments = list_environments(cache)
         self.space = SamplerSpace(n_backgrounds=len(self.environments), n_materials=len(self.materials))

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -89,6 +90,26 @@ def _create_context():
 def environment_rotation(yaw: float, pitch: float) -> np.ndarray:
     """World direction -> environment-map direction: the camera looks along (yaw, pitch) in it."""
     return (rotation_matrix(0.0, yaw, 0.0) @ rotation_matrix(pitch, 0.0, 0.0))
+
+
+@lru_cache(maxsize=8192)
+def _rotation(angles: tuple[float, float, float]) -> np.ndarray:
+    """rotation_matrix(*angles), cached (a batch asks for each spec's rotation more than once)."""
+    r = rotation_matrix(*angles)
+    r.setflags(write=False)
+    return r
+
+
+@lru_cache(maxsize=8192)
+def _uniform_bytes(kind: str, a: float, b: float = 0.0, c: float = 0.0) -> bytes:
+    """Column-major float32 bytes of the model matrix (rotation a, b, c) or of the environment
+    rotation (yaw a, pitch b), cached per value."""
+    if kind == "model":
+        m = np.eye(4)
+        m[:3, :3] = _rotation((a, b, c))
+    else:
+        m = environment_rotation(a, b)
+    return m.T.astype("f4").tobytes()
 
 
 def frustum(left: float, right: float, bottom: float, top: float, near: float, far: float):
@@ -417,7 +438,12 @@ class GLBackend:
         self._envs = [self._upload_environment(e.image) for e in environments]
         if not self._envs:
             raise ValueError("GLBackend needs at least one environment map")
-        self._material_tex: dict[int, Any] = {}
+        self._materials_gl: dict[Any, tuple] = {}
+        # constant uniforms: texture units (environment 1, material texture 0) and depth range
+        for prog in (self._obj, self._bg, self._layered):
+            prog["u_env"].value = 1
+        self._obj["u_tex"].value = 0
+        self._obj["u_near"].value, self._obj["u_far"].value = NEAR, FAR
         self._meshes: OrderedDict[int, list[tuple[Any, Any]]] = OrderedDict()
         self._targets: dict[int, tuple[Any, ...]] = {}
 
@@ -455,14 +481,23 @@ class GLBackend:
         tex.filter = (self._mgl.NEAREST, self._mgl.NEAREST)
         return tex
 
-    def _texture(self, key: int, pixels: np.ndarray):
-        tex = self._material_tex.get(key)
-        if tex is None:
-            px = np.ascontiguousarray(pixels[..., :3], dtype="u1")
-            tex = self.ctx.texture((px.shape[1], px.shape[0]), 3, px.tobytes())
-            tex.build_mipmaps()
-            tex.filter = (self._mgl.LINEAR_MIPMAP_LINEAR, self._mgl.LINEAR)
-            self._material_tex[key] = tex
+    def _material_uniforms(self, mat):
+        """(linear base colour, specular, roughness, metallic, texture or None, texture scale),
+        cached per material object (the cache keeps it alive: no reused ids)."""
+        values = self._materials_gl.get(mat)
+        if values is None:
+            values = (tuple(float(v) for v in srgb_to_linear(mat.base_colour)), float(mat.specular),
+                      float(mat.roughness), float(mat.metallic),
+                      None if mat.texture is None else self._texture(mat.texture),
+                      float(getattr(mat, "texture_scale", 1.0)))
+            self._materials_gl[mat] = values
+        return values
+
+    def _texture(self, pixels: np.ndarray):
+        px = np.ascontiguousarray(pixels[..., :3], dtype="u1")
+        tex = self.ctx.texture((px.shape[1], px.shape[0]), 3, px.tobytes())
+        tex.build_mipmaps()
+        tex.filter = (self._mgl.LINEAR_MIPMAP_LINEAR, self._mgl.LINEAR)
         return tex
 
     def _mesh_arrays(self, mesh) -> list[Any]:
@@ -636,7 +671,7 @@ class GLBackend:
         obj_dist = CAMERA_DISTANCE * spec.distance_factor
         focus = max(spec.focus_distance_factor * obj_dist, NEAR * 2)
         px_per_tan = (s / 2) / math.tan(math.radians(CAMERA_FOV_DEG) / 2)
-        v = mesh.hull_points @ rotation_matrix(*spec.rotation).T
+        v = mesh.hull_points @ _rotation(spec.rotation).T
         z = obj_dist - v[:, 2]
         inv = 1.0 / np.clip([z.min(), z.max()], NEAR, None)
         radius = float(spec.aperture * px_per_tan * np.abs(inv - 1.0 / focus).max())
@@ -651,10 +686,8 @@ class GLBackend:
 
     def _set_env(self, prog, spec: SceneSpec):
         tex, scale, lod_max = self._envs[spec.background_id % len(self._envs)]
-        tex.use(1)
-        prog["u_env"].value = 1
-        rot = environment_rotation(spec.background_yaw, spec.background_pitch)
-        prog["u_env_rot"].write(rot.T.astype("f4").tobytes())
+        tex.use(1)                       # every program samples its environment from unit 1
+        prog["u_env_rot"].write(_uniform_bytes("env", spec.background_yaw, spec.background_pitch))
         prog["u_env_scale"].value = scale
         return lod_max
 
@@ -666,10 +699,7 @@ class GLBackend:
         prog = self._obj
         lod_max = self._set_env(prog, spec)
         prog["u_env_lod_max"].value = lod_max
-        prog["u_near"].value, prog["u_far"].value = NEAR, FAR
-        model = np.eye(4)
-        model[:3, :3] = rotation_matrix(*spec.rotation)
-        prog["u_model"].write(model.T.astype("f4").tobytes())
+        prog["u_model"].write(_uniform_bytes("model", *spec.rotation))
         prog["u_viewproj"].write(viewproj.T.astype("f4").tobytes())
         prog["u_eye"].value = tuple(float(v) for v in eye)
         prog["u_light_dir"].value = tuple(float(v) for v in light_direction(spec.light_yaw, spec.light_pitch))
@@ -677,17 +707,15 @@ class GLBackend:
         for k, (part, vao) in enumerate(zip(mesh.parts, self._mesh_arrays(mesh))):
             mat_id = spec.materials[k] if k < len(spec.materials) else -1
             mat = part.material if mat_id < 0 else self.materials[mat_id]
-            prog["u_base"].value = tuple(float(v) for v in srgb_to_linear(mat.base_colour))
-            prog["u_specular"].value = float(mat.specular)
-            prog["u_roughness"].value = float(mat.roughness)
-            prog["u_metallic"].value = float(mat.metallic)
-            textured = mat.texture is not None
-            prog["u_textured"].value = textured
-            if textured:
-                key = mat_id if mat_id >= 0 else -(id(mat) + 1)
-                self._texture(key, mat.texture).use(0)
-                prog["u_tex"].value = 0
-                prog["u_tex_scale"].value = float(getattr(mat, "texture_scale", 1.0))
+            base, specular, roughness, metallic, texture, tex_scale = self._material_uniforms(mat)
+            prog["u_base"].value = base
+            prog["u_specular"].value = specular
+            prog["u_roughness"].value = roughness
+            prog["u_metallic"].value = metallic
+            prog["u_textured"].value = texture is not None
+            if texture is not None:
+                texture.use(0)
+                prog["u_tex_scale"].value = tex_scale
             vao.render()
         if not background:
             return
