@@ -405,7 +405,7 @@ class GLBackend:
 
     name = "moderngl"
 
-    def __init__(self, materials: Sequence[Any], environments: Sequence[Any], blur_passes: int = 32,
+    def __init__(self, materials: Sequence[Any], environments: Sequence[Any], blur_passes: int = 16,
                  blur_method: str = "layered", atlas_side: int = ATLAS_SIDE) -> None:
         import moderngl
 
