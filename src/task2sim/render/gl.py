@@ -101,15 +101,17 @@ def _rotation(angles: tuple[float, float, float]) -> np.ndarray:
 
 
 @lru_cache(maxsize=8192)
-def _uniform_bytes(kind: str, a: float, b: float = 0.0, c: float = 0.0) -> bytes:
-    """Column-major float32 bytes of the model matrix (rotation a, b, c) or of the environment
-    rotation (yaw a, pitch b), cached per value."""
-    if kind == "model":
-        m = np.eye(4)
-        m[:3, :3] = _rotation((a, b, c))
-    else:
-        m = environment_rotation(a, b)
+def _model_bytes(rotation: tuple[float, float, float]) -> bytes:
+    """The model matrix of a rotation as column-major float32 bytes, cached per value."""
+    m = np.eye(4)
+    m[:3, :3] = _rotation(rotation)
     return m.T.astype("f4").tobytes()
+
+
+@lru_cache(maxsize=8192)
+def _environment_bytes(yaw: float, pitch: float) -> bytes:
+    """environment_rotation(yaw, pitch) as column-major float32 bytes, cached per value."""
+    return environment_rotation(yaw, pitch).T.astype("f4").tobytes()
 
 
 def frustum(left: float, right: float, bottom: float, top: float, near: float, far: float):
@@ -289,8 +291,8 @@ uniform float u_radius;      // largest circle of confusion of the object in thi
 uniform int u_level;         // gather blocks of 2^level pixels
 uniform float u_tan_half;    // tan(field of view / 2)
 uniform float u_bg_shift;    // aperture / focus: lens sample -> view-ray turn (tan units)
-uniform sampler2D u_lens;    // row n - 1: the n lens samples of lens_offsets(n)
-uniform int u_bg_taps;       // lens samples for the background
+uniform vec2 u_lens[""" + str(MAX_LENS_SAMPLES) + """];  // lens_offsets(u_lens_n), set once
+uniform int u_lens_n;
 out vec4 f_color;
 const int GATHER_RADIUS = """ + str(GATHER_RADIUS) + """;
 """ + _ENV_LOOKUP + """
@@ -359,10 +361,9 @@ void main() {
         du.x -= round(du.x);     // across the map's seam
         dv.x -= round(dv.x);
         mat2 jacobian = mat2(du, dv) * (-u_bg_shift / EPS);
-        for (int k = 0; k < u_bg_taps; ++k)
-            background += textureLod(u_env, uv + jacobian * texelFetch(u_lens, ivec2(k, u_bg_taps - 1), 0).rg,
-                                     0.0).rgb;
-        background *= u_env_scale / float(u_bg_taps);
+        for (int k = 0; k < u_lens_n; ++k)
+            background += textureLod(u_env, uv + jacobian * u_lens[k], 0.0).rgb;
+        background *= u_env_scale / float(u_lens_n);
     }
     f_color = vec4(obj.rgb + (1.0 - obj.a) * background, obj.a);
 }
@@ -429,11 +430,6 @@ class GLBackend:
         self._quads = {p: self.ctx.vertex_array(p, [(quad, "2f", "in_pos")])
                        for p in (self._bg, self._copy, self._tone, self._layered, self._down)}
         self._inv_norm = self._inverse_kernel_sums()
-        table = np.zeros((MAX_LENS_SAMPLES, MAX_LENS_SAMPLES, 2), dtype="f4")
-        for n in range(1, MAX_LENS_SAMPLES + 1):
-            table[n - 1, :n] = lens_offsets(n)
-        self._lens_table = self.ctx.texture((MAX_LENS_SAMPLES, MAX_LENS_SAMPLES), 2, table.tobytes(), dtype="f4")
-        self._lens_table.filter = (self._mgl.NEAREST, self._mgl.NEAREST)
         self.environments = list(environments)
         self._envs = [self._upload_environment(e.image) for e in environments]
         if not self._envs:
@@ -444,6 +440,11 @@ class GLBackend:
             prog["u_env"].value = 1
         self._obj["u_tex"].value = 0
         self._obj["u_near"].value, self._obj["u_far"].value = NEAR, FAR
+        if self.blur_method == "layered":   # the background's lens samples
+            lenses = np.zeros((MAX_LENS_SAMPLES, 2), dtype="f4")
+            lenses[:self.blur_passes] = lens_offsets(self.blur_passes)
+            self._layered["u_lens"].write(lenses.tobytes())
+            self._layered["u_lens_n"].value = self.blur_passes
         self._meshes: OrderedDict[int, list[tuple[Any, Any]]] = OrderedDict()
         self._targets: dict[int, tuple[Any, ...]] = {}
 
@@ -648,9 +649,6 @@ class GLBackend:
         g["u_obj"].value, g["u_inv_z"].value, g["u_inv_norm"].value = 0, 2, 3
         g["u_norm_steps"].value = float(NORM_STEPS)
         g["u_tan_half"].value = tan_half
-        self._lens_table.use(4)
-        g["u_lens"].value = 4
-        g["u_bg_taps"].value = self.blur_passes
         for t, (spec, (focus, radius, box, level)) in enumerate(zip(specs, plans)):
             x, y = (t % cols) * s, (t // cols) * s
             ctx.viewport = (x, y, s, s)
@@ -687,7 +685,7 @@ class GLBackend:
     def _set_env(self, prog, spec: SceneSpec):
         tex, scale, lod_max = self._envs[spec.background_id % len(self._envs)]
         tex.use(1)                       # every program samples its environment from unit 1
-        prog["u_env_rot"].write(_uniform_bytes("env", spec.background_yaw, spec.background_pitch))
+        prog["u_env_rot"].write(_environment_bytes(spec.background_yaw, spec.background_pitch))
         prog["u_env_scale"].value = scale
         return lod_max
 
@@ -699,7 +697,7 @@ class GLBackend:
         prog = self._obj
         lod_max = self._set_env(prog, spec)
         prog["u_env_lod_max"].value = lod_max
-        prog["u_model"].write(_uniform_bytes("model", *spec.rotation))
+        prog["u_model"].write(_model_bytes(spec.rotation))
         prog["u_viewproj"].write(viewproj.T.astype("f4").tobytes())
         prog["u_eye"].value = tuple(float(v) for v in eye)
         prog["u_light_dir"].value = tuple(float(v) for v in light_direction(spec.light_yaw, spec.light_pitch))
