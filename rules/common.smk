@@ -4,19 +4,28 @@ import os
 import re
 import sys
 
+from snakemake.settings.types import DeploymentMethod
+
 # The workflow's own library, importable here and in every job without installing it (also in
 # --sdm conda environments, which hold only the third-party stack).
 _SRC = os.path.join(workflow.basedir, "src")
+# Jobs run with the interpreter that runs Snakemake (`.venv/bin/snakemake` works without
+# activating the venv), or with the conda env's python under --sdm conda.
+_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+_BIN = "" if _CONDA else os.path.dirname(sys.executable)
 if os.path.isdir(_SRC):
     sys.path.insert(0, _SRC)
-    # (quadrupled braces: the f-string halves them, snakemake's shell formatting halves them again)
-    shell.prefix(f'export PYTHONPATH="{_SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
+# (quadrupled braces: the f-string halves them, snakemake's shell formatting halves them again)
+shell.prefix(
+    f'export PYTHONPATH="{_SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
+    + (f'export PATH="{_BIN}:$PATH"; ' if _BIN else "")
+)
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from task2sim.bits import BITS_PATTERN, configs_for
-from task2sim.config import ConfigError, check_config, load_schema
+from task2sim.config import ConfigError, check_config, load_schema, section_defaults, split_runtime
 
 
 # One readable line naming the bad key first; then snakemake fills in the schema's defaults.
@@ -36,11 +45,11 @@ def task_ids():
 
 
 def seen_tasks():
-    return [t for t, c in config["tasks"]["items"].items() if c.get("seen", True)]
+    return [t for t in task_ids() if task_settings(t)["seen"]]
 
 
 def unseen_tasks():
-    return [t for t, c in config["tasks"]["items"].items() if not c.get("seen", True)]
+    return [t for t in task_ids() if not task_settings(t)["seen"]]
 
 
 def all_bits():
@@ -49,19 +58,31 @@ def all_bits():
 
 
 def task_settings(task):
-    """The resolved settings of one task: its own keys over the tasks-level defaults."""
+    """The resolved settings of one task: its own keys over the tasks-level caps and the item
+    defaults, both from the schema."""
     tasks = config["tasks"]
-    item = dict(tasks["items"][task])
-    item.setdefault("seen", True)
-    item.setdefault("max_train", tasks["max_train"])
-    item.setdefault("max_test", tasks["max_test"])
-    item.setdefault("test_fraction", tasks["test_fraction"])
-    return item
+    shared = {k: v for k, v in tasks.items() if k != "items"}
+    return {**shared, **section_defaults("$defs.task"), **tasks["items"][task]}
 
 
 def task_settings_json(wildcards):
-    """Task settings as one shell-quoted JSON argument for the CLI."""
-    return json.dumps(task_settings(wildcards.task), sort_keys=True)
+    """Task settings as the --config JSON argument of the tasks CLI (seen or not, the data are
+    the same: `seen` stays out so that moving a task across the split reruns nothing here)."""
+    settings = {k: v for k, v in task_settings(wildcards.task).items() if k != "seen"}
+    return json.dumps(settings, sort_keys=True)
+
+
+def config_json(section, drop=()):
+    """A config section's science keys as the --config JSON of its CLI: params, so that a change
+    reruns the jobs. Runtime keys (x-runtime in the schema) go separately, see runtime_json."""
+    science, _ = split_runtime(section, config[section])
+    return json.dumps({k: v for k, v in science.items() if k not in drop}, sort_keys=True)
+
+
+def runtime_json(section):
+    """A section's runtime keys as the --runtime JSON: passed as a resource, so changing them
+    reruns nothing (they never change a result)."""
+    return json.dumps(split_runtime(section, config[section])[1], sort_keys=True)
 
 
 def _alternation(names):
@@ -76,11 +97,6 @@ wildcard_constraints:
 
 
 # --- pretrain / reward / evaluate: input and parameter functions ---------------------------------
-
-
-def pretrain_params_json(wildcards):
-    """The pretrain config section as one JSON argument (keys of task2sim PretrainConfig)."""
-    return json.dumps(config["pretrain"], sort_keys=True)
 
 
 def reward_jsons(wildcards):
@@ -114,8 +130,8 @@ def evaluate_model_args(wildcards, input):
     return f"--model {input.model}"
 
 
-def evaluate_params_json(wildcards):
-    """The method's grid and epochs plus the validation fraction, as one JSON argument."""
+def evaluate_config_json(wildcards):
+    """The method's grid and epochs plus the validation fraction: the --config of evaluate."""
     ev = config["evaluate"]
     return json.dumps({**ev[wildcards.method], "val_fraction": ev["val_fraction"]}, sort_keys=True)
 
@@ -130,16 +146,6 @@ def evaluate_targets():
         out += expand("results/evaluate/{method}/{source}/{task}.json", method=method,
                       source=sources, task=task_ids())
     return out
-
-
-# --- render ---------------------------------------------------------------------------------------
-
-
-def render_params_json(wildcards):
-    """The render section as one JSON argument. vary_bits only chooses which datasets exist; it
-    is left out so that changing it does not rerender the configurations both runs share."""
-    settings = {k: v for k, v in config["render"].items() if k != "vary_bits"}
-    return json.dumps(settings, sort_keys=True)
 
 
 # On a cluster these run on the submit host: each takes seconds, less than a SLURM job's start-up.

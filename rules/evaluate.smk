@@ -13,7 +13,7 @@ rule evaluate_downstream:
         source=r"[01]{8}|none",
     params:
         model_args=evaluate_model_args,
-        settings=evaluate_params_json,
+        config=evaluate_config_json,
         seed=config["seed"],
     log:
         "logs/evaluate/{method}/{source}/{task}.log",
@@ -31,7 +31,7 @@ rule evaluate_downstream:
     shell:
         "python -m task2sim.cli.evaluate --method {wildcards.method} --source {wildcards.source}"
         " --task {wildcards.task} {params.model_args} --task-h5 {input.task}"
-        " --params {params.settings:q} --seed {params.seed} --device {resources.device}"
+        " --config {params.config:q} --seed {params.seed} --device {resources.device}"
         " --threads {threads} --out {output.json} > {log} 2>&1"
 
 

@@ -8,10 +8,10 @@ rule pretrain_backbone:
     output:
         model="results/pretrain/{bits}/model.pt",
         history="results/pretrain/{bits}/history.tsv",
-        meta="results/pretrain/{bits}/meta.json",
+        meta="results/pretrain/{bits}/model.meta.json",
     params:
         out_dir=subpath(output.model, parent=True),
-        settings=pretrain_params_json,
+        config=config_json("pretrain"),
         seed=config["seed"],
     log:
         "logs/pretrain/{bits}/model.log",
@@ -21,6 +21,7 @@ rule pretrain_backbone:
     resources:
         # where to run, not what to compute: a resource, so changing it reruns nothing
         device=config["device"],
+        config_runtime=runtime_json("pretrain"),
         mem_mb=4000,
         runtime=60,
         # 0 here; a GPU profile sets e.g. `set-resources: {pretrain_backbone: {gpu: 1}}`.
@@ -29,5 +30,6 @@ rule pretrain_backbone:
         "../envs/task2sim.yaml"
     shell:
         "python -m task2sim.cli.pretrain --images {input.images} --out-dir {params.out_dir}"
-        " --params {params.settings:q} --seed {params.seed} --device {resources.device}"
+        " --config {params.config:q} --runtime {resources.config_runtime:q} --seed {params.seed}"
+        " --device {resources.device}"
         " --threads {threads} > {log} 2>&1"

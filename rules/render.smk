@@ -11,10 +11,11 @@ rule render_dataset:
             caption="../docs/report/render_preview.rst",
             labels={"config": "{bits}", "figure": "preview"},
         ),
-        meta="results/renders/{bits}/meta.json",
+        meta="results/renders/{bits}/images.meta.json",
     params:
-        # The whole render section: a changed size, class count or backend rerenders.
-        settings=render_params_json,
+        # The render section but vary_bits (which picks datasets, not pixels): a changed size,
+        # class count or backend rerenders.
+        config=config_json("render", drop=["vary_bits"]),
         seed=config["seed"],
     log:
         "logs/renders/{bits}/images.log",
@@ -22,14 +23,15 @@ rule render_dataset:
         "benchmarks/renders/{bits}/images.tsv"
     threads: 2
     resources:
+        config_runtime=runtime_json("render"),
         mem_mb=3000,
         runtime=20,
     conda:
         "../envs/task2sim.yaml"
     shell:
-        "python -m task2sim.cli.render dataset --bits {wildcards.bits} --config {params.settings:q}"
-        " --seed {params.seed} --out {output.images} --preview {output.preview}"
-        " --meta {output.meta} > {log} 2>&1"
+        "python -m task2sim.cli.render dataset --bits {wildcards.bits} --config {params.config:q}"
+        " --runtime {resources.config_runtime:q} --seed {params.seed} --out {output.images}"
+        " --preview {output.preview} > {log} 2>&1"
 
 
 rule render_variations:
@@ -40,20 +42,21 @@ rule render_variations:
             caption="../docs/report/render_variations.rst",
         ),
     params:
-        settings=render_params_json,
+        config=config_json("render", drop=["vary_bits"]),
         seed=config["seed"],
     log:
         "logs/renders/variations.log",
     benchmark:
         "benchmarks/renders/variations.tsv"
     resources:
+        config_runtime=runtime_json("render"),
         mem_mb=2000,
         runtime=10,
     conda:
         "../envs/task2sim.yaml"
     shell:
-        "python -m task2sim.cli.render variations --config {params.settings:q} --seed {params.seed}"
-        " --out {output} > {log} 2>&1"
+        "python -m task2sim.cli.render variations --config {params.config:q}"
+        " --runtime {resources.config_runtime:q} --seed {params.seed} --out {output} > {log} 2>&1"
 
 
 FINAL_TARGETS.extend(expand("results/renders/{bits}/preview.png", bits=all_bits()))

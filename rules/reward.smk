@@ -1,5 +1,5 @@
 # 5-NN reward of every backbone on every task, and the task x config reward table.
-# Code: task2sim.train.knn, task2sim.reward_db, task2sim.reward_plot, CLI task2sim.cli.reward.
+# Code: task2sim.reward (knn, table, plot), CLI task2sim.cli.reward.
 
 # One job per backbone scores every task: loading torch + timm costs ~5 s per process, more than
 # the 5-NN of a CPU-sized task (~1-4 s), so per-(config, task) jobs would mostly start up.
@@ -7,7 +7,6 @@
 rule reward_knn5:
     input:
         model="results/pretrain/{bits}/model.pt",
-        meta="results/pretrain/{bits}/meta.json",
         tasks=reward_task_files,
     output:
         json=expand("results/rewards/{{bits}}/{task}.json", task=task_ids()),
@@ -18,8 +17,7 @@ rule reward_knn5:
         # after a change of k or temperature, or a new task, the network does not run again.
         # Each file carries a key (model, checkpoint, task file, image size); stale ones are redone.
         features=reward_feature_caches,
-        k=config["reward"]["k"],
-        temperature=config["reward"]["temperature"],
+        config=config_json("reward"),
     log:
         "logs/rewards/{bits}/knn5.log",
     benchmark:
@@ -28,7 +26,7 @@ rule reward_knn5:
     resources:
         # where to run, not what to compute: a resource, so changing it reruns nothing
         device=config["device"],
-        batch_size=config["reward"]["batch_size"],
+        config_runtime=runtime_json("reward"),
         mem_mb=3000,
         runtime=30,
         gpu=0,
@@ -37,8 +35,8 @@ rule reward_knn5:
     shell:
         "python -m task2sim.cli.reward knn --model {input.model} --bits {wildcards.bits}"
         " --task {params.task_ids} --task-h5 {input.tasks} --out {output.json}"
-        " --features {params.features} --k {params.k} --temperature {params.temperature}"
-        " --batch-size {resources.batch_size} --device {resources.device} --threads {threads} > {log} 2>&1"
+        " --features {params.features} --config {params.config:q} --runtime {resources.config_runtime:q}"
+        " --device {resources.device} --threads {threads} > {log} 2>&1"
 
 
 rule reward_table:
@@ -51,6 +49,7 @@ rule reward_table:
                    caption="../docs/report/reward_table.rst"),
         # The same table in the published Task2Sim reward_db.json layout (task2sim.reward_db).
         db="results/rewards/reward_db.json",
+        meta="results/rewards/table.meta.json",
     log:
         "logs/rewards/table.log",
     benchmark:

@@ -11,10 +11,10 @@ rule tasks_prepare:
             caption="../docs/report/tasks_preview.rst",
             labels={"task": "{task}", "figure": "preview"},
         ),
-        meta="results/tasks/{task}/meta.json",
+        meta="results/tasks/{task}/data.meta.json",
     params:
         # The resolved settings: a changed cap, size or source reruns the task.
-        settings=task_settings_json,
+        config=task_settings_json,
         seed=config["seed"],
     log:
         "logs/tasks/{task}/data.log",
@@ -26,9 +26,8 @@ rule tasks_prepare:
     conda:
         "../envs/task2sim.yaml"
     shell:
-        "python -m task2sim.cli.tasks --task {wildcards.task:q} --settings {params.settings:q}"
-        " --seed {params.seed} --out {output.data:q} --preview {output.preview:q}"
-        " --meta {output.meta:q} > {log:q} 2>&1"
+        "python -m task2sim.cli.tasks --task {wildcards.task:q} --config {params.config:q}"
+        " --seed {params.seed} --out {output.data:q} --preview {output.preview:q} > {log:q} 2>&1"
 
 
 FINAL_TARGETS.extend(expand("results/tasks/{task}/data.h5", task=task_ids()))

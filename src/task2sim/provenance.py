@@ -1,10 +1,13 @@
-"""Provenance records: a ``meta.json`` beside every heavy output.
+"""Provenance records: ``<output stem>.meta.json`` beside every heavy output.
 
-Usage::
+Usage (in a stage CLI, the one layer that writes records)::
 
-    rec = Provenance.start("pretrain", params=asdict(cfg), seeds={"torch": 0}, inputs=[h5_path])
+    rec = Provenance.start("pretrain", cfg, seeds={"seed": 0}, inputs=[h5_path])
     ...                      # do the work
-    rec.finish(out_dir / "meta.json", outputs=[model_path], extra={"final_loss": 0.12})
+    rec.finish([model_path, history_path], extra={"final_loss": 0.12})  # -> model.meta.json
+
+The record of a file F is the ``*.meta.json`` in F's folder whose ``outputs`` list F; the first
+output names it (``meta_path``). ``trace`` walks these records from any result to its inputs.
 
 The record answers an auditor's questions: which code (git SHA + dirty flag, package version),
 which parameters and seeds, which inputs exactly (sha256), which software (versions), where
@@ -20,6 +23,7 @@ import platform
 import socket
 import subprocess
 import sys
+import dataclasses
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -78,6 +82,16 @@ def device_description() -> dict[str, Any]:
     return info
 
 
+def meta_path(output: str | os.PathLike) -> Path:
+    """The provenance record of a stage's main output: ``model.pt`` -> ``model.meta.json``."""
+    return Path(output).with_suffix(".meta.json")
+
+
+def is_record(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a provenance record (shell globs over results match them too)."""
+    return str(path).endswith(".meta.json")
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -91,10 +105,12 @@ class Provenance:
     started: str = field(default_factory=_now)
 
     @classmethod
-    def start(cls, stage: str, params: dict[str, Any] | None = None,
-              seeds: dict[str, Any] | None = None,
-              inputs: Iterable[str | os.PathLike] = ()) -> "Provenance":
-        return cls(stage=stage, params=dict(params or {}), seeds=dict(seeds or {}),
+    def start(cls, stage: str, config: Any = None, seeds: dict[str, Any] | None = None,
+              inputs: Iterable[str | os.PathLike] = (), **params: Any) -> "Provenance":
+        """``config``: the stage's resolved dataclass (or a dict); ``params``: other resolved
+        values (task id, bits), recorded beside it."""
+        resolved = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config or {})
+        return cls(stage=stage, params={**resolved, **params}, seeds=dict(seeds or {}),
                    inputs=[os.fspath(p) for p in inputs])
 
     def record(self, outputs: Iterable[str | os.PathLike] = (),
@@ -118,9 +134,9 @@ class Provenance:
             **({"extra": extra} if extra else {}),
         }
 
-    def finish(self, meta_path: str | os.PathLike, outputs: Iterable[str | os.PathLike] = (),
+    def finish(self, outputs: list[str | os.PathLike],
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Write the record to ``meta_path`` (atomically) and return it."""
+        """Write the record to ``meta_path(outputs[0])`` (atomically) and return it."""
         rec = self.record(outputs, extra)
-        write_json(meta_path, rec)
+        write_json(meta_path(outputs[0]), rec)
         return rec

@@ -2,8 +2,8 @@
 
 Usage::
 
-    cfg = RenderConfig(classes=24, images_per_class=120, image_size=64)
-    render_dataset(cfg, "10000101", out_h5, preview_png, meta_json, seed=0)
+    cfg = config_from_dict(RenderConfig, {"classes": 24, "image_size": 64}, "render")
+    render_dataset(cfg, "10000101", out_h5, preview_png, seed=0)
 
 Image ``i`` of class ``c`` is global index ``c * images_per_class + i``; its scene comes from
 ``sample_scene(..., image_index=index, seed=seed, bits=bits)`` and its mesh is the class's train
@@ -28,7 +28,6 @@ from tqdm import tqdm
 from ..bits import describe, validate_bits
 from ..figures import image_grid
 from ..io import atomic_path
-from ..provenance import Provenance
 from .assets import build_library, list_environments, list_materials
 from .backends import BACKENDS, backend_options, get_backend
 from .spec import SamplerSpace, SceneSpec, sample_scene
@@ -39,34 +38,27 @@ CHUNK = 256  # images rendered and written per step (one HDF5 chunk)
 
 @dataclass
 class RenderConfig:
-    """The ``render`` section of the config (all its keys but ``vary_bits``)."""
+    """The ``render`` section of the config (all its keys but ``vary_bits``, which picks the
+    datasets, not their pixels); defaults live in the schema."""
 
-    backend: str = "moderngl"
-    classes: int = 24
-    meshes_per_class: int = 8
-    heldout_mesh_fraction: float = 0.2
-    face_budget: int | None = 3000
-    images_per_class: int = 120
-    image_size: int = 64
-    blur_passes: int = 16
-    blur_method: str = "layered"
-    cache_dir: str = ".cache/assets"
-    tdw_port: int = 1071
-    tdw_timeout_s: float = 30.0
-    tdw_models: dict = field(default_factory=dict)
-    mitsuba_spp: int = 16
+    backend: str
+    classes: int
+    meshes_per_class: int
+    heldout_mesh_fraction: float
+    face_budget: int | None
+    images_per_class: int
+    image_size: int
+    blur_passes: int
+    blur_method: str
+    cache_dir: str           # runtime only
+    tdw_port: int            # runtime only
+    tdw_timeout_s: float     # runtime only
+    tdw_models: dict
+    mitsuba_spp: int
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown render backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RenderConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names - {"vary_bits"})  # vary_bits picks datasets, not pixels
-        if unknown:
-            raise ValueError(f"unknown render setting(s): {', '.join(unknown)}")
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class RenderSession:
@@ -121,10 +113,9 @@ def _chunks(n: int, size: int) -> Iterator[range]:
 
 
 def render_dataset(cfg: RenderConfig, bits: str, out_h5: str | os.PathLike, preview_png: str | os.PathLike,
-                   meta_json: str | os.PathLike, seed: int = 0, session: RenderSession | None = None) -> dict:
+                   seed: int = 0, session: RenderSession | None = None) -> dict:
     """Render ``cfg.classes * cfg.images_per_class`` images with ``bits``; returns a summary."""
     validate_bits(bits)
-    record = Provenance.start("render", params={**dataclasses.asdict(cfg), "bits": bits}, seeds={"scene": seed})
     own = session is None
     session = session or RenderSession(cfg)
     lib = session.library
@@ -175,7 +166,6 @@ def render_dataset(cfg: RenderConfig, bits: str, out_h5: str | os.PathLike, prev
     summary = {"images": n, "render_s": round(t_render, 3), "write_s": round(t_write, 3),
                "h5_total_s": round(t_h5, 3),
                "images_per_s": round(n / max(t_render + t_write, 1e-9), 1), "description": describe(bits)}
-    record.finish(meta_json, outputs=[out_h5, preview_png], extra=summary)
     return summary
 
 

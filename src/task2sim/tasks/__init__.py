@@ -4,19 +4,19 @@
 Usage::
 
     from task2sim.tasks import TaskSettings, prepare_task, write_task_h5, load_task_h5
-    task, inputs = prepare_task("digits8", TaskSettings(source="digits8"), seed=0)
+    task, inputs = prepare_task("digits8", task_settings({"source": "digits8"}), seed=0)
     write_task_h5("data.h5", task.train_images, task.train_labels, task.test_images,
                   task.test_labels, task.class_names, task.attrs)
     again = load_task_h5("data.h5")
 """
 
 from .data import FORMAT_VERSION, TaskData, TaskDataError, load_task_h5, write_task_h5
-from .prepare import TaskSettings, balanced_quota, prepare_task
+from .prepare import TaskSettings, balanced_quota, prepare_task, task_settings
 from .preview import write_preview
 from .sources import SOURCES, get_loader, read_gimp_pattern
 
 __all__ = [
     "FORMAT_VERSION", "SOURCES", "TaskData", "TaskDataError", "TaskSettings", "balanced_quota",
-    "get_loader", "load_task_h5", "prepare_task", "read_gimp_pattern", "write_preview",
+    "get_loader", "load_task_h5", "prepare_task", "read_gimp_pattern", "task_settings", "write_preview",
     "write_task_h5",
 ]

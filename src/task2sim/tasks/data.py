@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
+from ..errors import Task2SimError
 from ..io import atomic_path
 
 FORMAT_VERSION = 1
@@ -25,7 +26,7 @@ INT_ATTRS = ("seed", "n_classes", "format_version")
 SPLITS = ("train", "test")
 
 
-class TaskDataError(Exception):
+class TaskDataError(Task2SimError):
     """Bad task input (missing path, empty class, unreadable image, bad file layout).
 
     The message is one line naming the offending path or key; the CLI prints it as ``error: ...``.

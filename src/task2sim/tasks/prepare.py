@@ -2,7 +2,7 @@
 
 Usage::
 
-    settings = TaskSettings.from_dict({"source": "digits8", "max_train": 500})
+    settings = task_settings({"source": "digits8", "max_train": 500})
     task = prepare_task("digits8", settings, seed=0)    # -> TaskData, ready for write_task_h5
 
 The same post-processing applies to every source: a seeded stratified split (``test_fraction``)
@@ -21,38 +21,32 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ..config import config_from_dict, section_defaults
 from .common import SourceData, SourceRequest, decode_image, resize_array, stack_images
 from .data import TaskData, TaskDataError, validate_arrays
 
 
 @dataclass(frozen=True)
 class TaskSettings:
-    """One task's resolved settings (config.yaml tasks.items.<id> over the tasks-level defaults)."""
+    """One task's resolved settings (config.yaml tasks.items.<id> over the tasks-level defaults);
+    build it with ``task_settings``, which takes the defaults from the schema."""
     source: str
-    path: str | None = None
-    seen: bool = True
-    max_train: int = 1000
-    max_test: int = 500
-    test_fraction: float = 0.3
-    image_size: int | None = None
+    max_train: int
+    max_test: int
+    test_fraction: float
+    path: str | None = None          # absent unless the source reads files
+    image_size: int | None = None    # absent: the source's own size
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TaskSettings":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise TaskDataError(f"unknown task setting '{unknown[0]}' (known: {', '.join(sorted(known))})")
-        if "source" not in d:
-            raise TaskDataError("task settings lack 'source'")
-        s = cls(**d)
-        for key in ("max_train", "max_test"):
-            if int(getattr(s, key)) < 1:
-                raise TaskDataError(f"task setting '{key}' must be >= 1, got {getattr(s, key)}")
-        if not 0 < s.test_fraction < 1:
-            raise TaskDataError(f"task setting 'test_fraction' must be in (0, 1), got {s.test_fraction}")
-        if s.image_size is not None and s.image_size < 1:
-            raise TaskDataError(f"task setting 'image_size' must be >= 1, got {s.image_size}")
-        return s
+    def __post_init__(self) -> None:
+        if not 0 < self.test_fraction < 1:
+            raise TaskDataError(f"task setting 'test_fraction' must be in (0, 1), got {self.test_fraction}")
+
+
+def task_settings(d: dict[str, Any]) -> TaskSettings:
+    """``TaskSettings`` from one task's keys; the tasks-level defaults (caps, test fraction) and
+    the item defaults come from the schema. Unknown keys and bad values fail in one line."""
+    shared = {k: v for k, v in section_defaults("tasks").items() if k != "items"}
+    return config_from_dict(TaskSettings, {**shared, **d}, "$defs.task")
 
 
 def balanced_quota(counts: np.ndarray, cap: int) -> np.ndarray:

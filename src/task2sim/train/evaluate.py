@@ -1,6 +1,6 @@
 """Downstream evaluation of a backbone on a task: linear probe, full fine-tune, or from scratch.
 
-Paper protocol (ALGORITHMS §5): SGD with momentum 0.9, learning rate x0.1 at 50% and 75% of the
+Paper protocol (docs/algorithms.md, "Downstream evaluation"): SGD with momentum 0.9, learning rate x0.1 at 50% and 75% of the
 epochs (torch ``MultiStepLR``); a grid over learning rate, weight decay and batch size is scored on a
 validation split carved from the training set (seeded, stratified where the class count allows;
 never the test split); the best point is retrained on the full training set and its test top-1 is
@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from .common import autocast_for, derive_seed, grad_scaler, resolve_device, seed_everything, seed_worker, \
     train_one_epoch
 from .data import H5ImageDataset, eval_transform, train_transform
-from .knn import extract_features
+from ..reward.knn import extract_features
 from .models import create_backbone, load_backbone
 
 log = logging.getLogger(__name__)
@@ -42,19 +42,21 @@ METHODS = ("linear", "finetune", "scratch")
 
 @dataclass
 class EvalConfig:
-    method: str = "linear"
-    epochs: int = 5                    # defaults mirror the schema's eval_method defaults
-    lrs: Sequence[float] = (0.01,)
-    weight_decays: Sequence[float] = (0.0,)
-    batch_sizes: Sequence[int] = (64,)
-    momentum: float = 0.9
-    val_fraction: float = 0.3
-    image_size: int = 64
-    crop_scale: tuple[float, float] = (0.35, 1.0)
+    """``evaluate.<method>`` plus ``evaluate.val_fraction``; defaults live in the schema."""
+
+    epochs: int
+    lrs: Sequence[float]
+    weight_decays: Sequence[float]
+    batch_sizes: Sequence[int]
+    val_fraction: float
+    method: str                         # not config keys: the job's method, the backbone's input
+    image_size: int                     # size, seed and device
+    seed: int
+    device: str
+    momentum: float = 0.9               # the paper's SGD; not configurable
+    crop_scale: tuple[float, float] = (0.35, 1.0)  # fine-tune augmentation, as in pre-training
     num_workers: int = 0
-    device: str = "auto"
     amp: bool = True
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -133,14 +135,14 @@ def _accuracy_linear(head: nn.Module, f: torch.Tensor, y: torch.Tensor, device) 
 class _Backbone:
     """Builds a fresh network for each grid point: pre-trained weights + new head, or random init."""
 
-    def __init__(self, model_name: str, checkpoint: Path | None, n_classes: int):
+    def __init__(self, model_name: str | None, checkpoint: Path | None, n_classes: int):
         self.model_name, self.checkpoint, self.n_classes = model_name, checkpoint, n_classes
 
     def build(self, seed: int) -> nn.Module:
         seed_everything(seed)  # the new head (or the whole net for scratch) starts the same each time
         if self.checkpoint is None:
             return create_backbone(self.model_name, num_classes=self.n_classes)
-        model, _ = load_backbone(self.model_name, self.checkpoint)
+        model, _ = load_backbone(self.checkpoint)
         model.reset_classifier(self.n_classes)
         return model
 
@@ -182,9 +184,10 @@ def _choose(grid: list[dict], scores: list[dict]) -> dict:
     return {k: best[k] for k in ("lr", "weight_decay", "batch_size")}
 
 
-def evaluate(model_name: str, checkpoint: str | os.PathLike | None, task_h5: str | os.PathLike,
+def evaluate(model_name: str | None, checkpoint: str | os.PathLike | None, task_h5: str | os.PathLike,
              cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
-    """Select hyper-parameters on validation, retrain on all training images, report test top-1."""
+    """Select hyper-parameters on validation, retrain on all training images, report test top-1.
+    ``model_name`` builds the random-init network of ``scratch``; other methods load ``checkpoint``."""
     if cfg.method == "scratch":
         checkpoint = None
     elif checkpoint is None:

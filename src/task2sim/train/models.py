@@ -13,7 +13,6 @@ measured trade-off).
 from __future__ import annotations
 
 import inspect
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,13 @@ import torch
 from timm.models import register_model
 from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
+
+from ..errors import Task2SimError
+from ..io import atomic_path
+
+
+class CheckpointError(Task2SimError):
+    """A model file that is missing, unreadable, or not the backbone it claims to be."""
 
 
 _SMALL_CFG = {"input_size": (3, 64, 64), "classifier": "fc", "mean": (0.485, 0.456, 0.406),
@@ -72,12 +78,6 @@ def t2s_resnet18_w32s4(pretrained: bool = False, **kwargs: Any) -> ResNet:
 
 
 @register_model
-def t2s_resnet18_w16(pretrained: bool = False, **kwargs: Any) -> ResNet:
-    """Quarter-width ResNet-18 (16-32-64-128), 3x3 stride-1 stem: for tests and tiny runs."""
-    return _small_resnet18(16, 1, **kwargs)
-
-
-@register_model
 def t2s_resnet18_w8(pretrained: bool = False, **kwargs: Any) -> ResNet:
     """Eighth-width ResNet-18 (8-16-32-64), stride-2 stem: fast enough for unit tests."""
     return _small_resnet18(8, 2, **kwargs)
@@ -92,39 +92,46 @@ def create_backbone(name: str, num_classes: int, checkpoint_path: str | os.PathL
     return timm.create_model(name, pretrained=False, num_classes=num_classes, **kw)
 
 
-def classifier_name(model: nn.Module) -> str:
-    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", {}) or {}
-    return cfg.get("classifier", "fc")
+def save_backbone(path: str | os.PathLike, model: nn.Module, name: str, image_size: int,
+                  mean: tuple[float, ...], std: tuple[float, ...]) -> dict[str, Any]:
+    """Write ``model.pt``: the weights plus a timm-style ``pretrained_cfg`` saying what they are
+    (architecture, input size, classes, feature size, normalisation). ``timm.create_model(name,
+    checkpoint_path=path)`` still loads it (timm reads the ``state_dict`` key)."""
+    cfg = {**dict(getattr(model, "pretrained_cfg", None) or {}), "architecture": name,
+           "input_size": (3, int(image_size), int(image_size)), "num_classes": int(model.num_classes),
+           "num_features": int(model.num_features), "mean": tuple(mean), "std": tuple(std)}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path, suffix=".pt.part") as tmp:
+        torch.save({"state_dict": state, "pretrained_cfg": cfg}, tmp)
+    return cfg
 
 
-def num_classes_in_checkpoint(name: str, state: dict[str, torch.Tensor]) -> int:
-    """The head size stored in a plain state dict, found via the model's classifier name."""
-    probe = create_backbone(name, num_classes=2)
-    key = f"{classifier_name(probe)}.weight"
-    if key not in state:
-        raise KeyError(f"checkpoint has no classifier weight {key!r} for model {name!r}")
-    return int(state[key].shape[0])
+def _read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such model file")
+    try:
+        ckpt = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which, in one line
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or "pretrained_cfg" not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path}: not a task2sim backbone (no pretrained_cfg beside the weights)")
+    return ckpt
 
 
-def load_backbone(name: str, checkpoint: str | os.PathLike) -> tuple[nn.Module, int]:
-    """Load a pre-trained ``model.pt`` (plain state dict) as ``name``; returns (model, n_classes)."""
-    state = torch.load(os.fspath(checkpoint), map_location="cpu", weights_only=True)
-    n = num_classes_in_checkpoint(name, state)
-    return create_backbone(name, num_classes=n, checkpoint_path=checkpoint), n
+def backbone_cfg(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``pretrained_cfg`` stored in a backbone checkpoint (architecture, input_size, ...)."""
+    return _read_checkpoint(path)["pretrained_cfg"]
 
 
-def input_size(model: nn.Module, default: int = 64) -> int:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    size = cfg.get("input_size", (3, default, default))
-    return int(size[-1])
-
-
-def backbone_info(model_pt: str | os.PathLike) -> dict[str, Any]:
-    """Model name and training image size of a pre-trained ``model.pt``, from the ``meta.json``
-    that pre-training writes beside it (``{}`` when there is none; missing fields are None)."""
-    meta = Path(model_pt).parent / "meta.json"
-    if not meta.is_file():
-        return {}
-    rec = json.loads(meta.read_text())
-    return {"model_name": (rec.get("params") or {}).get("model"),
-            "image_size": (rec.get("extra") or {}).get("image_size")}
+def load_backbone(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a backbone from its checkpoint alone; returns (model, pretrained_cfg)."""
+    ckpt = _read_checkpoint(path)
+    cfg = ckpt["pretrained_cfg"]
+    model = create_backbone(cfg["architecture"], num_classes=cfg["num_classes"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit {cfg['architecture']} "
+                              f"({str(e).splitlines()[0]})") from None
+    return model, cfg

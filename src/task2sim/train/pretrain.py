@@ -1,13 +1,15 @@
 """Pre-train a timm backbone on one rendered dataset (``results/renders/{bits}/images.h5``).
 
+    from task2sim.config import config_from_dict
     from task2sim.train.pretrain import PretrainConfig, pretrain
-    pretrain(PretrainConfig(model="t2s_resnet18_w32s4", epochs=5), "images.h5", "out/")
+    cfg = config_from_dict(PretrainConfig, {"epochs": 5}, "pretrain", seed=0, device="auto")
+    pretrain(cfg, "images.h5", "out/")
 
 AdamW (timm's optimizer factory: no weight decay on biases and norm parameters), linear warm-up
 then cosine decay (timm ``CosineLRScheduler``, updated every step), label smoothing, optional
-RandAugment and mixup/cutmix (timm). Writes ``model.pt`` (a plain state dict for
-``timm.create_model(name, num_classes=n, checkpoint_path=...)``), ``history.tsv`` and
-``meta.json``. After every epoch a resumable ``checkpoint.pt`` is saved atomically; a rerun
+RandAugment and mixup/cutmix (timm). Writes ``model.pt`` (weights + the timm-style
+``pretrained_cfg`` that says what they are, ``models.save_backbone``) and ``history.tsv``; the CLI
+adds the provenance record. After every epoch a resumable ``checkpoint.pt`` is saved atomically; a rerun
 resumes from it when its fingerprint (config, resolved device, AMP dtype, input checksum)
 matches. Every epoch reseeds all generators from (seed, epoch), so an interrupted and resumed CPU
 run ends with exactly the weights of an uninterrupted one (no RNG state needs storing).
@@ -35,11 +37,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..io import atomic_path
-from ..provenance import Provenance, sha256_file
+from ..provenance import sha256_file
 from .common import (amp_dtype, derive_seed, grad_scaler, resolve_device, seed_everything, seed_worker,
                      train_one_epoch)
-from .data import H5ImageDataset, read_meta, train_transform
-from .models import create_backbone
+from .data import IMAGENET_MEAN, IMAGENET_STD, H5ImageDataset, read_meta, train_transform
+from .models import create_backbone, save_backbone
 
 log = logging.getLogger(__name__)
 
@@ -49,27 +51,29 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "lr", "images_per_s")
 
 @dataclass
 class PretrainConfig:
-    model: str = "t2s_resnet18_w32s4"
-    epochs: int = 5
-    batch_size: int = 128
-    lr: float = 1e-3
-    min_lr: float = 1e-6
-    weight_decay: float = 0.05
-    warmup_epochs: int = 1
-    label_smoothing: float = 0.1
-    image_size: int | None = None       # None: the render's own size
-    crop_scale: tuple[float, float] = (0.35, 1.0)
-    hflip: float = 0.5
-    randaugment: str = ""               # timm spec, e.g. "rand-m9-mstd0.5-inc1"; "" = off
-    color_jitter: float = 0.0
-    mixup: float = 0.0                  # mixup alpha; 0 = off
-    cutmix: float = 0.0                 # cutmix alpha; 0 = off
-    num_workers: int = 0
-    in_memory: bool = True
-    device: str = "auto"
-    amp: bool = True                    # autocast on GPU only
-    threads: int = 0                    # torch CPU threads; 0 = torch's default
-    seed: int = 0
+    """The ``pretrain`` config section plus the run's seed and device; defaults live in the schema
+    (build it with ``config_from_dict(PretrainConfig, d, "pretrain", seed=.., device=..)``)."""
+
+    model: str
+    epochs: int
+    batch_size: int
+    lr: float
+    min_lr: float
+    weight_decay: float
+    warmup_epochs: int
+    label_smoothing: float
+    crop_scale: tuple[float, float]
+    hflip: float
+    randaugment: str                    # timm spec, e.g. "rand-m9-mstd0.5-inc1"; "" = off
+    color_jitter: float
+    mixup: float                        # mixup alpha; 0 = off
+    cutmix: float                       # cutmix alpha; 0 = off
+    num_workers: int                    # runtime only
+    in_memory: bool                     # runtime only
+    amp: bool                           # autocast on GPU only
+    seed: int
+    device: str
+    image_size: int | None = None       # not a config key: None = the render's own size
 
     def __post_init__(self) -> None:
         self.crop_scale = tuple(float(v) for v in self.crop_scale)
@@ -82,14 +86,6 @@ class PretrainConfig:
             # timm's Mixup pairs each image with its mirror in the batch and asserts an even size.
             raise ValueError(f"pretrain: mixup/cutmix need an even batch_size, got {self.batch_size}")
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PretrainConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"pretrain: unknown key(s) {', '.join(unknown)}")
-        return cls(**d)
-
     @property
     def uses_mixup(self) -> bool:
         return self.mixup > 0 or self.cutmix > 0
@@ -99,7 +95,7 @@ class PretrainConfig:
         nothing), so a checkpoint is never silently continued on other hardware or precision.
         The requested ``device``/``amp`` are replaced by those; settings that cannot change the
         result (loader plumbing) stay out."""
-        skip = ("num_workers", "in_memory", "threads", "device", "amp")
+        skip = ("num_workers", "in_memory", "device", "amp")
         d = {k: v for k, v in asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps([d, input_sha, device, amp], sort_keys=True).encode()).hexdigest()
 
@@ -120,28 +116,32 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def pretrain(cfg: PretrainConfig, images_h5: str | os.PathLike, out_dir: str | os.PathLike,
-             stop_after_epoch: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train, checkpointing every epoch; returns a summary dict.
+@dataclass
+class _Run:
+    """Everything one pre-training run builds before its first step."""
 
-    ``stop_after_epoch``: return after that many epochs in total, leaving only the checkpoint (a
-    time-limited job, or the interruption in the resume test); the next call resumes.
-    """
-    images_h5, out_dir = Path(images_h5), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: CosineLRScheduler
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    mixup: Mixup | None
+    dataset: H5ImageDataset
+    device: torch.device
+    image_size: int
+    n_classes: int
+    steps_per_epoch: int
+    fingerprint: str
+
+
+def _set_up(cfg: PretrainConfig, images_h5: Path) -> _Run:
     device = resolve_device(cfg.device)
     meta = read_meta(images_h5)
     size = cfg.image_size or int(meta["shape"][0])
     n_classes = meta["n_classes"]
-    input_sha = sha256_file(images_h5)
     dtype = amp_dtype(device, cfg.amp)
     amp_name = str(dtype).removeprefix("torch.") if dtype is not None else "none"
-    fingerprint = cfg.fingerprint(input_sha, str(device), amp_name)
-    prov = Provenance.start("pretrain", params=asdict(cfg), seeds={"seed": cfg.seed},
-                            inputs=[images_h5])
-
+    fingerprint = cfg.fingerprint(sha256_file(images_h5), str(device), amp_name)
     ds = H5ImageDataset(images_h5, None, train_transform(size, cfg.crop_scale, cfg.hflip,
                                                          cfg.randaugment, cfg.color_jitter),
                         in_memory=cfg.in_memory)
@@ -167,65 +167,77 @@ def pretrain(cfg: PretrainConfig, images_h5: str | os.PathLike, out_dir: str | o
         criterion: nn.Module = SoftTargetCrossEntropy()
     else:
         criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    scaler = grad_scaler(device, cfg.amp)
+    return _Run(model, optimizer, scheduler, grad_scaler(device, cfg.amp), criterion, mixup, ds, device,
+                size, n_classes, steps_per_epoch, fingerprint)
 
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    ckpt_path = out_dir / CHECKPOINT
-    if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt.get("fingerprint") == fingerprint:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            scaler.load_state_dict(ckpt["scaler"])
-            history = ckpt["history"]
-            start_epoch = int(ckpt["epoch"])
-            log.info("resuming %s from epoch %d", ckpt_path, start_epoch)
-        else:
-            log.warning("ignoring %s: written for another config, input, device or AMP dtype "
-                        "(now %s, %s); starting fresh", ckpt_path, device, amp_name)
 
-    t_all = time.perf_counter()
-    for epoch in range(start_epoch, cfg.epochs):
-        # Everything random in this epoch follows from (seed, epoch): resuming needs no RNG state.
-        seed_everything(derive_seed(cfg.seed, epoch, 2))
-        loader = _loader(ds, cfg, epoch, pin=device.type == "cuda")
-        ep = train_one_epoch(model, loader, optimizer, criterion, device, cfg.amp, scaler, mixup,
-                             scheduler, step_offset=epoch * steps_per_epoch, progress=progress,
-                             desc=f"epoch {epoch + 1}/{cfg.epochs}")
-        dt = ep["seconds"]
-        row = {"epoch": epoch + 1, "loss": ep["loss"], "accuracy": ep["accuracy"],
-               "lr": optimizer.param_groups[0]["lr"], "images_per_s": ep["seen"] / dt if dt > 0 else 0.0}
-        history.append(row)
-        log.info("epoch %d/%d loss %.4f acc %.3f lr %.2e %.0f img/s", row["epoch"], cfg.epochs,
-                 row["loss"], row["accuracy"], row["lr"], row["images_per_s"])
-        _save_checkpoint(ckpt_path, {
-            "fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "history": history,
-            "config": asdict(cfg)})
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
-            return {"finished": False, "epoch": epoch + 1, "history": history}
+def _resume(run: _Run, ckpt_path: Path) -> tuple[int, list[dict[str, float]]]:
+    """(epochs done, history) from a checkpoint of the same run; (0, []) otherwise."""
+    if not ckpt_path.is_file():
+        return 0, []
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if ckpt.get("fingerprint") != run.fingerprint:
+        log.warning("ignoring %s: written for another config, input, device or AMP dtype; "
+                    "starting fresh", ckpt_path)
+        return 0, []
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    run.scaler.load_state_dict(ckpt["scaler"])
+    log.info("resuming %s from epoch %d", ckpt_path, int(ckpt["epoch"]))
+    return int(ckpt["epoch"]), ckpt["history"]
 
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    model_path = out_dir / "model.pt"
-    with atomic_path(model_path, suffix=".pt.part") as tmp:
-        torch.save(state, tmp)
-    hist_path = out_dir / "history.tsv"
-    with atomic_path(hist_path, suffix=".tsv.part") as tmp:
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    with atomic_path(path, suffix=".tsv.part") as tmp:
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, delimiter="\t")
             w.writeheader()
             for r in history:
                 w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in HISTORY_COLUMNS})
-    summary = {"finished": True, "n_classes": n_classes, "n_images": len(ds), "image_size": size,
-               "device": str(device), "feature_dim": int(model.num_features),
-               "final_loss": history[-1]["loss"], "final_accuracy": history[-1]["accuracy"],
-               "mean_images_per_s": float(np.mean([r["images_per_s"] for r in history])),
-               "seconds_this_run": time.perf_counter() - t_all, "resumed_from_epoch": start_epoch,
-               "history": history}
-    prov.finish(out_dir / "meta.json", outputs=[model_path, hist_path],
-                extra={k: v for k, v in summary.items() if k != "history"} | {"model": cfg.model})
+
+
+def pretrain(cfg: PretrainConfig, images_h5: str | os.PathLike, out_dir: str | os.PathLike,
+             stop_after_epoch: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train, checkpointing every epoch; writes model.pt and history.tsv, returns a summary.
+
+    ``stop_after_epoch``: return after that many epochs in total, leaving only the checkpoint (a
+    time-limited job, or the interruption in the resume test); the next call resumes.
+    """
+    images_h5, out_dir = Path(images_h5), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = _set_up(cfg, images_h5)
+    ckpt_path = out_dir / CHECKPOINT
+    start_epoch, history = _resume(run, ckpt_path)
+
+    t_all = time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        # Everything random in this epoch follows from (seed, epoch): resuming needs no RNG state.
+        seed_everything(derive_seed(cfg.seed, epoch, 2))
+        loader = _loader(run.dataset, cfg, epoch, pin=run.device.type == "cuda")
+        ep = train_one_epoch(run.model, loader, run.optimizer, run.criterion, run.device, cfg.amp, run.scaler,
+                             run.mixup, run.scheduler, step_offset=epoch * run.steps_per_epoch,
+                             progress=progress, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+        dt = ep["seconds"]
+        row = {"epoch": epoch + 1, "loss": ep["loss"], "accuracy": ep["accuracy"],
+               "lr": run.optimizer.param_groups[0]["lr"], "images_per_s": ep["seen"] / dt if dt > 0 else 0.0}
+        history.append(row)
+        log.info("epoch %d/%d loss %.4f acc %.3f lr %.2e %.0f img/s", row["epoch"], cfg.epochs,
+                 row["loss"], row["accuracy"], row["lr"], row["images_per_s"])
+        _save_checkpoint(ckpt_path, {
+            "fingerprint": run.fingerprint, "epoch": epoch + 1, "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(), "history": history})
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
+            return {"finished": False, "epoch": epoch + 1, "history": history}
+
+    model_path, hist_path = out_dir / "model.pt", out_dir / "history.tsv"
+    save_backbone(model_path, run.model, cfg.model, run.image_size, IMAGENET_MEAN, IMAGENET_STD)
+    _write_history(hist_path, history)
     ckpt_path.unlink(missing_ok=True)  # finished: model.pt is the artifact, the checkpoint only served resuming
-    return summary
+    return {"finished": True, "model": cfg.model, "n_classes": run.n_classes, "n_images": len(run.dataset),
+            "image_size": run.image_size, "device": str(run.device), "feature_dim": int(run.model.num_features),
+            "final_loss": history[-1]["loss"], "final_accuracy": history[-1]["accuracy"],
+            "mean_images_per_s": float(np.mean([r["images_per_s"] for r in history])),
+            "seconds_this_run": time.perf_counter() - t_all, "resumed_from_epoch": start_epoch,
+            "outputs": [os.fspath(model_path), os.fspath(hist_path)], "history": history}

@@ -1,4 +1,4 @@
-"""Backbone features and the weighted k-NN reward (ALGORITHMS §3).
+"""Backbone features and the weighted k-NN reward (docs/algorithms.md, "Reward").
 
 Features: global-pooled backbone output (timm ``forward_features`` then
 ``forward_head(pre_logits=True)``), L2-normalised, both splits through the evaluation transform
@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from ..io import atomic_path
 from ..provenance import sha256_file
-from .common import autocast_for, resolve_device
-from .data import H5ImageDataset, eval_transform
+from ..train.common import autocast_for, resolve_device
+from ..train.data import H5ImageDataset, eval_transform
 
 log = logging.getLogger(__name__)
 
@@ -136,34 +136,43 @@ def backbone_features_model(model: nn.Module) -> nn.Module:
     return model
 
 
-def feature_model(model_name: str, checkpoint: str | os.PathLike | None, seed: int = 0) -> nn.Module:
-    """The backbone (``checkpoint`` None = random init from ``seed``) with its classifier dropped."""
-    from .models import create_backbone, load_backbone
+def feature_model(checkpoint: str | os.PathLike | None, model_name: str | None = None,
+                  seed: int = 0) -> tuple[nn.Module, str]:
+    """(backbone with its classifier dropped, its timm name). ``checkpoint`` None: ``model_name``
+    at random init from ``seed`` (the untrained floor)."""
+    from ..train.models import create_backbone, load_backbone
 
     if checkpoint is not None:
-        model, _ = load_backbone(model_name, checkpoint)
+        model, cfg = load_backbone(checkpoint)
+        model_name = cfg["architecture"]
     else:
+        if not model_name:
+            raise ValueError("a random-init backbone needs a model name")
         # Seeded without touching the caller's global RNG stream.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             model = create_backbone(model_name, num_classes=0)
-    return backbone_features_model(model)
+    return backbone_features_model(model), model_name
 
 
-def compute_reward(model_name: str, checkpoint: str | os.PathLike | None, task_h5: str | os.PathLike,
-                   image_size: int, k: int = 5, temperature: float = 0.07,
+@dataclass
+class RewardConfig:
+    """The ``reward`` config section; defaults live in the schema."""
+
+    k: int
+    temperature: float
+    batch_size: int      # runtime only: feature extraction batch
+
+
+def compute_reward(model: nn.Module, model_name: str, checkpoint: str | os.PathLike | None,
+                   task_h5: str | os.PathLike, image_size: int, k: int, temperature: float,
                    cache: str | os.PathLike | None = None, batch_size: int = 256,
                    device: str = "auto", chunk: int = 1024, progress: bool = True,
-                   model: nn.Module | None = None, seed: int = 0) -> dict[str, Any]:
-    """k-NN top-1 (%) of a backbone (``checkpoint`` None = random init from ``seed``) on one task.
-
-    Pass ``model`` (from ``feature_model``, built with the same ``seed``) to score several tasks
-    with one loaded backbone.
-    """
+                   seed: int = 0) -> dict[str, Any]:
+    """k-NN top-1 (%) on one task of ``model`` (from ``feature_model``: the backbone stored in
+    ``checkpoint``, or ``model_name`` at random init from ``seed`` when it is None)."""
     checkpoint = Path(checkpoint) if checkpoint else None
     task_h5 = Path(task_h5)
-    if model is None:
-        model = feature_model(model_name, checkpoint, seed)
     key = _cache_key(model_name, checkpoint, task_h5, image_size, seed)
     fs = task_features(model, task_h5, image_size, cache, key, batch_size, device, progress)
     acc = knn_accuracy(fs.train, fs.train_labels, fs.test, fs.test_labels, n_classes=fs.n_classes,

@@ -11,8 +11,8 @@ matplotlib.use("Agg")  # headless: the workflow runs without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .bits import describe  # noqa: E402
-from .io import atomic_path  # noqa: E402
+from ..bits import describe  # noqa: E402
+from ..io import atomic_path  # noqa: E402
 
 
 def plot_reward_heatmap(table: Mapping[str, Mapping[str, float]], path: str | os.PathLike,

@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from .bits import N_BITS, validate_bits
-from .io import atomic_path
+from ..bits import N_BITS, validate_bits
+from ..io import atomic_path
 
 PUBLISHED_FIELDS = ("backgr", "blur", "lighting_color", "lighting_dir", "lighting_intensity",
                     "materials", "pose_cam", "pose_rot", "pose_scale")
