@@ -1,27 +1,26 @@
 """Downstream evaluation: hyper-parameters are chosen on a validation split, never on test."""
 
 import json
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from fixtures_h5 import write_render_h5, write_task_h5
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fixtures_h5 import write_render_h5, write_task_h5  # noqa: E402
-
-from task2sim.cli import evaluate as evaluate_cli  # noqa: E402
-from task2sim.train.evaluate import EvalConfig, evaluate, validation_split  # noqa: E402
-from task2sim.train.pretrain import PretrainConfig, pretrain  # noqa: E402
+from task2sim.cli import evaluate as evaluate_cli
+from task2sim.config import config_from_dict
+from task2sim.train.evaluate import EvalConfig, evaluate, validation_split
+from task2sim.train.pretrain import PretrainConfig, pretrain
 
 
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory):
     d = tmp_path_factory.mktemp("bb")
     render = write_render_h5(d / "images.h5", n_classes=8, per_class=8, size=32)
-    pretrain(PretrainConfig(model="t2s_resnet18_w8", epochs=1, batch_size=32, warmup_epochs=0,
-                            device="cpu"), render, d / "pre", progress=False)
+    cfg = config_from_dict(PretrainConfig, {"model": "t2s_resnet18_w8", "epochs": 1, "batch_size": 32,
+                                            "warmup_epochs": 0}, "pretrain", seed=0, device="cpu")
+    pretrain(cfg, render, d / "pre", progress=False)
     return d / "pre" / "model.pt"
 
 
@@ -59,10 +58,11 @@ def test_choice_depends_on_validation_only(backbone, tmp_path, method):
     task = write_task_h5(tmp_path / "data.h5", n_classes=4, n_train=64, n_test=32, size=32)
     other = _scramble_test(task, tmp_path / "scrambled.h5")
     epochs = 20 if method == "linear" else 2
-    cfg = EvalConfig(method=method, epochs=epochs, lrs=[1e-4, 0.05], weight_decays=[0.0],
-                     batch_sizes=[16], image_size=32, device="cpu")
-    a = evaluate("t2s_resnet18_w8", backbone, task, cfg, progress=False)
-    b = evaluate("t2s_resnet18_w8", backbone, other, cfg, progress=False)
+    cfg = config_from_dict(EvalConfig, {"epochs": epochs, "lrs": [1e-4, 0.05], "weight_decays": [0.0],
+                                        "batch_sizes": [16], "val_fraction": 0.3}, f"evaluate.{method}",
+                           method=method, image_size=32, seed=0, device="cpu")
+    a = evaluate(None, backbone, task, cfg, progress=False)
+    b = evaluate(None, backbone, other, cfg, progress=False)
     assert len(a["grid"]) == 2 and a["n_val"] == 20 and a["n_fit"] == 44
     # identical validation scores and choice whatever the test split holds
     assert a["grid"] == b["grid"] and a["chosen"] == b["chosen"]
@@ -78,13 +78,19 @@ def test_cli_scratch_and_errors(tmp_path, backbone):
     rc = evaluate_cli.main(["--method", "scratch", "--source", "none", "--task", "t",
                             "--model-name", "t2s_resnet18_w8", "--image-size", "32",
                             "--task-h5", str(task), "--out", str(out), "--device", "cpu",
-                            "--params", json.dumps({"epochs": 1, "lrs": [0.01]}), "--no-progress"])
+                            "--config", json.dumps({"epochs": 1, "lrs": [0.01], "val_fraction": 0.3}),
+                            "--no-progress"])
     assert rc == 0
     rec = json.loads(out.read_text())
     assert rec["method"] == "scratch" and 0 <= rec["test_top1"] <= 100
     assert rec["grid"] == [] and rec["chosen"]["lr"] == 0.01  # one grid point: no validation run
-    assert out.with_suffix(".meta.json").is_file()
+    assert json.loads(out.with_suffix(".meta.json").read_text())["params"]["image_size"] == 32
     rc = evaluate_cli.main(["--method", "linear", "--source", "x", "--task", "t", "--model",
                             str(backbone), "--task-h5", str(task), "--out", str(tmp_path / "y.json"),
-                            "--params", '{"epoch": 1}'])
+                            "--config", '{"epoch": 1}'])
+    assert rc == 2 and not (tmp_path / "y.json").exists()
+    # the architecture and size come from the checkpoint: no --model-name beside --model
+    rc = evaluate_cli.main(["--method", "linear", "--source", "x", "--task", "t", "--model", str(backbone),
+                            "--model-name", "resnet50", "--task-h5", str(task), "--out", str(tmp_path / "y.json"),
+                            "--config", '{"val_fraction": 0.3}'])
     assert rc == 2 and not (tmp_path / "y.json").exists()

@@ -97,9 +97,10 @@ def test_provenance_record(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     inp = tmp_path / "in.txt"
     inp.write_text("abc")
-    rec = Provenance.start("unit", params={"a": 1}, seeds={"torch": 3}, inputs=[inp])
-    out = rec.finish(tmp_path / "meta.json", outputs=[tmp_path / "x"], extra={"acc": 0.5})
-    meta = json.loads((tmp_path / "meta.json").read_text())
+    rec = Provenance.start("unit", {"a": 1}, seeds={"torch": 3}, inputs=[inp], task="t")
+    out = rec.finish([tmp_path / "x.h5", tmp_path / "x.png"], extra={"acc": 0.5})
+    meta = json.loads((tmp_path / "x.meta.json").read_text())
+    assert meta["params"] == {"a": 1, "task": "t"} and meta["outputs"][0] == str(tmp_path / "x.h5")
     assert meta == json.loads(json.dumps(out))
     for key in ("git", "params", "seeds", "inputs", "packages", "device", "host", "slurm",
                 "started", "finished", "task2sim_version"):

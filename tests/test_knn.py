@@ -1,16 +1,19 @@
-"""Weighted 5-NN (ALGORITHMS §3) against a brute-force numpy reference, and feature extraction."""
+"""Weighted 5-NN (docs/algorithms.md) against a brute-force numpy reference, and feature extraction."""
 
-import sys
-from pathlib import Path
+import json
 
 import numpy as np
 import pytest
 import torch
+from fixtures_h5 import write_task_h5
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fixtures_h5 import write_task_h5  # noqa: E402
+from task2sim.reward.knn import compute_reward, feature_model, knn_accuracy, knn_predict
 
-from task2sim.train.knn import compute_reward, feature_model, knn_accuracy, knn_predict  # noqa: E402
+
+def random_init_reward(task, cache, seed=0):
+    net, name = feature_model(None, "t2s_resnet18_w8", seed=seed)
+    return compute_reward(net, name, None, task, image_size=32, k=5, temperature=0.07, cache=cache,
+                          progress=False, seed=seed)
 
 
 def brute_force(train, ytr, test, n_classes, k=5, t=0.07):
@@ -60,52 +63,53 @@ def test_weighting_can_overrule_majority():
 def test_compute_reward_on_fixture_task_and_cache(tmp_path):
     task = write_task_h5(tmp_path / "data.h5", n_classes=4, n_train=64, n_test=32)
     cache = tmp_path / "feat.npz"
-    r1 = compute_reward("t2s_resnet18_w8", None, task, image_size=32, cache=cache, progress=False)
+    r1 = random_init_reward(task, cache)
     assert cache.is_file()
     assert r1["n_train"] == 64 and r1["n_test"] == 32 and r1["feature_dim"] == 64
     assert r1["knn5_top1"] > 25  # random-init features of coloured stripes still beat chance
     mtime = cache.stat().st_mtime_ns
     torch.manual_seed(1)  # the global RNG must not matter: the random init is seeded (seed=0)
-    r2 = compute_reward("t2s_resnet18_w8", None, task, image_size=32, cache=cache, progress=False)
+    r2 = random_init_reward(task, cache)
     assert cache.stat().st_mtime_ns == mtime and r2["knn5_top1"] == r1["knn5_top1"]
     with np.load(cache) as z:
         key0, f0 = str(z["key"]), z["train"].copy()
     # another init seed is another network: its own cache key, so the cache is recomputed
-    compute_reward("t2s_resnet18_w8", None, task, image_size=32, cache=cache, progress=False, seed=1)
+    random_init_reward(task, cache, seed=1)
     with np.load(cache) as z:
         assert str(z["key"]) != key0 and not np.allclose(z["train"], f0)
 
 
 def test_random_init_feature_model_is_seeded():
-    a, b, c = (feature_model("t2s_resnet18_w8", None, seed=s) for s in (3, 3, 4))
+    a, b, c = (feature_model(None, "t2s_resnet18_w8", seed=s)[0] for s in (3, 3, 4))
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
-def test_reward_cli_knn_and_aggregate(tmp_path):
-    import json
-
+def test_reward_cli_knn_and_aggregate(tmp_path, capsys):
     from task2sim.cli import reward as cli
-    from task2sim.reward_db import read_reward_db, read_table_tsv
-    from task2sim.train.models import create_backbone
+    from task2sim.reward.table import read_reward_db, read_table_tsv
+    from task2sim.train.models import create_backbone, save_backbone
 
     task = write_task_h5(tmp_path / "data.h5", n_classes=3, n_train=30, n_test=15)
     model_dir = tmp_path / "pre"
-    model_dir.mkdir()
     torch.manual_seed(0)
-    torch.save(create_backbone("t2s_resnet18_w8", num_classes=5).state_dict(), model_dir / "model.pt")
+    save_backbone(model_dir / "model.pt", create_backbone("t2s_resnet18_w8", num_classes=5), "t2s_resnet18_w8",
+                  32, (0.5,) * 3, (0.25,) * 3)
+    config = ["--config", '{"k": 5, "temperature": 0.07}']
     task2 = write_task_h5(tmp_path / "data2.h5", n_classes=2, n_train=20, n_test=10, seed=4)
     outs = []
     for bits in ("00000000", "10000001"):
         out, out2 = tmp_path / "rw" / bits / "t.json", tmp_path / "rw" / bits / "u.json"
-        assert cli.main(["knn", "--model", str(model_dir / "model.pt"), "--model-name", "t2s_resnet18_w8",
-                         "--image-size", "32", "--task-h5", str(task), str(task2), "--bits", bits,
-                         "--task", "t", "u", "--out", str(out), str(out2), "--device", "cpu"]) == 0
+        assert cli.main(["knn", "--model", str(model_dir / "model.pt"), "--task-h5", str(task), str(task2),
+                         "--bits", bits, "--task", "t", "u", "--out", str(out), str(out2), "--device", "cpu",
+                         *config]) == 0
         rec = json.loads(out.read_text())
         assert set(rec) == {"bits", "task", "knn5_top1", "k", "temperature", "feature_dim", "n_train", "n_test"}
         assert json.loads(out2.read_text())["n_test"] == 10 and rec["n_test"] == 15
-        assert out.with_suffix(".meta.json").is_file()
+        meta = json.loads(out.with_suffix(".meta.json").read_text())
+        assert meta["params"]["image_size"] == 32 and meta["params"]["model_name"] == "t2s_resnet18_w8"
+        assert meta["params"]["batch_size"] == 256  # the schema default, resolved
         outs += [str(out), str(out.with_suffix(".meta.json")), str(out2)]  # sidecars are skipped
     assert cli.main(["aggregate", "--tsv", str(tmp_path / "table.tsv"), "--png", str(tmp_path / "t.png"),
                      "--reward-db", str(tmp_path / "db.json"), *outs]) == 0
@@ -113,9 +117,13 @@ def test_reward_cli_knn_and_aggregate(tmp_path):
     assert read_table_tsv(tmp_path / "table.tsv").keys() == {"t", "u"}
     db, tsv = read_reward_db(tmp_path / "db.json"), read_table_tsv(tmp_path / "table.tsv")
     assert db.keys() == tsv.keys() and all(db["t"][b] == pytest.approx(tsv["t"][b], abs=1e-4) for b in db["t"])
-    # mismatched lists, and no meta.json beside the model without --model-name: clear errors, exit 2
-    assert cli.main(["knn", "--model", str(model_dir / "model.pt"), "--model-name", "t2s_resnet18_w8",
-                     "--image-size", "32", "--task-h5", str(task), "--bits", "00000000", "--task", "t", "u",
-                     "--out", str(tmp_path / "z.json")]) == 2
-    assert cli.main(["knn", "--model", str(model_dir / "model.pt"), "--task-h5", str(task), "--bits",
-                     "00000000", "--task", "t", "--out", str(tmp_path / "x.json")]) == 2
+    assert (tmp_path / "table.meta.json").is_file()
+    # mismatched lists, a model file without its pretrained_cfg: one line, exit 2
+    capsys.readouterr()
+    assert cli.main(["knn", "--model", str(model_dir / "model.pt"), "--task-h5", str(task), "--bits", "00000000",
+                     "--task", "t", "u", "--out", str(tmp_path / "z.json"), *config]) == 2
+    assert "must have one entry per task" in capsys.readouterr().err
+    torch.save(create_backbone("t2s_resnet18_w8", num_classes=5).state_dict(), tmp_path / "plain.pt")
+    assert cli.main(["knn", "--model", str(tmp_path / "plain.pt"), "--task-h5", str(task), "--bits",
+                     "00000000", "--task", "t", "--out", str(tmp_path / "x.json"), *config]) == 2
+    assert "no pretrained_cfg" in capsys.readouterr().err

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from task2sim.bits import configs_for
-from task2sim.reward_db import (RewardTableError, bits_to_key, key_to_bits, read_reward_db,
-                                read_table_tsv, write_reward_db, write_table_tsv)
+from task2sim.reward.table import (RewardTableError, bits_to_key, key_to_bits, read_reward_db,
+                                     read_table_tsv, write_reward_db, write_table_tsv)
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "task2sim" / "reward_db.json"
 SEEN = "CropDisease EuroSAT SVHN ChestX Sketch DTD Flowers102 DeepWeeds Resisc45 Omniglot ISIC Kaokore".split()

@@ -2,23 +2,24 @@
 
 import csv
 import json
-import sys
-from pathlib import Path
 
 import h5py
 import pytest
 import timm
 import torch
+from fixtures_h5 import write_render_h5
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fixtures_h5 import write_render_h5  # noqa: E402
+from task2sim.config import ConfigError, config_from_dict, section_defaults
+from task2sim.train.data import DataError, H5ImageDataset, eval_transform
+from task2sim.train.models import CheckpointError, backbone_cfg, load_backbone
+from task2sim.train.pretrain import CHECKPOINT, PretrainConfig, pretrain
 
-from task2sim.train.data import DataError, H5ImageDataset, eval_transform  # noqa: E402
-from task2sim.train.models import load_backbone  # noqa: E402 (registers the t2s_* models)
-from task2sim.train.pretrain import CHECKPOINT, PretrainConfig, pretrain  # noqa: E402
+TINY = dict(model="t2s_resnet18_w8", epochs=2, batch_size=32, warmup_epochs=0, lr=3e-3)
 
-TINY = dict(model="t2s_resnet18_w8", epochs=2, batch_size=32, warmup_epochs=0, lr=3e-3, device="cpu",
-            threads=1)
+
+def tiny(device: str = "cpu", **over) -> PretrainConfig:
+    """The schema's pretrain defaults, made tiny."""
+    return config_from_dict(PretrainConfig, {**TINY, **over}, "pretrain", seed=0, device=device)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def _weights(path):
 
 
 def test_two_epochs_lower_the_loss_and_write_outputs(render, tmp_path):
-    s = pretrain(PretrainConfig(**TINY), render, tmp_path, progress=False)
+    s = pretrain(tiny(), render, tmp_path, progress=False)
     assert s["finished"] and s["n_classes"] == 16 and s["n_images"] == 128
     losses = [h["loss"] for h in s["history"]]
     assert losses[1] < losses[0]
@@ -40,44 +41,59 @@ def test_two_epochs_lower_the_loss_and_write_outputs(render, tmp_path):
         rows = list(csv.DictReader(f, delimiter="\t"))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert set(rows[0]) == {"epoch", "loss", "accuracy", "lr", "images_per_s"}
-    meta = json.loads((tmp_path / "meta.json").read_text())
-    assert meta["stage"] == "pretrain" and meta["params"]["model"] == "t2s_resnet18_w8"
-    assert str(render) in meta["inputs"]
     assert not (tmp_path / CHECKPOINT).exists()
-    # timm rebuilds the backbone from the plain state dict
+    # the checkpoint says what it holds, and timm rebuilds the backbone from it
+    cfg = backbone_cfg(tmp_path / "model.pt")
+    assert cfg["architecture"] == "t2s_resnet18_w8" and cfg["input_size"] == (3, 32, 32)
+    assert cfg["num_classes"] == 16 and cfg["num_features"] == 64 and len(cfg["mean"]) == 3
     m = timm.create_model("t2s_resnet18_w8", num_classes=16, checkpoint_path=str(tmp_path / "model.pt"))
-    sd = _weights(tmp_path / "model.pt")
+    sd = _weights(tmp_path / "model.pt")["state_dict"]
     assert all(torch.equal(m.state_dict()[k], sd[k]) for k in sd)
-    model, n = load_backbone("t2s_resnet18_w8", tmp_path / "model.pt")
-    assert n == 16
+    model, cfg2 = load_backbone(tmp_path / "model.pt")
+    assert cfg2 == cfg and model.num_classes == 16
+
+
+def test_wrong_or_foreign_checkpoints_fail_in_one_line(render, tmp_path):
+    pretrain(tiny(epochs=1), render, tmp_path, progress=False)
+    ckpt = _weights(tmp_path / "model.pt")
+    ckpt["pretrained_cfg"]["architecture"] = "t2s_resnet18_w32s4"  # weights of another model
+    torch.save(ckpt, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="do not fit t2s_resnet18_w32s4"):
+        load_backbone(tmp_path / "other.pt")
+    torch.save(ckpt["state_dict"], tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="no pretrained_cfg"):
+        load_backbone(tmp_path / "plain.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+        backbone_cfg(tmp_path / "junk.pt")
 
 
 def test_resume_after_interruption_gives_identical_weights(render, tmp_path):
-    cfg = PretrainConfig(**TINY)
+    cfg = tiny()
     full = pretrain(cfg, render, tmp_path / "full", progress=False)
     part = pretrain(cfg, render, tmp_path / "cut", stop_after_epoch=1, progress=False)
     assert not part["finished"] and (tmp_path / "cut" / CHECKPOINT).is_file()
     assert not (tmp_path / "cut" / "model.pt").exists()
     resumed = pretrain(cfg, render, tmp_path / "cut", progress=False)
     assert resumed["resumed_from_epoch"] == 1
-    a, b = _weights(tmp_path / "full" / "model.pt"), _weights(tmp_path / "cut" / "model.pt")
+    a, b = (_weights(tmp_path / d / "model.pt")["state_dict"] for d in ("full", "cut"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [h["loss"] for h in full["history"]] == [h["loss"] for h in resumed["history"]]
 
 
 def test_checkpoint_of_other_config_is_ignored(render, tmp_path):
-    pretrain(PretrainConfig(**TINY), render, tmp_path, stop_after_epoch=1, progress=False)
-    other = PretrainConfig(**{**TINY, "lr": 1e-3})
+    pretrain(tiny(), render, tmp_path, stop_after_epoch=1, progress=False)
+    other = tiny(lr=1e-3)
     s = pretrain(other, render, tmp_path, progress=False)
     assert s["resumed_from_epoch"] == 0
 
 
 def test_checkpoint_optimizer_spares_norm_and_bias_from_weight_decay(render, tmp_path):
-    pretrain(PretrainConfig(**TINY), render, tmp_path, stop_after_epoch=1, progress=False)
-    ckpt = torch.load(tmp_path / CHECKPOINT, map_location="cpu", weights_only=False)
+    pretrain(tiny(), render, tmp_path, stop_after_epoch=1, progress=False)
+    ckpt = torch.load(tmp_path / CHECKPOINT, map_location="cpu", weights_only=True)
     assert "rng" not in ckpt  # per-epoch reseeding makes RNG states useless
     groups = ckpt["optimizer"]["param_groups"]
-    assert sorted(g["weight_decay"] for g in groups) == [0.0, PretrainConfig().weight_decay]
+    assert sorted(g["weight_decay"] for g in groups) == [0.0, section_defaults("pretrain")["weight_decay"]]
     # the no-decay group holds exactly the 1-D parameters (BatchNorm weights/biases, fc bias)
     n_1d = sum(p.ndim <= 1 for p in _weights_from(ckpt["model"]))
     assert len(next(g for g in groups if g["weight_decay"] == 0.0)["params"]) == n_1d
@@ -88,34 +104,34 @@ def _weights_from(state):
 
 
 def test_fingerprint_covers_resolved_device_and_amp_dtype(render, tmp_path):
-    cfg = PretrainConfig(**TINY)
+    cfg = tiny()
     assert cfg.fingerprint("x", "cpu", "none") != cfg.fingerprint("x", "cuda", "bfloat16")
     assert cfg.fingerprint("x", "cuda", "float16") != cfg.fingerprint("x", "cuda", "bfloat16")
     # the requested name does not matter, only what it resolves to: an 'auto' run on this CPU
     # machine continues a 'cpu' checkpoint
     if not torch.cuda.is_available():
         pretrain(cfg, render, tmp_path, stop_after_epoch=1, progress=False)
-        s = pretrain(PretrainConfig(**{**TINY, "device": "auto"}), render, tmp_path, progress=False)
+        s = pretrain(tiny(device="auto"), render, tmp_path, progress=False)
         assert s["resumed_from_epoch"] == 1
 
 
 def test_mixup_needs_even_batches(tmp_path):
     with pytest.raises(ValueError, match="even batch_size, got 33"):
-        PretrainConfig(**{**TINY, "mixup": 0.8, "batch_size": 33})
-    PretrainConfig(**{**TINY, "batch_size": 33})  # odd is fine without mixup
+        tiny(mixup=0.8, batch_size=33)
+    tiny(batch_size=33)  # odd is fine without mixup
     # 25 images: batches of 8 leave an odd last batch of 1, which is dropped with mixup on
     small = write_render_h5(tmp_path / "small.h5", n_classes=5, per_class=5, size=32)
-    s = pretrain(PretrainConfig(**{**TINY, "epochs": 1, "batch_size": 8, "cutmix": 1.0}), small,
+    s = pretrain(tiny(epochs=1, batch_size=8, cutmix=1.0), small,
                  tmp_path / "out", progress=False)
     assert s["finished"]
     with pytest.raises(ValueError, match="fewer than one mixup batch of 32"):
-        pretrain(PretrainConfig(**{**TINY, "epochs": 1, "mixup": 0.8}), small, tmp_path / "o2",
+        pretrain(tiny(epochs=1, mixup=0.8), small, tmp_path / "o2",
                  progress=False)
 
 
 def test_mixup_and_randaugment_path_runs(render, tmp_path):
-    cfg = PretrainConfig(**{**TINY, "epochs": 1, "mixup": 0.8, "cutmix": 1.0,
-                            "randaugment": "rand-m9-mstd0.5-inc1"})
+    cfg = tiny(epochs=1, mixup=0.8, cutmix=1.0,
+                            randaugment="rand-m9-mstd0.5-inc1")
     s = pretrain(cfg, render, tmp_path, progress=False)
     assert s["finished"] and torch.isfinite(torch.tensor(s["final_loss"]))
 
@@ -123,7 +139,7 @@ def test_mixup_and_randaugment_path_runs(render, tmp_path):
 def test_incomplete_render_is_refused(tmp_path):
     p = write_render_h5(tmp_path / "images.h5", n_classes=2, per_class=2, size=32, complete=False)
     with pytest.raises(DataError, match="incomplete"):
-        pretrain(PretrainConfig(**TINY), p, tmp_path / "out", progress=False)
+        pretrain(tiny(), p, tmp_path / "out", progress=False)
 
 
 def test_task_files_are_validated_by_the_tasks_reader(tmp_path):
@@ -152,24 +168,45 @@ def test_lazy_and_in_memory_datasets_agree(render):
 def test_cli_trains_and_rejects_bad_params(render, tmp_path, capsys):
     from task2sim.cli import pretrain as cli
 
-    params = json.dumps({k: v for k, v in TINY.items() if k not in ("device", "threads")} | {"epochs": 1})
-    assert cli.main(["--images", str(render), "--out-dir", str(tmp_path / "ok"), "--params", params,
-                     "--device", "cpu", "--no-progress"]) == 0
+    config = json.dumps(TINY | {"epochs": 1})
+    assert cli.main(["--images", str(render), "--out-dir", str(tmp_path / "ok"), "--config", config,
+                     "--runtime", '{"in_memory": false}', "--device", "cpu", "--no-progress"]) == 0
     assert (tmp_path / "ok" / "model.pt").is_file()
+    meta = json.loads((tmp_path / "ok" / "model.meta.json").read_text())
+    # the record holds the resolved dataclass: schema defaults filled in, runtime keys included
+    assert meta["stage"] == "pretrain" and meta["params"]["model"] == "t2s_resnet18_w8"
+    assert meta["params"]["weight_decay"] == section_defaults("pretrain")["weight_decay"]
+    assert meta["params"]["in_memory"] is False and str(render) in meta["inputs"]
+    assert meta["outputs"] == [str(tmp_path / "ok" / "model.pt"), str(tmp_path / "ok" / "history.tsv")]
+    capsys.readouterr()
     assert cli.main(["--images", str(render), "--out-dir", str(tmp_path / "bad"),
-                     "--params", '{"epochz": 1}']) == 2
-    assert "epochz" in capsys.readouterr().err
-    assert cli.main(["--images", str(tmp_path / "missing.h5"), "--out-dir", str(tmp_path / "bad")]) == 2
+                     "--config", '{"epochz": 1}']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: pretrain: unknown key 'epochz'")
+    assert cli.main(["--images", str(render), "--out-dir", str(tmp_path / "bad"),
+                     "--config", '{"epochs": "five"}']) == 2
+    assert "pretrain.epochs: 'five' is not of type 'integer'" in capsys.readouterr().err
+    assert cli.main(["--images", str(tmp_path / "missing.h5"), "--out-dir", str(tmp_path / "bad"),
+                     "--config", "{}"]) == 2
     assert not (tmp_path / "bad" / "model.pt").exists()
 
 
-def test_benchmarks_run_and_report_ratios(render):
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="pretrain: unknown key 'lrr'"):
+        tiny(lrr=0.1)
+
+
+def test_benchmarks_report_consistent_ratios(render):
     from task2sim.bench.pretrain import bench_knn, bench_pipeline
 
     r = bench_pipeline(render, "t2s_resnet18_w8", batch=32, steps=2, repeats=1)
-    assert r["bare_images_per_s"] > 0 and 0 < r["in_memory_w0_ratio"] < 10
+    for k in ("in_memory_w0", "lazy_h5_w0", "in_memory_w1"):
+        # each ratio is its pipeline rate over the bare step rate measured beside it
+        assert r[f"{k}_ratio"] == pytest.approx(r[f"{k}_images_per_s"] / r["bare_images_per_s"])
+    assert r["image_size"] == 32 and r["batch"] == 32 and r["transform_ms_per_image"] > 0
     k = bench_knn(n_train=2000, n_test=300, dim=16, repeats=1)
-    assert k["knn_seconds"] > 0 and k["knn_over_matmul"] > 0
+    assert k["knn_over_matmul"] == pytest.approx(k["knn_seconds"] / k["matmul_seconds"])
+    assert k["peak_chunk_mb"] == pytest.approx(1024 * 2000 * 4 / 2**20)
 
 
 def test_lazy_dataset_in_worker_processes(render):

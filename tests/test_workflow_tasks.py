@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import h5py
 import pytest
+from conftest import Workflow
 
 pytestmark = pytest.mark.workflow
 
-REPO = Path(__file__).resolve().parents[1]
 TASKS = ("digits8", "faces")
 CONFIG = """\
 seed: 0
@@ -28,76 +23,64 @@ tasks:
 """
 
 
-def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run([str(Path(sys.executable).parent / "snakemake"), *args], cwd=workdir,
-                          env=env, capture_output=True, text=True, timeout=600)
-
-
 @pytest.fixture
-def workflow_copy(tmp_path: Path) -> Path:
-    if shutil.which("snakemake", path=str(Path(sys.executable).parent)) is None:
-        pytest.skip("snakemake is not installed in this environment")
-    for name in ("Snakefile", "rules", "schemas", "envs", "docs"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    (tmp_path / "config.yaml").write_text(CONFIG)
-    return tmp_path
+def workflow_copy(workflow: Workflow) -> Workflow:
+    workflow.write_config(CONFIG)
+    return workflow
 
 
 def _targets() -> list[str]:
     return [f"results/tasks/{t}/{n}" for t in TASKS for n in ("data.h5", "preview.png")]
 
 
-def test_tasks_stage_runs_and_reruns_nothing(workflow_copy: Path):
-    dry = _snakemake(workflow_copy, "-n", *_targets())
+def test_tasks_stage_runs_and_reruns_nothing(workflow_copy: Workflow):
+    dry = workflow_copy.run("-n", *_targets())
     assert dry.returncode == 0, dry.stderr + dry.stdout
     jobs = dry.stdout + dry.stderr
     assert re.search(r"^tasks_prepare\s+2$", jobs, re.M), jobs
     assert all(f"output: results/tasks/{t}/data.h5" in jobs for t in TASKS)
 
-    run = _snakemake(workflow_copy, "--cores", "2", *_targets())
+    run = workflow_copy.run("--cores", "2", *_targets())
     assert run.returncode == 0, run.stderr[-3000:]
     for task, shape in (("digits8", (8, 8, 1)), ("faces", (16, 16, 1))):
-        out = workflow_copy / "results" / "tasks" / task
+        out = workflow_copy.root / "results" / "tasks" / task
         with h5py.File(out / "data.h5") as f:
             assert f["train/images"].shape[1:] == shape
-            assert f["train/images"].shape[0] == (60 if task == "digits8" else 60)
+            assert f["train/images"].shape[0] == 60  # max_train, class-balanced
             assert f["test/labels"].shape == (30,)
             assert f.attrs["task"] == task and f.attrs["format_version"] == 1
-        meta = json.loads((out / "meta.json").read_text())
+        meta = json.loads((out / "data.meta.json").read_text())
         assert {"stage", "params", "seeds", "inputs", "git", "packages"} <= set(meta)
         assert meta["params"]["max_train"] == 60 and meta["seeds"]["seed"] == 0
-        assert (workflow_copy / "logs" / "tasks" / task / "data.log").is_file()
-        assert (workflow_copy / "benchmarks" / "tasks" / task / "data.tsv").is_file()
+        assert (workflow_copy.root / "logs" / "tasks" / task / "data.log").is_file()
+        assert (workflow_copy.root / "benchmarks" / "tasks" / task / "data.tsv").is_file()
 
-    again = _snakemake(workflow_copy, "--cores", "2", *_targets())
+    again = workflow_copy.run("--cores", "2", *_targets())
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 
     # A changed setting reruns exactly that task.
-    (workflow_copy / "config.yaml").write_text(CONFIG.replace("image_size: 16", "image_size: 20"))
-    changed = _snakemake(workflow_copy, "-n", *_targets())
+    (workflow_copy.root / "config.yaml").write_text(CONFIG.replace("image_size: 16", "image_size: 20"))
+    changed = workflow_copy.run("-n", *_targets())
     text = changed.stdout + changed.stderr
     assert re.search(r"^tasks_prepare\s+1$", text, re.M), text
     assert "output: results/tasks/faces/data.h5" in text
     assert "output: results/tasks/digits8/data.h5" not in text
 
 
-def test_typo_in_config_key_fails_naming_it(workflow_copy: Path):
-    (workflow_copy / "config.yaml").write_text(CONFIG.replace("max_train", "max_trian"))
-    res = _snakemake(workflow_copy, "-n", *_targets())
+def test_typo_in_config_key_fails_naming_it(workflow_copy: Workflow):
+    (workflow_copy.root / "config.yaml").write_text(CONFIG.replace("max_train", "max_trian"))
+    res = workflow_copy.run("-n", *_targets())
     assert res.returncode != 0
     lines = [ln for ln in (res.stdout + res.stderr).splitlines() if "max_trian" in ln]
     assert len(lines) == 1, res.stdout + res.stderr
 
 
-def test_bad_task_path_fails_with_one_line_in_the_log(workflow_copy: Path):
-    (workflow_copy / "config.yaml").write_text(
+def test_bad_task_path_fails_with_one_line_in_the_log(workflow_copy: Workflow):
+    (workflow_copy.root / "config.yaml").write_text(
         CONFIG + "    mine: {source: imagefolder, path: /nonexistent/images}\n")
-    res = _snakemake(workflow_copy, "--cores", "1", "results/tasks/mine/data.h5")
+    res = workflow_copy.run("--cores", "1", "results/tasks/mine/data.h5")
     assert res.returncode != 0
-    log = (workflow_copy / "logs" / "tasks" / "mine" / "data.log").read_text()
+    log = (workflow_copy.root / "logs" / "tasks" / "mine" / "data.log").read_text()
     assert log.strip().splitlines()[-1] == "error: image folder not found: /nonexistent/images"
-    assert not (workflow_copy / "results" / "tasks" / "mine" / "data.h5").exists()
+    assert not (workflow_copy.root / "results" / "tasks" / "mine" / "data.h5").exists()

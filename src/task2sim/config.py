@@ -107,15 +107,18 @@ def split_runtime(section: str, values: dict[str, Any]) -> tuple[dict[str, Any],
     return ({k: v for k, v in values.items() if k not in rt}, {k: v for k, v in values.items() if k in rt})
 
 
-def config_from_dict(cls: type[T], data: dict[str, Any], section: str, **extra: Any) -> T:
+def config_from_dict(cls: type[T], data: dict[str, Any], section: str, where: str | None = None,
+                     **extra: Any) -> T:
     """Build dataclass ``cls`` from a config section: unknown keys fail in one line, values are
     validated against the schema, missing keys take the schema's default. ``extra`` sets fields
-    that are not config keys (a resolved image size, the method name) and may not be overridden."""
+    that are not config keys (a resolved image size, the method name) and may not be overridden;
+    ``where`` names the section in messages (default: ``section``)."""
+    where = where or section
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - fields - set(section_schema(section).get("properties", {})))
     unknown += sorted(set(data) & set(extra))
     if unknown:
-        raise ConfigError(f"{section}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(fields - set(extra)))})")
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(fields - set(extra)))})")
     node = section_schema(section)
     props = node.get("properties", {})
     values = {**section_defaults(section), **data}
@@ -123,11 +126,12 @@ def config_from_dict(cls: type[T], data: dict[str, Any], section: str, **extra: 
     errors = list(jsonschema.Draft202012Validator(sub).iter_errors({k: v for k, v in values.items() if k in props}))
     if errors:
         err = jsonschema.exceptions.best_match(errors)
-        raise ConfigError(f"{section}.{describe_error(err)}")
+        sep = "." if err.absolute_path else ": "
+        raise ConfigError(f"{where}{sep}{describe_error(err).removeprefix('<top level>: ')}")
     values = {k: v for k, v in values.items() if k in fields}
     missing = sorted(f.name for f in dataclasses.fields(cls) if f.init and f.name not in values
                      and f.name not in extra and f.default is dataclasses.MISSING
                      and f.default_factory is dataclasses.MISSING)
     if missing:
-        raise ConfigError(f"{section}: missing key {missing[0]!r}")
+        raise ConfigError(f"{where}: missing key {missing[0]!r}")
     return cls(**values, **extra)

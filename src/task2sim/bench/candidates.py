@@ -22,8 +22,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+import torch
+
+from ..config import config_from_dict, section_defaults
+from ..reward.knn import compute_reward, feature_model
 from ..train.data import read_arrays
-from ..train.knn import compute_reward
 from ..train.pretrain import PretrainConfig, pretrain
 
 
@@ -50,22 +53,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    reward = section_defaults("reward")
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
         images = Path(args.images) if args.images else task_as_render(Path(args.task_as_source), Path(tmp) / "src.h5")
         for name in args.models:
             out = Path(tmp) / name
             t0 = time.perf_counter()
-            s = pretrain(PretrainConfig(model=name, epochs=args.epochs, device="cpu", threads=args.threads),
-                         images, out, progress=False)
+            cfg = config_from_dict(PretrainConfig, {"model": name, "epochs": args.epochs}, "pretrain",
+                                   seed=0, device="cpu")
+            s = pretrain(cfg, images, out, progress=False)
             t_train = time.perf_counter() - t0
             size = s["image_size"]
             rewards = {}
+            net, _ = feature_model(out / "model.pt")
             for task in args.tasks:
                 tid = Path(task).parent.name
                 if args.task_as_source and Path(task).resolve() == Path(args.task_as_source).resolve():
                     continue  # never score on the source itself
-                rewards[tid] = compute_reward(name, out / "model.pt", task, size, device="cpu",
+                rewards[tid] = compute_reward(net, name, out / "model.pt", task, size, k=reward["k"],
+                                              temperature=reward["temperature"], device="cpu",
                                               progress=False)["knn5_top1"]
             res[name] = {"train_seconds": round(t_train, 1), "images_per_s": round(s["mean_images_per_s"], 1),
                          "final_train_accuracy": round(s["final_accuracy"], 3),

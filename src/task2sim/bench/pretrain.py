@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 
 from ..train.common import seed_worker
 from ..train.data import H5ImageDataset, normalize_batch, read_meta, train_transform
-from ..train.knn import knn_predict
+from ..reward.knn import knn_predict
 from ..train.models import create_backbone
 
 CANDIDATES = ("t2s_resnet18_w32s4", "t2s_resnet18_w32s2", "t2s_resnet18_w32")

@@ -7,7 +7,7 @@ from other processes hits every line alike:
   render-only   the same specs and meshes render_dataset renders, pixels discarded (the configured
                 blur_method, default layered)
   render+write  render_dataset itself up to the closed, renamed images.h5 (scene sampling,
-                rendering, chunked HDF5 writes); its preview.png and meta.json are not counted
+                rendering, chunked HDF5 writes); its preview.png and provenance record are not counted
   no blur       render-only with focus blur off (bits 11111011): the blur's cost
   thinlens 8    render-only with ``blur_method: thinlens``, 8 passes
 Reported: images/s of each, and write overhead = 1 - (render+write img/s) / (render-only img/s).
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import config_from_dict
 from ..render.dataset import RenderConfig, RenderSession, render_dataset
 from ..render.gl import GLBackend
 
@@ -73,17 +74,19 @@ def blur_fidelity(session: RenderSession, n: int = 128, reference_passes: int = 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m task2sim.bench.render", description=__doc__.split("\n")[0])
-    p.add_argument("--classes", type=int, default=24)
-    p.add_argument("--images-per-class", type=int, default=120)
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--blur-passes", type=int, default=16)
-    p.add_argument("--blur-method", default="layered")
-    p.add_argument("--cache-dir", default=".cache/assets")
+    # Unset keys take the schema's render defaults (the default run's settings).
+    p.add_argument("--classes", type=int)
+    p.add_argument("--images-per-class", type=int)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--blur-passes", type=int)
+    p.add_argument("--blur-method")
+    p.add_argument("--cache-dir")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", help="also write the figures here")
     a = p.parse_args(argv)
-    cfg = RenderConfig(classes=a.classes, images_per_class=a.images_per_class, image_size=a.image_size,
-                       blur_passes=a.blur_passes, blur_method=a.blur_method, cache_dir=a.cache_dir)
+    given = {k: getattr(a, k) for k in ("classes", "images_per_class", "image_size", "blur_passes",
+                                        "blur_method", "cache_dir")}
+    cfg = config_from_dict(RenderConfig, {k: v for k, v in given.items() if v is not None}, "render")
     session = RenderSession(cfg)
     configured = session.backend
     thinlens = GLBackend(session.materials, session.environments, blur_passes=8, blur_method="thinlens")
@@ -93,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(a.repeats):
             res["render_only"].append(render_only(session, "11111111"))
             out = Path(tmp) / f"r{r}"
-            summary = render_dataset(cfg, "11111111", out / "images.h5", out / "preview.png",
-                                     out / "meta.json", session=session)
+            summary = render_dataset(cfg, "11111111", out / "images.h5", out / "preview.png", session=session)
             res["render_write"].append(summary["images"] / summary["h5_total_s"])
             res["no_blur"].append(render_only(session, "11111011"))
             session.backend = thinlens

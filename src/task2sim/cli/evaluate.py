@@ -9,7 +9,7 @@ Usage::
 
 ``--config`` is ``evaluate.<method>`` plus ``evaluate.val_fraction``. The architecture and input
 size come from the checkpoint; ``scratch`` has none and takes ``--model-name`` and
-``--image-size`` instead. Provenance goes to ``<out stem>.meta.json``. Bad input prints one line
+``--image-size`` instead. The provenance record goes beside ``--out``. Bad input prints one line
 ``error: ...`` and exits 2.
 """
 

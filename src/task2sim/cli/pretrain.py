@@ -1,4 +1,4 @@
-"""Pre-train a backbone on one rendered dataset: model.pt + history.tsv + model.meta.json.
+"""Pre-train a backbone on one rendered dataset: model.pt + history.tsv + provenance record.
 
 Usage::
 
@@ -24,7 +24,7 @@ from ..train.pretrain import PretrainConfig, pretrain
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = stage_parser(__doc__, "pretrain")
     p.add_argument("--images", required=True, help="rendered images.h5")
-    p.add_argument("--out-dir", required=True, help="folder for model.pt, history.tsv, model.meta.json")
+    p.add_argument("--out-dir", required=True, help="folder for model.pt, history.tsv and their provenance record")
     add_config_args(p, "pretrain", runtime=True)
     add_runtime_args(p)
     p.add_argument("--stop-after-epoch", type=int, default=None,

@@ -8,7 +8,7 @@ Usage::
     python -m task2sim.cli.render variations --config '{...}' --out results/renders/variations.png
 
 ``--config`` is the config's ``render`` section as JSON (``vary_bits`` picks datasets, so the
-workflow leaves it out). ``dataset`` writes ``images.meta.json`` beside ``images.h5``. A backend
+workflow leaves it out). ``dataset`` writes the provenance record beside ``images.h5``. A backend
 that cannot run here (no EGL, no TDW build, mitsuba missing), an unknown key or bad bits print one
 line ``error: ...`` and exit 2.
 """

@@ -1,4 +1,4 @@
-"""Prepare one downstream task: data.h5 + preview.png + data.meta.json.
+"""Prepare one downstream task: data.h5 + preview.png + provenance record.
 
 Usage::
 

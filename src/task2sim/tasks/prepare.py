@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..config import config_from_dict, section_defaults
+from ..config import ConfigError, config_from_dict, section_defaults
 from .common import SourceData, SourceRequest, decode_image, resize_array, stack_images
 from .data import TaskData, TaskDataError, validate_arrays
 
@@ -46,7 +46,10 @@ def task_settings(d: dict[str, Any]) -> TaskSettings:
     """``TaskSettings`` from one task's keys; the tasks-level defaults (caps, test fraction) and
     the item defaults come from the schema. Unknown keys and bad values fail in one line."""
     shared = {k: v for k, v in section_defaults("tasks").items() if k != "items"}
-    return config_from_dict(TaskSettings, {**shared, **d}, "$defs.task")
+    try:
+        return config_from_dict(TaskSettings, {**shared, **d}, "$defs.task", where="task settings")
+    except ConfigError as e:  # the tasks stage reports every bad input as a TaskDataError
+        raise TaskDataError(str(e)) from None
 
 
 def balanced_quota(counts: np.ndarray, cap: int) -> np.ndarray:

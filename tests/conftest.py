@@ -1,0 +1,70 @@
+"""Shared test harness: one way to run the workflow, and the paths every test file needs.
+
+``tests/`` is on ``sys.path`` (pytest's rootdir-relative import), so helper modules such as
+``fixtures_h5`` import directly.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# The shared reference data beside the checkout (published tables); tests skip without it.
+SHARED = REPO.parent / "shared"
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+# The workflow's own files, src/ included so that jobs run the code under test; results are
+# produced inside the copy.
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "schemas", "envs", "profiles", "docs", "src")
+
+
+@dataclass
+class Workflow:
+    """A copy of the workflow in a temporary directory, run the way a user runs it."""
+
+    root: Path
+
+    def run(self, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+        # A bare PATH on purpose: jobs must find the interpreter that runs snakemake by themselves
+        # (a user calling .venv/bin/snakemake without activating the venv).
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home()), "LANG": "C.UTF-8"}
+        return subprocess.run([str(SNAKEMAKE), "--directory", str(self.root), *args], cwd=self.root,
+                              env=env, capture_output=True, text=True, timeout=timeout)
+
+    def write_config(self, cfg: dict | str) -> None:
+        text = cfg if isinstance(cfg, str) else yaml.safe_dump(cfg, sort_keys=False)
+        (self.root / "config.yaml").write_text(text)
+
+    @staticmethod
+    def job_counts(out: str) -> dict[str, int]:
+        """The job-stats table of a (dry) run: rule -> number of jobs."""
+        return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
+
+
+@pytest.fixture
+def workflow(tmp_path: Path) -> Workflow:
+    if not SNAKEMAKE.exists():
+        pytest.skip("snakemake is not installed in this environment")
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(src, tmp_path / name)
+    return Workflow(tmp_path)
+
+
+@pytest.fixture
+def shared_reference() -> Path:
+    """The published Task2Sim data (reward_db.json, Task2Vec npz); skip when not beside us."""
+    path = SHARED / "reference" / "task2sim"
+    if not (path / "reward_db.json").is_file():
+        pytest.skip(f"published reference data not found at {path}")
+    return path
