@@ -16,6 +16,6 @@ include: "rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         FINAL_TARGETS,
-    default_target: True

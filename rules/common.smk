@@ -17,8 +17,7 @@ if os.path.isdir(_SRC):
     sys.path.insert(0, _SRC)
 # (quadrupled braces: the f-string halves them, snakemake's shell formatting halves them again)
 shell.prefix(
-    f'export PYTHONPATH="{_SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
-    + (f'export PATH="{_BIN}:$PATH"; ' if _BIN else "")
+    f'export PYTHONPATH="{_SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ' + (f'export PATH="{_BIN}:$PATH"; ' if _BIN else "")
 )
 
 from snakemake.exceptions import WorkflowError
@@ -26,7 +25,6 @@ from snakemake.utils import validate
 
 from task2sim.bits import BITS_PATTERN, configs_for
 from task2sim.config import ConfigError, check_config, load_schema, section_defaults, split_runtime
-
 
 # One readable line naming the bad key first; then snakemake fills in the schema's defaults.
 try:
@@ -125,8 +123,7 @@ def evaluate_inputs(wildcards):
 def evaluate_model_args(wildcards, input):
     """--model for pre-trained sources; the configured architecture and render size for scratch."""
     if wildcards.method == "scratch":
-        return (f"--model-name {config['pretrain']['model']}"
-                f" --image-size {config['render']['image_size']}")
+        return f"--model-name {config['pretrain']['model']}" f" --image-size {config['render']['image_size']}"
     return f"--model {input.model}"
 
 
@@ -143,8 +140,7 @@ def evaluate_targets():
     for method in ev["methods"]:
         # scratch ignores the source's weights: one run per task, source "none"
         sources = ["none"] if method == "scratch" else ev["sources"]
-        out += expand("results/evaluate/{method}/{source}/{task}.json", method=method,
-                      source=sources, task=task_ids())
+        out += expand("results/evaluate/{method}/{source}/{task}.json", method=method, source=sources, task=task_ids())
     return out
 
 

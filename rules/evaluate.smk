@@ -8,17 +8,15 @@ rule evaluate_downstream:
     output:
         json="results/evaluate/{method}/{source}/{task}.json",
         meta="results/evaluate/{method}/{source}/{task}.meta.json",
-    wildcard_constraints:
-        method="linear|finetune|scratch",
-        source=r"[01]{8}|none",
-    params:
-        model_args=evaluate_model_args,
-        config=evaluate_config_json,
-        seed=config["seed"],
     log:
         "logs/evaluate/{method}/{source}/{task}.log",
     benchmark:
         "benchmarks/evaluate/{method}/{source}/{task}.tsv"
+    wildcard_constraints:
+        method="linear|finetune|scratch",
+        source=r"[01]{8}|none",
+    conda:
+        "../envs/task2sim.yaml"
     threads: 2
     resources:
         # where to run, not what to compute: a resource, so changing it reruns nothing
@@ -26,8 +24,10 @@ rule evaluate_downstream:
         mem_mb=4000,
         runtime=60,
         gpu=0,
-    conda:
-        "../envs/task2sim.yaml"
+    params:
+        model_args=evaluate_model_args,
+        config=evaluate_config_json,
+        seed=config["seed"],
     shell:
         "python -m task2sim.cli.evaluate --method {wildcards.method} --source {wildcards.source}"
         " --task {wildcards.task} {params.model_args} --task-h5 {input.task}"

@@ -9,14 +9,12 @@ rule pretrain_backbone:
         model="results/pretrain/{bits}/model.pt",
         history="results/pretrain/{bits}/history.tsv",
         meta="results/pretrain/{bits}/model.meta.json",
-    params:
-        out_dir=subpath(output.model, parent=True),
-        config=config_json("pretrain"),
-        seed=config["seed"],
     log:
         "logs/pretrain/{bits}/model.log",
     benchmark:
         "benchmarks/pretrain/{bits}/model.tsv"
+    conda:
+        "../envs/task2sim.yaml"
     threads: 2
     resources:
         # where to run, not what to compute: a resource, so changing it reruns nothing
@@ -26,8 +24,10 @@ rule pretrain_backbone:
         runtime=60,
         # 0 here; a GPU profile sets e.g. `set-resources: {pretrain_backbone: {gpu: 1}}`.
         gpu=0,
-    conda:
-        "../envs/task2sim.yaml"
+    params:
+        out_dir=subpath(output.model, parent=True),
+        config=config_json("pretrain"),
+        seed=config["seed"],
     shell:
         "python -m task2sim.cli.pretrain --images {input.images} --out-dir {params.out_dir}"
         " --config {params.config:q} --runtime {resources.config_runtime:q} --seed {params.seed}"

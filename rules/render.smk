@@ -12,22 +12,22 @@ rule render_dataset:
             labels={"config": "{bits}", "figure": "preview"},
         ),
         meta="results/renders/{bits}/images.meta.json",
-    params:
-        # The render section but vary_bits (which picks datasets, not pixels): a changed size,
-        # class count or backend rerenders.
-        config=config_json("render", drop=["vary_bits"]),
-        seed=config["seed"],
     log:
         "logs/renders/{bits}/images.log",
     benchmark:
         "benchmarks/renders/{bits}/images.tsv"
+    conda:
+        "../envs/task2sim.yaml"
     threads: 2
     resources:
         config_runtime=runtime_json("render"),
         mem_mb=3000,
         runtime=20,
-    conda:
-        "../envs/task2sim.yaml"
+    params:
+        # The render section but vary_bits (which picks datasets, not pixels): a changed size,
+        # class count or backend rerenders.
+        config=config_json("render", drop=["vary_bits"]),
+        seed=config["seed"],
     shell:
         "python -m task2sim.cli.render dataset --bits {wildcards.bits} --config {params.config:q}"
         " --runtime {resources.config_runtime:q} --seed {params.seed} --out {output.images}"
@@ -41,19 +41,19 @@ rule render_variations:
             category="renders",
             caption="../docs/report/render_variations.rst",
         ),
-    params:
-        config=config_json("render", drop=["vary_bits"]),
-        seed=config["seed"],
     log:
         "logs/renders/variations.log",
     benchmark:
         "benchmarks/renders/variations.tsv"
+    conda:
+        "../envs/task2sim.yaml"
     resources:
         config_runtime=runtime_json("render"),
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/task2sim.yaml"
+    params:
+        config=config_json("render", drop=["vary_bits"]),
+        seed=config["seed"],
     shell:
         "python -m task2sim.cli.render variations --config {params.config:q}"
         " --runtime {resources.config_runtime:q} --seed {params.seed} --out {output} > {log} 2>&1"

@@ -1,6 +1,7 @@
 # 5-NN reward of every backbone on every task, and the task x config reward table.
 # Code: task2sim.reward (knn, table, plot), CLI task2sim.cli.reward.
 
+
 # One job per backbone scores every task: loading torch + timm costs ~5 s per process, more than
 # the 5-NN of a CPU-sized task (~1-4 s), so per-(config, task) jobs would mostly start up.
 # The outputs are still one file per (config, task).
@@ -11,17 +12,12 @@ rule reward_knn5:
     output:
         json=expand("results/rewards/{{bits}}/{task}.json", task=task_ids()),
         meta=expand("results/rewards/{{bits}}/{task}.meta.json", task=task_ids()),
-    params:
-        task_ids=" ".join(task_ids()),
-        # Feature cache, deliberately not an output (snakemake deletes outputs before a rerun):
-        # after a change of k or temperature, or a new task, the network does not run again.
-        # Each file carries a key (model, checkpoint, task file, image size); stale ones are redone.
-        features=reward_feature_caches,
-        config=config_json("reward"),
     log:
         "logs/rewards/{bits}/knn5.log",
     benchmark:
         "benchmarks/rewards/{bits}/knn5.tsv"
+    conda:
+        "../envs/task2sim.yaml"
     threads: 1
     resources:
         # where to run, not what to compute: a resource, so changing it reruns nothing
@@ -30,8 +26,13 @@ rule reward_knn5:
         mem_mb=3000,
         runtime=30,
         gpu=0,
-    conda:
-        "../envs/task2sim.yaml"
+    params:
+        task_ids=" ".join(task_ids()),
+        # Feature cache, deliberately not an output (snakemake deletes outputs before a rerun):
+        # after a change of k or temperature, or a new task, the network does not run again.
+        # Each file carries a key (model, checkpoint, task file, image size); stale ones are redone.
+        features=reward_feature_caches,
+        config=config_json("reward"),
     shell:
         "python -m task2sim.cli.reward knn --model {input.model} --bits {wildcards.bits}"
         " --task {params.task_ids} --task-h5 {input.tasks} --out {output.json}"
@@ -43,10 +44,8 @@ rule reward_table:
     input:
         reward_jsons,
     output:
-        tsv=report("results/rewards/table.tsv", category="Rewards",
-                   caption="../docs/report/reward_table.rst"),
-        png=report("results/rewards/table.png", category="Rewards",
-                   caption="../docs/report/reward_table.rst"),
+        tsv=report("results/rewards/table.tsv", category="Rewards", caption="../docs/report/reward_table.rst"),
+        png=report("results/rewards/table.png", category="Rewards", caption="../docs/report/reward_table.rst"),
         # The same table in the published Task2Sim reward_db.json layout (task2sim.reward_db).
         db="results/rewards/reward_db.json",
         meta="results/rewards/table.meta.json",
@@ -54,11 +53,11 @@ rule reward_table:
         "logs/rewards/table.log",
     benchmark:
         "benchmarks/rewards/table.tsv"
+    conda:
+        "../envs/task2sim.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/task2sim.yaml"
     shell:
         "python -m task2sim.cli.reward aggregate --tsv {output.tsv} --png {output.png}"
         " --reward-db {output.db} {input} > {log} 2>&1"

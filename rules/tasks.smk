@@ -12,19 +12,19 @@ rule tasks_prepare:
             labels={"task": "{task}", "figure": "preview"},
         ),
         meta="results/tasks/{task}/data.meta.json",
-    params:
-        # The resolved settings: a changed cap, size or source reruns the task.
-        config=task_settings_json,
-        seed=config["seed"],
     log:
         "logs/tasks/{task}/data.log",
     benchmark:
         "benchmarks/tasks/{task}/data.tsv"
+    conda:
+        "../envs/task2sim.yaml"
     resources:
         mem_mb=2000,
         runtime=15,
-    conda:
-        "../envs/task2sim.yaml"
+    params:
+        # The resolved settings: a changed cap, size or source reruns the task.
+        config=task_settings_json,
+        seed=config["seed"],
     shell:
         "python -m task2sim.cli.tasks --task {wildcards.task:q} --config {params.config:q}"
         " --seed {params.seed} --out {output.data:q} --preview {output.preview:q} > {log:q} 2>&1"

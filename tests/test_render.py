@@ -1,7 +1,6 @@
 """The moderngl renderer and render_dataset: each bit changes what it should and nothing else,
 same seed gives identical data, and an interrupted write leaves nothing that looks complete."""
 
-import dataclasses
 import json
 import os
 from pathlib import Path

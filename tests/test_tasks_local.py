@@ -40,7 +40,8 @@ def test_imagefolder_without_split_is_split_stratified(tmp_path):
     (root / "red" / "more").mkdir()
     Image.new("RGB", (20, 14), (200, 0, 0)).save(root / "red" / "more" / "x.jpg")
     (root / "red" / ".DS_Store").write_bytes(b"\0")
-    task, inputs = prepare_task("mine", task_settings({"source": "imagefolder", "path": str(root), "test_fraction": 0.3}), seed=0)
+    settings = task_settings({"source": "imagefolder", "path": str(root), "test_fraction": 0.3})
+    task, inputs = prepare_task("mine", settings, seed=0)
     assert task.class_names == ["blue", "green", "red"]
     assert task.image_shape == (14, 20, 3)
     assert np.bincount(task.test_labels).tolist() == [3, 3, 3]
@@ -54,7 +55,8 @@ def test_imagefolder_without_split_is_split_stratified(tmp_path):
 def test_imagefolder_with_split_folders_uses_them(tmp_path):
     _make_folder(tmp_path / "ds" / "train", per_class=5)
     _make_folder(tmp_path / "ds" / "test", per_class=2, ext=".bmp")
-    task, _ = prepare_task("mine", task_settings({"source": "imagefolder", "path": str(tmp_path / "ds"), "image_size": 16}), seed=0)
+    settings = task_settings({"source": "imagefolder", "path": str(tmp_path / "ds"), "image_size": 16})
+    task, _ = prepare_task("mine", settings, seed=0)
     assert "own train/ and test/" in task.attrs["split"]
     assert len(task.train_labels) == 15 and len(task.test_labels) == 6
     assert task.image_shape == (16, 16, 3)

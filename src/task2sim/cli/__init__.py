@@ -22,7 +22,7 @@ import logging
 import sys
 from typing import Any, Callable
 
-from ..config import config_from_dict
+from ..config import config_from_dict, default_schema
 from ..errors import Task2SimError
 
 # Known failures: told in one line. Anything else is a bug and keeps its traceback.
@@ -57,12 +57,13 @@ def add_config_args(p: argparse.ArgumentParser, section: str, runtime: bool = Fa
 
 def add_runtime_args(p: argparse.ArgumentParser, seed: bool = True, device: bool = True,
                      threads: bool = True) -> None:
+    top = default_schema()["properties"]  # the config's top-level seed and device, defaults included
     g = p.add_argument_group("runtime")
     if seed:
-        g.add_argument("--seed", type=int, default=0, help="master seed (config key seed)")
+        g.add_argument("--seed", type=int, default=top["seed"]["default"], help=top["seed"]["description"])
     if device:
-        g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                       help="compute device; auto picks CUDA when present")
+        g.add_argument("--device", choices=top["device"]["enum"], default=top["device"]["default"],
+                       help=top["device"]["description"])
     if threads:
         g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -40,7 +40,8 @@ def plot_reward_heatmap(table: Mapping[str, Mapping[str, float]], path: str | os
     ax.set_yticks(range(len(tasks)), tasks)
     ax.set_xticks(range(len(configs)), [f"{b}\n{describe(b)}".replace("+", "+\n") for b in configs],
                   rotation=90, fontsize=6.5)
-    ax.set_title(title + "\n(colour: position within the task's own range, worst to best; bold: best per task)", fontsize=9)
+    ax.set_title(title + "\n(colour: position within the task's own range, worst to best; bold: best per task)",
+                 fontsize=9)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=130, format="png")

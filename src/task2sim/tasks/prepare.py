@@ -12,7 +12,6 @@ optional resize to ``image_size`` squared. Grey sources stay C=1, colour ones C=
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
