@@ -1,7 +1,7 @@
 """The moderngl renderer and render_dataset: each bit changes what it should and nothing else,
 same seed gives identical data, and an interrupted write leaves nothing that looks complete."""
 
-import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -219,12 +219,16 @@ def test_backends_in_one_process_keep_their_own_context(scene_kit):
 # --- render_dataset ---------------------------------------------------------------------------------
 
 from task2sim.cli.render import main as render_main  # noqa: E402
+from task2sim.config import config_from_dict  # noqa: E402
+from task2sim.provenance import meta_path  # noqa: E402
 from task2sim.render.dataset import RenderConfig, open_render, render_dataset  # noqa: E402
 
 
+SMALL = {"classes": 3, "meshes_per_class": 2, "images_per_class": 6, "image_size": 32, "blur_passes": 4}
+
+
 def small_cfg(cache):
-    return RenderConfig(classes=3, meshes_per_class=2, images_per_class=6, image_size=32, blur_passes=4,
-                        cache_dir=str(cache))
+    return config_from_dict(RenderConfig, {**SMALL, "cache_dir": str(cache)}, "render")
 
 
 @pytest.fixture(scope="module")
@@ -235,11 +239,13 @@ def shared_cache(tmp_path_factory):
 
 def test_render_dataset_layout_and_identical_reruns(tmp_path, shared_cache):
     cfg = small_cfg(shared_cache)
-    outs = []
-    for run in ("a", "b"):
-        d = tmp_path / run
-        render_dataset(cfg, "10000111", d / "images.h5", d / "preview.png", d / "meta.json", seed=3)
-        outs.append(d)
+    outs = [tmp_path / "a", tmp_path / "b"]
+    # once through the stage's CLI (which writes the provenance), once through the library
+    rc = render_main(["dataset", "--bits", "10000111", "--config", json.dumps(SMALL),
+                      "--runtime", json.dumps({"cache_dir": str(shared_cache)}), "--seed", "3",
+                      "--out", str(outs[0] / "images.h5"), "--preview", str(outs[0] / "preview.png")])
+    assert rc == 0
+    render_dataset(cfg, "10000111", outs[1] / "images.h5", outs[1] / "preview.png", seed=3)
     with open_render(outs[0] / "images.h5") as f, open_render(outs[1] / "images.h5") as g:
         assert f["images"].shape == (18, 32, 32, 3) and f["images"].dtype == np.uint8
         assert f["labels"][:].tolist() == sorted([0, 1, 2] * 6)
@@ -260,8 +266,7 @@ def test_render_dataset_layout_and_identical_reruns(tmp_path, shared_cache):
                     assert np.array_equal(v[:], other[k][:]), k
 
         walk(f, g)
-    import json
-    meta = json.loads((outs[0] / "meta.json").read_text())
+    meta = json.loads(meta_path(outs[0] / "images.h5").read_text())
     assert meta["params"]["bits"] == "10000111" and meta["extra"]["images"] == 18
 
 
@@ -281,11 +286,11 @@ def test_interrupted_render_leaves_no_complete_looking_file(tmp_path, shared_cac
     monkeypatch.setattr(ds.RenderSession, "render", failing)
     out = tmp_path / "r" / "images.h5"
     with pytest.raises(RuntimeError):
-        render_dataset(small_cfg(shared_cache), "00000000", out, tmp_path / "r/p.png", tmp_path / "r/m.json")
+        render_dataset(small_cfg(shared_cache), "00000000", out, tmp_path / "r/p.png")
     assert not out.exists()
     assert not list((tmp_path / "r").glob("*.h5*"))
     monkeypatch.setattr(ds.RenderSession, "render", real)
-    render_dataset(small_cfg(shared_cache), "00000000", out, tmp_path / "r/p.png", tmp_path / "r/m.json")
+    render_dataset(small_cfg(shared_cache), "00000000", out, tmp_path / "r/p.png")
     with open_render(out) as f:
         assert f["images"].shape[0] == 18
 
@@ -300,9 +305,9 @@ def test_open_render_refuses_incomplete(tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     rc = render_main(["dataset", "--bits", "0101", "--config", "{}", "--out", str(tmp_path / "a.h5"),
-                      "--preview", str(tmp_path / "p.png"), "--meta", str(tmp_path / "m.json")])
+                      "--preview", str(tmp_path / "p.png")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error:") and "\n" not in err
     rc = render_main(["variations", "--config", '{"backend": "nope"}', "--out", str(tmp_path / "v.png")])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and "unknown render backend 'nope'" in err
+    assert rc == 2 and "render.backend: 'nope' is not one of" in err

@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from task2sim.tasks import (TaskDataError, TaskSettings, balanced_quota, load_task_h5,
-                            write_task_h5)
+from task2sim.config import ConfigError
+from task2sim.tasks import TaskDataError, balanced_quota, load_task_h5, task_settings, write_task_h5
 from task2sim.tasks.prepare import balanced_subsample, stratified_split
 
 ATTRS = {"task": "toy", "source": "unit test", "licence": "CC0", "split": "made up", "kind": "noise",
@@ -97,10 +97,10 @@ def test_balanced_subsample_and_split_are_seeded_and_stratified():
 
 
 def test_settings_name_the_bad_key():
-    assert TaskSettings.from_dict({"source": "digits8", "max_train": 10}).max_train == 10
-    with pytest.raises(TaskDataError, match="unknown task setting 'max_trian'"):
-        TaskSettings.from_dict({"source": "digits8", "max_trian": 10})
+    assert task_settings({"source": "digits8", "max_train": 10}).max_train == 10
+    with pytest.raises(ConfigError, match="unknown key 'max_trian'"):
+        task_settings({"source": "digits8", "max_trian": 10})
     with pytest.raises(TaskDataError, match="'test_fraction'"):
-        TaskSettings.from_dict({"source": "digits8", "test_fraction": 1.5})
-    with pytest.raises(TaskDataError, match="lack 'source'"):
-        TaskSettings.from_dict({})
+        task_settings({"source": "digits8", "test_fraction": 1.5})
+    with pytest.raises(ConfigError, match="'source' is a required property"):
+        task_settings({})
