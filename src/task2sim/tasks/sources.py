@@ -21,9 +21,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..gimp_pat import PatError, read_pat
 from .common import (IMAGE_EXTENSIONS, MAX_DECODE_PIXELS, Loader, SourceData, SourceRequest,
-                     image_pixels, open_image, to_nhwc)
+                     image_pixels, images_per_class_for, open_image, to_nhwc)
 from .data import TaskDataError, load_task_h5
-from .prepare import images_per_class_for
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 GIMP_PATTERNS_DIR = Path("/usr/share/gimp/2.0/patterns")
