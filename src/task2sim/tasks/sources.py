@@ -402,7 +402,7 @@ def load_imagefolder(req: SourceRequest) -> SourceData:
         xtr, ytr = _flatten(tr_names, tr_files, names)
         xte, yte = _flatten(te_names, te_files, names)
         return SourceData(class_names=names, files=xtr, labels=ytr, test_files=xte, test_labels=yte,
-                          split=f"the folder's own train/ and test/ split", **common)
+                          split="the folder's own train/ and test/ split", **common)
     names, files = _scan_classes(root)
     if not names:
         raise TaskDataError(f"no class folders in {root} (expected {root}/<class>/*.png)")

@@ -192,13 +192,6 @@ def list_materials(legacy_dir: str | Path = GIMP_LEGACY_DIR) -> list[Material]:
     return list(_materials(str(legacy_dir)))
 
 
-def material_by_name(name: str) -> Material:
-    for m in list_materials():
-        if m.name == name:
-            return m
-    raise KeyError(f"no material named {name!r}")
-
-
 def mean_colour(m: Material) -> tuple[float, float, float]:
     """The material's average colour (base colour times mean texel), for previews."""
     if m.texture is None:
