@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from task2sim.render import gl
+from task2sim.render import camera, gl
 from task2sim.render.assets import build_library, list_environments, list_materials
 from task2sim.render.spec import SamplerSpace, sample_scene
 
@@ -176,9 +176,9 @@ def test_layered_blur_takes_at_most_32_lens_samples(scene_kit):
 
 
 def test_lens_and_pixel_samples_cover_their_domains():
-    lens = gl.lens_offsets(64)
+    lens = camera.lens_offsets(64)
     assert (np.hypot(*lens.T) <= 1).all() and np.abs(lens.mean(axis=0)).max() < 0.05
-    px = gl.pixel_offsets(64)
+    px = camera.pixel_offsets(64)
     assert (px >= -0.5).all() and (px < 0.5).all() and np.abs(px.mean(axis=0)).max() < 0.05
     assert len(np.unique(px.round(6), axis=0)) == 64
 

@@ -40,10 +40,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .backends import CAMERA_DISTANCE, CAMERA_FOV_DEG, light_direction, rotation_matrix, srgb_to_linear
+from .backends import srgb_to_linear
+from .camera import (CAMERA_DISTANCE, CAMERA_FOV_DEG, FAR, NEAR, camera_matrices, environment_rotation,
+                     lens_offsets, light_direction, pixel_offsets, rotation_matrix)
 from .spec import SceneSpec
 
-NEAR, FAR = 0.05, 50.0
 SUN_IRRADIANCE = 2.0         # default directional light (relative intensity 1)
 ENV_MEAN_LUMINANCE = 0.5     # every environment map is scaled to this mean luminance
 EXPOSURE = 1.0
@@ -84,13 +85,7 @@ def _create_context():
             f"libgl1-mesa-dri): {e}") from e
 
 
-# --- geometry (numpy, column vectors; uploaded transposed for GLSL's column-major); camera and
-# rotation conventions are shared with the other backends in task2sim.render.backends ----------
-
-def environment_rotation(yaw: float, pitch: float) -> np.ndarray:
-    """World direction -> environment-map direction: the camera looks along (yaw, pitch) in it."""
-    return (rotation_matrix(0.0, yaw, 0.0) @ rotation_matrix(pitch, 0.0, 0.0))
-
+# --- per-value caches of the shared geometry (task2sim.render.camera) as GL uniforms ------------
 
 @lru_cache(maxsize=8192)
 def _rotation(angles: tuple[float, float, float]) -> np.ndarray:
@@ -112,56 +107,6 @@ def _model_bytes(rotation: tuple[float, float, float]) -> bytes:
 def _environment_bytes(yaw: float, pitch: float) -> bytes:
     """environment_rotation(yaw, pitch) as column-major float32 bytes, cached per value."""
     return environment_rotation(yaw, pitch).T.astype("f4").tobytes()
-
-
-def frustum(left: float, right: float, bottom: float, top: float, near: float, far: float):
-    m = np.zeros((4, 4))
-    m[0, 0] = 2 * near / (right - left)
-    m[1, 1] = 2 * near / (top - bottom)
-    m[0, 2] = (right + left) / (right - left)
-    m[1, 2] = (top + bottom) / (top - bottom)
-    m[2, 2] = -(far + near) / (far - near)
-    m[2, 3] = -2 * far * near / (far - near)
-    m[3, 2] = -1.0
-    return m
-
-
-def lens_offsets(n: int) -> np.ndarray:
-    """``n`` deterministic points on the unit disc (golden-angle spiral): the lens samples."""
-    if n <= 1:
-        return np.zeros((1, 2))
-    k = np.arange(n) + 0.5
-    r = np.sqrt(k / n)
-    theta = k * math.pi * (3.0 - math.sqrt(5.0))
-    return np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
-
-
-def pixel_offsets(n: int) -> np.ndarray:
-    """``n`` deterministic sub-pixel offsets in [-0.5, 0.5)^2 (the R2 sequence); zero for one."""
-    if n <= 1:
-        return np.zeros((1, 2))
-    g = 1.32471795724474602596  # the plastic number
-    k = np.arange(n)[:, None] + 0.5
-    return (k * np.array([1 / g, 1 / g ** 2])) % 1.0 - 0.5
-
-
-def camera_matrices(spec: SceneSpec, lens: tuple[float, float] = (0.0, 0.0),
-                    pixel: tuple[float, float] = (0.0, 0.0), image_size: int = 64):
-    """(view-projection, eye position) for one lens sample of a spec, its window moved by
-    ``pixel`` (a fraction of one pixel of ``image_size``); the camera sits on +Z."""
-    obj_dist = CAMERA_DISTANCE * spec.distance_factor
-    focus = max(spec.focus_distance_factor * obj_dist, NEAR * 2)
-    ex, ey = lens[0] * spec.aperture, lens[1] * spec.aperture
-    half = NEAR * math.tan(math.radians(CAMERA_FOV_DEG) / 2)
-    # Off-axis frustum: shifting the eye by e and the window by -e*near/focus keeps the plane at
-    # `focus` fixed on screen, which is the thin-lens model.
-    sx = ex * NEAR / focus + pixel[0] * 2 * half / image_size
-    sy = ey * NEAR / focus + pixel[1] * 2 * half / image_size
-    proj = frustum(-half - sx, half - sx, -half - sy, half - sy, NEAR, FAR)
-    eye = np.array([ex, ey, obj_dist])
-    view = np.eye(4)
-    view[:3, 3] = -eye
-    return proj @ view, eye
 
 
 _VERTEX = """
@@ -447,6 +392,15 @@ class GLBackend:
             self._layered["u_lens_n"].value = self.blur_passes
         self._meshes: OrderedDict[int, list[tuple[Any, Any]]] = OrderedDict()
         self._targets: dict[int, tuple[Any, ...]] = {}
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        return available()
+
+    @classmethod
+    def from_config(cls, cfg, materials: Sequence[Any], environments: Sequence[Any]) -> "GLBackend":
+        """From the render config (``RenderConfig``): its blur settings."""
+        return cls(materials, environments, blur_passes=cfg.blur_passes, blur_method=cfg.blur_method)
 
     def version(self) -> str:
         with self.ctx:

@@ -59,7 +59,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .backends import CAMERA_DISTANCE, CAMERA_FOV_DEG
+from .camera import CAMERA_DISTANCE, CAMERA_FOV_DEG
 from .spec import SceneSpec
 
 AVATAR_ID = "a"
@@ -526,6 +526,12 @@ class TDWBackend:
         self._session_size: int | None = None
         self._object: tuple[str, int] | None = None  # (model name, object id) in the scene
         self._next_id = 1
+
+    @classmethod
+    def from_config(cls, cfg, materials: Sequence[Any], environments: Sequence[Any]) -> "TDWBackend":
+        """From the render config (``RenderConfig``): port, timeout and model overrides. TDW uses its
+        own material and skybox catalogues, so the asset lists are not needed."""
+        return cls(port=cfg.tdw_port, timeout_s=cfg.tdw_timeout_s, models=dict(cfg.tdw_models))
 
     @staticmethod
     def available() -> tuple[bool, str]:
