@@ -6,7 +6,7 @@ Usage::
     images = backend.render(specs, meshes, image_size=64)          # uint8 (N, S, S, 3)
     images, alpha = backend.render(specs, meshes, 64, return_alpha=True)
 
-What each SceneSpec field does here (the same meanings as every other backend, ALGORITHMS §1):
+What each SceneSpec field does here (the meanings of task2sim.render.spec, as in every backend):
   rotation      model matrix Rz(roll) Ry(yaw) Rx(pitch), world axes, degrees
   distance      the object moves along the camera ray to distance_factor * CAMERA_DISTANCE
   light         one directional light: colour * intensity * SUN_IRRADIANCE, from (yaw, pitch)

@@ -10,7 +10,7 @@ installable here, so this module has two halves:
 * ``TDWBackend``: connects to a build the user started, with our own deadline (the tdw Controller
   otherwise waits forever for a build), sends the commands and decodes the returned images.
 
-Mapping of the bits (ALGORITHMS §1; the spec's values are applied as they are, nothing is drawn
+Mapping of the bits (meanings in task2sim.render.spec; the spec's values are applied as they are, nothing is drawn
 here):
   0 rotation   object reset to identity, then ``rotate_object_by`` pitch, yaw, roll (world axes,
                about the centroid)

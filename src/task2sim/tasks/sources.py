@@ -1,4 +1,4 @@
-"""Task sources: the built-in offline ones (see docs / OFFLINE_SOURCES "Real downstream tasks")
+"""Task sources: the built-in offline ones (see docs/TASKS.md)
 and two that take a local path (``imagefolder``, ``hdf5``).
 
 Each loader takes a SourceRequest and returns a SourceData: images + labels + class names +
