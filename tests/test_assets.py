@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from task2sim.render.assets import (AssetError, PackageUnavailable, build_library, class_catalogue,
-                                    list_environments, list_materials, read_pat)
+                                    list_environments, list_materials)
 from task2sim.render.assets import procedural
 from task2sim.render.assets.library import (MIN_PART_FACES, PROCEDURAL_POOL, VERSION, crease_split, finalise,
                                             part_budgets, split_pool)
 from task2sim.render.assets.types import Material
-from task2sim.render.assets.materials import PatError
+from task2sim.gimp_pat import PatError, read_pat
 from task2sim.render.spec import MAX_PARTS
 
 REPO = Path(__file__).resolve().parents[1]

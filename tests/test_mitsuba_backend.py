@@ -9,7 +9,9 @@ pytest.importorskip("mitsuba", reason="mitsuba is an optional extra (pip install
 trimesh = pytest.importorskip("trimesh")
 
 from task2sim.render.assets.types import Environment, Material, Mesh, Part  # noqa: E402
-from task2sim.render.backends import get_backend  # noqa: E402
+from task2sim.config import config_from_dict  # noqa: E402
+from task2sim.render.backends import backend_from_config  # noqa: E402
+from task2sim.render.dataset import RenderConfig  # noqa: E402
 from task2sim.render.spec import SamplerSpace, sample_scene  # noqa: E402
 
 
@@ -48,7 +50,9 @@ def scene_inputs():
 
 def test_two_images(scene_inputs):
     materials, envs, mesh = scene_inputs
-    backend = get_backend("mitsuba", materials=materials, environments=envs, spp=8)
+    cfg = config_from_dict(RenderConfig, {"backend": "mitsuba", "mitsuba_spp": 8}, "render")
+    backend = backend_from_config(cfg, materials, envs)
+    assert backend.spp == 8
     space = SamplerSpace(n_backgrounds=len(envs), n_materials=len(materials))
     specs = [sample_scene(class_id=0, mesh_id=0, n_parts=2, image_index=i, seed=5, bits=bits,
                           space=space) for i, bits in enumerate(["00000000", "11111111"])]

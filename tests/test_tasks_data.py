@@ -6,8 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from task2sim.tasks import (TaskDataError, task_settings, balanced_quota, load_task_h5,
-                            write_task_h5)
+from task2sim.tasks import TaskDataError, balanced_quota, load_task_h5, task_settings, write_task_h5
 from task2sim.tasks.prepare import balanced_subsample, stratified_split
 
 ATTRS = {"task": "toy", "source": "unit test", "licence": "CC0", "split": "made up", "kind": "noise",

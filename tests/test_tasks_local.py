@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from task2sim.cli import tasks as cli
-from task2sim.tasks import TaskDataError, task_settings, load_task_h5, prepare_task, write_task_h5
+from task2sim.provenance import meta_path
+from task2sim.tasks import TaskDataError, load_task_h5, prepare_task, task_settings, write_task_h5
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 40, 230)}
 
@@ -40,8 +41,8 @@ def test_imagefolder_without_split_is_split_stratified(tmp_path):
     (root / "red" / "more").mkdir()
     Image.new("RGB", (20, 14), (200, 0, 0)).save(root / "red" / "more" / "x.jpg")
     (root / "red" / ".DS_Store").write_bytes(b"\0")
-    settings = task_settings({"source": "imagefolder", "path": str(root), "test_fraction": 0.3})
-    task, inputs = prepare_task("mine", settings, seed=0)
+    task, inputs = prepare_task("mine", task_settings(dict(source="imagefolder", path=str(root),
+                                                     test_fraction=0.3)), seed=0)
     assert task.class_names == ["blue", "green", "red"]
     assert task.image_shape == (14, 20, 3)
     assert np.bincount(task.test_labels).tolist() == [3, 3, 3]
@@ -55,8 +56,8 @@ def test_imagefolder_without_split_is_split_stratified(tmp_path):
 def test_imagefolder_with_split_folders_uses_them(tmp_path):
     _make_folder(tmp_path / "ds" / "train", per_class=5)
     _make_folder(tmp_path / "ds" / "test", per_class=2, ext=".bmp")
-    settings = task_settings({"source": "imagefolder", "path": str(tmp_path / "ds"), "image_size": 16})
-    task, _ = prepare_task("mine", settings, seed=0)
+    task, _ = prepare_task("mine", task_settings(dict(source="imagefolder", path=str(tmp_path / "ds"),
+                                                image_size=16)), seed=0)
     assert "own train/ and test/" in task.attrs["split"]
     assert len(task.train_labels) == 15 and len(task.test_labels) == 6
     assert task.image_shape == (16, 16, 3)
@@ -69,8 +70,8 @@ def test_imagefolder_grey_images_stay_one_channel_and_mixed_sizes_need_image_siz
         for i in range(4):
             Image.new("L", (10 + i, 10), v).save(root / c / f"{i}.png")
     with pytest.raises(TaskDataError, match="images differ in size .* set 'image_size'"):
-        prepare_task("g", task_settings({"source": "imagefolder", "path": str(root)}), 0)
-    task, _ = prepare_task("g", task_settings({"source": "imagefolder", "path": str(root), "image_size": 8}), 0)
+        prepare_task("g", task_settings(dict(source="imagefolder", path=str(root))), 0)
+    task, _ = prepare_task("g", task_settings(dict(source="imagefolder", path=str(root), image_size=8)), 0)
     assert task.image_shape == (8, 8, 1)
 
 
@@ -109,14 +110,14 @@ def test_truncated_image_is_named_when_decoded(tmp_path):
     good = (root / "red" / "img1.png").read_bytes()
     (root / "red" / "img1.png").write_bytes(good[: len(good) // 2])  # header fine, data cut
     with pytest.raises(TaskDataError, match=r"not a readable image: .*red/img1.png"):
-        prepare_task("t", task_settings({"source": "imagefolder", "path": str(root), "max_train": 1000}), 0)
+        prepare_task("t", task_settings(dict(source="imagefolder", path=str(root), max_train=1000)), 0)
 
 
 @pytest.mark.parametrize("settings,message", [
     ({"source": "imagefolder"}, "source imagefolder needs 'path'"),
     ({"source": "hdf5"}, "source hdf5 needs 'path'"),
-    ({"source": "nosuch"}, "unknown source 'nosuch'"),
-    ({"source": "digits8", "max_trian": 3}, "unknown task setting 'max_trian'"),
+    ({"source": "nosuch"}, "source: 'nosuch' is not one of"),
+    ({"source": "digits8", "max_trian": 3}, "unknown key 'max_trian'"),
     ({"source": "hdf5", "path": "/nonexistent/t.h5"}, "task file not found: /nonexistent/t.h5"),
 ])
 def test_cli_config_errors(tmp_path, capsys, settings, message):
@@ -128,19 +129,19 @@ def test_cli_config_errors(tmp_path, capsys, settings, message):
 
 def test_hdf5_source_validates_and_applies_caps(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    xtr = rng.integers(0, 256, (40, 12, 12, 1), dtype=np.uint8)
-    xte = rng.integers(0, 256, (20, 12, 12, 1), dtype=np.uint8)
+    xtr = rng.integers(0, 256, (40, 16, 16, 1), dtype=np.uint8)
+    xte = rng.integers(0, 256, (20, 16, 16, 1), dtype=np.uint8)
     src = write_task_h5(tmp_path / "in.h5", xtr, np.arange(40) % 4, xte, np.arange(20) % 4,
                         list("abcd"), {"task": "orig", "source": "x", "licence": "CC0",
                                        "split": "given", "kind": "noise", "seed": 0})
     code, out = _run_cli(tmp_path, {"source": "hdf5", "path": str(src), "max_train": 8,
-                                    "max_test": 4, "image_size": 6})
+                                    "max_test": 4, "image_size": 8})
     assert code == 0
     t = load_task_h5(out)
     assert t.class_names == list("abcd") and t.attrs["task"] == "mine"
     assert np.bincount(t.train_labels).tolist() == [2, 2, 2, 2]
-    assert len(t.test_labels) == 4 and t.image_shape == (6, 6, 1)
-    meta = json.loads(out.with_name("data.meta.json").read_text())
+    assert len(t.test_labels) == 4 and t.image_shape == (8, 8, 1)
+    meta = json.loads(meta_path(out).read_text())
     assert meta["params"]["source"] == "hdf5" and meta["seeds"] == {"seed": 0}
     assert str(src) in meta["inputs"] and len(meta["inputs"][str(src)]) == 64
     assert meta["extra"]["n_train"] == 8
@@ -157,10 +158,10 @@ def test_hdf5_source_validates_and_applies_caps(tmp_path, capsys):
 def test_cli_writes_all_three_outputs(tmp_path, capsys):
     code, out = _run_cli(tmp_path, {"source": "digits8", "max_train": 50, "max_test": 20}, task="d8")
     assert code == 0
-    assert sorted(p.name for p in out.parent.iterdir()) == ["data.h5", "data.meta.json", "preview.png"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["data.h5", meta_path(out).name, "preview.png"]
     with Image.open(out.with_name("preview.png")) as im:
         assert im.size[0] > 300 and im.size[1] > 300
-    meta = json.loads(out.with_name("data.meta.json").read_text())
+    meta = json.loads(meta_path(out).read_text())
     for key in ("stage", "git", "params", "seeds", "inputs", "outputs", "packages", "started", "finished"):
         assert key in meta
     assert meta["stage"] == "tasks" and any(p.endswith("digits.csv.gz") for p in meta["inputs"])

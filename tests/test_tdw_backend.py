@@ -361,12 +361,13 @@ def test_available_says_why():
 
 
 def test_factory_builds_tdw_from_config(monkeypatch):
+    from task2sim.config import config_from_dict
     from task2sim.render import backends
+    from task2sim.render.dataset import RenderConfig
 
-    cfg = {"tdw_port": 1234, "tdw_timeout_s": 2.5,
-           "tdw_models": {"Thing": ["brown_leather_side_chair"]}}
-    b = backends.get_backend("tdw", **backends.backend_options("tdw", cfg, materials=[],
-                                                                environments=[]))
+    cfg = config_from_dict(RenderConfig, {"backend": "tdw", "tdw_port": 1234, "tdw_timeout_s": 2.5,
+                                          "tdw_models": {"Thing": ["brown_leather_side_chair"]}}, "render")
+    b = backends.backend_from_config(cfg, materials=[], environments=[])
     assert isinstance(b, T.TDWBackend) and (b.port, b.timeout_s) == (1234, 2.5)
     assert b.catalogue.model_for("thing", 5).name == "brown_leather_side_chair"
     assert b.catalogue.models["chair"]  # defaults kept for the other classes

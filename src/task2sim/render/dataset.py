@@ -14,7 +14,6 @@ finished (a rerun starts again).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from ..bits import describe, validate_bits
 from ..figures import image_grid
 from ..io import atomic_path
 from .assets import build_library, list_environments, list_materials
-from .backends import BACKENDS, backend_options, get_backend
+from .backends import BACKENDS, backend_from_config
 from .spec import SamplerSpace, SceneSpec, sample_scene
 
 FORMAT_VERSION = 1
@@ -73,13 +72,7 @@ class RenderSession:
         self.materials = list_materials()
         self.environments = list_environments(cache)
         self.space = SamplerSpace(n_backgrounds=len(self.environments), n_materials=len(self.materials))
-        if cfg.backend == "moderngl":
-            options = {"materials": self.materials, "environments": self.environments,
-                       "blur_passes": cfg.blur_passes, "blur_method": cfg.blur_method}
-        else:
-            options = backend_options(cfg.backend, dataclasses.asdict(cfg), materials=self.materials,
-                                      environments=self.environments)
-        self.backend = get_backend(cfg.backend, **options)
+        self.backend = backend_from_config(cfg, self.materials, self.environments)
 
     def scene(self, class_id: int, index_in_class: int, image_index: int, seed: int, bits: str):
         meshes = self.library.meshes(class_id)

@@ -27,7 +27,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .backends import CAMERA_DISTANCE, CAMERA_FOV_DEG, light_direction, rotation_matrix, srgb_to_linear
+from .backends import srgb_to_linear
+from .camera import CAMERA_DISTANCE, CAMERA_FOV_DEG, light_direction, rotation_matrix
 from .spec import SceneSpec
 
 VARIANT = "scalar_rgb"
@@ -103,6 +104,11 @@ class MitsubaBackend:
             {"type": "envmap", "bitmap": self.mi.Bitmap(img)}))["data"]
             for img in self._env_images]
         self._scenes: OrderedDict[tuple[int, int], tuple[Any, Any, Any]] = OrderedDict()
+
+    @classmethod
+    def from_config(cls, cfg, materials: Sequence[Any], environments: Sequence[Any]) -> "MitsubaBackend":
+        """From the render config (``RenderConfig``): its ``mitsuba_spp``."""
+        return cls(materials, environments, spp=cfg.mitsuba_spp)
 
     @staticmethod
     def available() -> tuple[bool, str]:

@@ -8,7 +8,7 @@ Design choice that the per-bit tests rely on: *every* random value is drawn for 
 fixed order, whatever the bits; a bit at 0 then replaces its values by the fixed defaults. So
 flipping one bit changes only the values that bit controls, never the others.
 
-Meanings (ALGORITHMS §1):
+Meanings (every backend follows these; docs/BACKENDS.md maps them per backend):
   0 rotation         pitch/yaw/roll each U(-180, 180) deg            | canonical pose (0, 0, 0)
   1 distance         distance factor U(0.4, 1.5) along the camera ray | 1.0
   2 light intensity  1 +- U(0, 0.6) (relative to the default)         | 1.0

@@ -10,7 +10,7 @@ installable here, so this module has two halves:
 * ``TDWBackend``: connects to a build the user started, with our own deadline (the tdw Controller
   otherwise waits forever for a build), sends the commands and decodes the returned images.
 
-Mapping of the bits (ALGORITHMS §1; the spec's values are applied as they are, nothing is drawn
+Mapping of the bits (meanings in task2sim.render.spec; the spec's values are applied as they are, nothing is drawn
 here):
   0 rotation   object reset to identity, then ``rotate_object_by`` pitch, yaw, roll (world axes,
                about the centroid)
@@ -59,7 +59,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .backends import CAMERA_DISTANCE, CAMERA_FOV_DEG
+from .camera import CAMERA_DISTANCE, CAMERA_FOV_DEG
 from .spec import SceneSpec
 
 AVATAR_ID = "a"
@@ -526,6 +526,12 @@ class TDWBackend:
         self._session_size: int | None = None
         self._object: tuple[str, int] | None = None  # (model name, object id) in the scene
         self._next_id = 1
+
+    @classmethod
+    def from_config(cls, cfg, materials: Sequence[Any], environments: Sequence[Any]) -> "TDWBackend":
+        """From the render config (``RenderConfig``): port, timeout and model overrides. TDW uses its
+        own material and skybox catalogues, so the asset lists are not needed."""
+        return cls(port=cfg.tdw_port, timeout_s=cfg.tdw_timeout_s, models=dict(cfg.tdw_models))
 
     @staticmethod
     def available() -> tuple[bool, str]:

@@ -13,10 +13,9 @@ Usage::
 from .data import FORMAT_VERSION, TaskData, TaskDataError, load_task_h5, write_task_h5
 from .prepare import TaskSettings, balanced_quota, prepare_task, task_settings
 from .preview import write_preview
-from .sources import SOURCES, get_loader, read_gimp_pattern
+from .sources import SOURCES, get_loader
 
 __all__ = [
     "FORMAT_VERSION", "SOURCES", "TaskData", "TaskDataError", "TaskSettings", "balanced_quota",
-    "get_loader", "load_task_h5", "prepare_task", "read_gimp_pattern", "task_settings", "write_preview",
-    "write_task_h5",
+    "get_loader", "load_task_h5", "prepare_task", "task_settings", "write_preview", "write_task_h5",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,11 @@ class SourceData:
 
 
 Loader = Callable[[SourceRequest], SourceData]
+
+
+def images_per_class_for(total: int, n_classes: int) -> int:
+    """Items a generating source makes per class so that a balanced cap of ``total`` is full."""
+    return max(1, math.ceil(total / n_classes))
 
 
 def to_nhwc(images: np.ndarray) -> np.ndarray:

@@ -12,7 +12,6 @@ optional resize to ``image_size`` squared. Grey sources stay C=1, colour ones C=
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from tqdm import tqdm
 from ..config import ConfigError, config_from_dict, section_defaults
 from .common import SourceData, SourceRequest, decode_image, resize_array, stack_images
 from .data import TaskData, TaskDataError, validate_arrays
+from .sources import get_loader
 
 
 @dataclass(frozen=True)
@@ -121,8 +121,6 @@ def _materialise(raw: SourceData, which: str, idx: np.ndarray, image_size: int |
 def prepare_task(task: str, settings: TaskSettings, seed: int) -> tuple[TaskData, list[str]]:
     """Load, split, cap and resize one task. Returns the data and the input files it read
     (for provenance hashes)."""
-    from .sources import get_loader  # late: sources imports this module's helpers
-
     loader = get_loader(settings.source, task)
     where = f"task '{task}' (source {settings.source}" + (f", path {settings.path})" if settings.path else ")")
     req = SourceRequest(task=task, seed=seed, max_train=settings.max_train,
@@ -171,8 +169,3 @@ def prepare_task(task: str, settings: TaskSettings, seed: int) -> tuple[TaskData
              "kind": raw.kind, "seed": int(seed)}
     inputs = list(raw.inputs) + [str(p) for p in ftr + fte]
     return TaskData(xtr, ytr, xte, yte, list(raw.class_names), attrs), inputs
-
-
-def images_per_class_for(total: int, n_classes: int) -> int:
-    """Items a generating source makes per class so that a balanced cap of ``total`` is full."""
-    return max(1, math.ceil(total / n_classes))

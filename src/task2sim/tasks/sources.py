@@ -1,4 +1,4 @@
-"""Task sources: the built-in offline ones (see docs / OFFLINE_SOURCES "Real downstream tasks")
+"""Task sources: the built-in offline ones (see docs/TASKS.md)
 and two that take a local path (``imagefolder``, ``hdf5``).
 
 Each loader takes a SourceRequest and returns a SourceData: images + labels + class names +
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..gimp_pat import PatError, read_pat
 from .common import (IMAGE_EXTENSIONS, MAX_DECODE_PIXELS, Loader, SourceData, SourceRequest,
-                     image_pixels, open_image, to_nhwc)
+                     image_pixels, images_per_class_for, open_image, to_nhwc)
 from .data import TaskDataError, load_task_h5
-from .prepare import images_per_class_for
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 GIMP_PATTERNS_DIR = Path("/usr/share/gimp/2.0/patterns")
@@ -177,32 +177,6 @@ def load_textures(req: SourceRequest) -> SourceData:
         inputs=[str(base / f"{n}.png") for n in names if (base / f"{n}.png").is_file()])
 
 
-def read_gimp_pattern(path: str | Path) -> np.ndarray:
-    """Read a GIMP .pat file -> uint8 (H, W, C), C = bytes per pixel (1 grey .. 4 RGBA).
-
-    Pillow's GbrImagePlugin reads brushes, not patterns, so the format is parsed here: a
-    big-endian header (header_size, version=1, width, height, bytes, magic "GPAT", name), then
-    width*height*bytes raw pixels."""
-    path = Path(path)
-    raw = path.read_bytes()
-    if len(raw) < 24:
-        raise TaskDataError(f"not a GIMP pattern (too short): {path}")
-    header_size, version, width, height, bpp = struct.unpack(">5I", raw[:20])
-    if raw[20:24] != b"GPAT" or version != 1 or bpp not in (1, 2, 3, 4):
-        raise TaskDataError(f"not a GIMP pattern (bad header): {path}")
-    n = width * height * bpp
-    if header_size < 24 or len(raw) < header_size + n:
-        raise TaskDataError(f"truncated GIMP pattern: {path}")
-    return np.frombuffer(raw, dtype=np.uint8, count=n, offset=header_size).reshape(height, width, bpp)
-
-
-def _pattern_rgb(tile: np.ndarray) -> np.ndarray:
-    if tile.shape[-1] in (2, 4):  # composite alpha on white
-        alpha = tile[..., -1:].astype(np.float32) / 255.0
-        tile = np.rint(tile[..., :-1] * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
-    return np.repeat(tile, 3, axis=-1) if tile.shape[-1] == 1 else tile
-
-
 def _split_regions(h: int, w: int, size: int, test_fraction: float):
     """Train and test regions of one tile, cut along its longer side; None if a side is too small."""
     long_ = max(h, w)
@@ -219,7 +193,10 @@ def load_materials(req: SourceRequest) -> SourceData:
     tiles: dict[str, list[tuple[Path, np.ndarray]]] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "Legacy"):
         for pat in sorted(folder.glob("*.pat")):
-            tile = _pattern_rgb(read_gimp_pattern(pat))
+            try:
+                _, tile = read_pat(pat)
+            except PatError as e:
+                raise TaskDataError(str(e)) from None
             if _split_regions(*tile.shape[:2], MATERIAL_PATCH, 0.3) is not None:
                 tiles.setdefault(folder.name, []).append((pat, tile))
     names = sorted(tiles)

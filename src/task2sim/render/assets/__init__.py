@@ -18,8 +18,8 @@ Sources and licences: docs/ASSETS.md and the manifest TSV written into the cache
 from .debian import PackageUnavailable
 from .environments import list_environments
 from .library import VERSION, AssetError, Library, build_library, class_catalogue
-from .materials import list_materials, read_pat
+from .materials import list_materials
 from .types import Environment, Material, Mesh, Part
 
 __all__ = ["AssetError", "Environment", "Library", "Material", "Mesh", "PackageUnavailable", "Part", "VERSION",
-           "build_library", "class_catalogue", "list_environments", "list_materials", "read_pat"]
+           "build_library", "class_catalogue", "list_environments", "list_materials"]

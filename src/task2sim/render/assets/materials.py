@@ -8,47 +8,17 @@ from __future__ import annotations
 
 import functools
 import logging
-import struct
 from pathlib import Path
 
 import numpy as np
 
+from ...gimp_pat import PatError, read_pat
 from .types import Material
 
 log = logging.getLogger(__name__)
 
 GIMP_LEGACY_DIR = Path("/usr/share/gimp/2.0/patterns/Legacy")
 TEX = 128  # side of the procedural textures
-
-
-class PatError(ValueError):
-    """A file that is not a readable GIMP pattern."""
-
-
-def read_pat(path: str | Path) -> tuple[str, np.ndarray]:
-    """Read a GIMP .pat pattern -> (name, uint8 (H, W, 3) RGB).
-
-    No library on PyPI reads .pat, so this parses the documented format: a big-endian header of
-    u32 header_size, version (1), width, height, bytes per pixel (1-4), the magic b'GPAT', the
-    UTF-8 name (NUL-terminated, filling the header), then width*height*bytes raw pixels.
-    """
-    data = Path(path).read_bytes()
-    if len(data) < 24:
-        raise PatError(f"{path}: too short for a GIMP pattern header")
-    header_size, version, width, height, bpp = struct.unpack(">5I", data[:20])
-    if data[20:24] != b"GPAT" or version != 1 or not 1 <= bpp <= 4 or header_size < 24:
-        raise PatError(f"{path}: not a GIMP pattern (magic/version/bytes-per-pixel)")
-    name = data[24:header_size].split(b"\0", 1)[0].decode("utf-8", "replace")
-    n = width * height * bpp
-    raw = data[header_size:header_size + n]
-    if len(raw) != n or width == 0 or height == 0:
-        raise PatError(f"{path}: truncated pixel data ({len(raw)} of {n} bytes)")
-    px = np.frombuffer(raw, np.uint8).reshape(height, width, bpp)
-    rgb = np.repeat(px[..., :1], 3, axis=2) if bpp in (1, 2) else px[..., :3]
-    if bpp in (2, 4):  # with alpha: composite over white (some patterns live in the alpha only)
-        a = px[..., -1:].astype(np.float32) / 255.0
-        rgb = np.round(rgb * a + 255.0 * (1 - a)).astype(np.uint8)
-    return name, np.ascontiguousarray(rgb)
 
 
 # ---- procedural textures (deterministic: fixed seeds) ----------------------------------------
@@ -220,13 +190,6 @@ def list_materials(legacy_dir: str | Path = GIMP_LEGACY_DIR) -> list[Material]:
     stripes, dots, stone, rust, plaid, camouflage, clouds) and 15 GIMP Legacy patterns.
     """
     return list(_materials(str(legacy_dir)))
-
-
-def material_by_name(name: str) -> Material:
-    for m in list_materials():
-        if m.name == name:
-            return m
-    raise KeyError(f"no material named {name!r}")
 
 
 def mean_colour(m: Material) -> tuple[float, float, float]:

@@ -46,10 +46,6 @@ class Mesh:
     faces_original: int = -1   # face count before decimation to the library's face budget (-1: unknown)
 
     @property
-    def n_vertices(self) -> int:
-        return int(sum(len(p.vertices) for p in self.parts))
-
-    @property
     def n_faces(self) -> int:
         return int(sum(len(p.faces) for p in self.parts))
 
