@@ -55,7 +55,7 @@ def changed_types(a: list[dict], b: list[dict]) -> set[str]:
     return {json.loads(c)["$type"] for c in diff}
 
 
-# What each bit may change (ALGORITHMS §1); the relative light intensity depends on the skybox's
+# What each bit may change (docs/algorithms.md, "Simulation parameters"); the relative light intensity depends on the skybox's
 # own sun, and the focus plane sits at a fraction of the object distance.
 ALLOWED = {
     0: {"rotate_object_by"},
