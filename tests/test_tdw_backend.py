@@ -55,8 +55,9 @@ def changed_types(a: list[dict], b: list[dict]) -> set[str]:
     return {json.loads(c)["$type"] for c in diff}
 
 
-# What each bit may change (docs/algorithms.md, "Simulation parameters"); the relative light intensity depends on the skybox's
-# own sun, and the focus plane sits at a fraction of the object distance.
+# What each bit may change (docs/algorithms.md, "Simulation parameters"); the relative light
+# intensity depends on the skybox's own sun, and the focus plane sits at a fraction of the object
+# distance.
 ALLOWED = {
     0: {"rotate_object_by"},
     1: {"teleport_object", "set_focus_distance"},

@@ -1,8 +1,8 @@
 """The eight binary simulation parameters ("bits") and configuration strings like ``01101001``.
 
-Order and meaning follow the Task2Sim paper (docs/algorithms.md, "Simulation parameters"). A run may vary only a
-subset of the bits (M < 8); the others are held at 0 and strings always carry all 8 characters,
-so results from runs with different M stay comparable.
+Order and meaning follow the Task2Sim paper (docs/algorithms.md, "Simulation parameters"). A run
+may vary only a subset of the bits (M < 8); the others are held at 0 and strings always carry all
+8 characters, so results from runs with different M stay comparable.
 """
 
 from __future__ import annotations
