@@ -7,8 +7,9 @@ Every stage has the same shape, built from the helpers here:
   ``task2sim.config.config_from_dict``), plus ``--runtime JSON`` for keys that never change a
   result (``x-runtime`` in the schema), so the workflow can change them without rerunning jobs;
 - ``add_runtime_args``: ``--seed``, ``--device``, ``--threads``, ``--no-progress``;
-- ``main = stage_main(run, parse_args)``: logging on stderr, ``error: <one line>`` and exit code 2
-  on a known failure, the summary ``run`` returns printed as one JSON line on stdout.
+- ``main = stage_main(run, parse_args, __name__)``: logging on stderr, ``error: <one line>`` and
+  exit code 2 on a known failure, the summary ``run`` returns printed as one JSON line on stdout;
+  run as ``python -m`` it exits with ``main()``'s code.
 
 Each module's ``main(argv=None) -> int`` is what rules call from ``shell:`` and tests call
 directly.
@@ -89,8 +90,10 @@ def set_threads(args: argparse.Namespace) -> None:
 
 
 def stage_main(run: Callable[[argparse.Namespace], Any],
-               parse_args: Callable[[list[str] | None], argparse.Namespace]) -> Callable[..., int]:
-    """The ``main(argv=None) -> int`` of a stage: parse, set up logging and threads, run, report."""
+               parse_args: Callable[[list[str] | None], argparse.Namespace],
+               module: str) -> Callable[..., int]:
+    """The ``main(argv=None) -> int`` of a stage: parse, set up logging and threads, run, report.
+    Called last in the stage's module with its ``__name__``: as ``__main__`` it runs and exits."""
 
     def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
@@ -107,4 +110,6 @@ def stage_main(run: Callable[[argparse.Namespace], Any],
             print(json.dumps(out, default=str))
         return 0
 
+    if module == "__main__":
+        sys.exit(main())
     return main

@@ -16,7 +16,6 @@ size come from the checkpoint; ``scratch`` has none and takes ``--model-name`` a
 from __future__ import annotations
 
 import argparse
-import sys
 
 from . import add_config_args, add_runtime_args, stage_config, stage_main, stage_parser
 from ..io import write_json
@@ -63,7 +62,4 @@ def run(args: argparse.Namespace) -> dict:
     return {k: out[k] for k in ("method", "source", "task", "test_top1", "chosen")}
 
 
-main = stage_main(run, parse_args)
-
-if __name__ == "__main__":
-    sys.exit(main())
+main = stage_main(run, parse_args, __name__)

@@ -14,7 +14,6 @@ parameters and input. Bad input prints one line ``error: ...`` and exits 2.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from . import add_config_args, add_runtime_args, stage_config, stage_main, stage_parser
 from ..provenance import Provenance
@@ -43,7 +42,4 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
-main = stage_main(run, parse_args)
-
-if __name__ == "__main__":
-    sys.exit(main())
+main = stage_main(run, parse_args, __name__)

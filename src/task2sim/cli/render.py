@@ -16,7 +16,6 @@ line ``error: ...`` and exit 2.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from . import add_config_args, add_runtime_args, stage_config, stage_main, stage_parser
 from ..bits import validate_bits
@@ -51,7 +50,4 @@ def run(args: argparse.Namespace) -> dict | None:
     return summary
 
 
-main = stage_main(run, parse_args)
-
-if __name__ == "__main__":
-    sys.exit(main())
+main = stage_main(run, parse_args, __name__)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -115,7 +114,4 @@ def run(args: argparse.Namespace) -> dict:
     return run_knn(args) if args.command == "knn" else run_aggregate(args)
 
 
-main = stage_main(run, parse_args)
-
-if __name__ == "__main__":
-    sys.exit(main())
+main = stage_main(run, parse_args, __name__)

@@ -13,7 +13,6 @@ line ``error: ...`` on stderr and exits with code 2; no partial output is left b
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 from . import add_config_args, add_runtime_args, json_object_arg, stage_main, stage_parser
@@ -48,7 +47,4 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
-main = stage_main(run, parse_args)
-
-if __name__ == "__main__":
-    sys.exit(main())
+main = stage_main(run, parse_args, __name__)
