@@ -12,6 +12,7 @@ include: "rules/tasks.smk"
 include: "rules/render.smk"
 include: "rules/pretrain.smk"
 include: "rules/reward.smk"
+include: "rules/noise.smk"
 include: "rules/evaluate.smk"
 
 

@@ -102,6 +102,40 @@ def reward_jsons(wildcards):
     return expand("results/rewards/{bits}/{task}.json", bits=all_bits(), task=task_ids())
 
 
+def noise_configs():
+    """The configurations repeated at other seeds (empty: the noise stage is off)."""
+    return config["noise"]["configs"]
+
+
+def noise_tsv(wildcards):
+    return ["results/rewards/noise.tsv"] if noise_configs() else []
+
+
+def noise_repeat_jsons(wildcards):
+    """The repeated runs' reward JSONs: every (seed, configuration, task)."""
+    return expand(
+        "results/noise/{seed}/rewards/{bits}/{task}.json",
+        seed=config["noise"]["seeds"],
+        bits=noise_configs(),
+        task=task_ids(),
+    )
+
+
+def noise_feature_caches(wildcards):
+    return " ".join(
+        expand(
+            "results/noise/{seed}/features/{bits}/{task}.npz", seed=wildcards.seed, bits=wildcards.bits, task=task_ids()
+        )
+    )
+
+
+_unknown = sorted(set(noise_configs()) - set(all_bits()))
+if _unknown:
+    raise WorkflowError(f"invalid configuration: noise.configs: {_unknown[0]} is not one of this run's configurations")
+if config["seed"] in config["noise"]["seeds"]:
+    raise WorkflowError(f"invalid configuration: noise.seeds: {config['seed']} is the run's own seed")
+
+
 def reward_task_files(wildcards):
     """Every task's data.h5, in task_ids() order (parallel to the reward rule's outputs)."""
     return expand("results/tasks/{task}/data.h5", task=task_ids())

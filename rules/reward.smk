@@ -42,11 +42,13 @@ rule reward_knn5:
 
 rule reward_table:
     input:
-        reward_jsons,
+        run=reward_jsons,
+        # noise.tsv when the noise stage is on: the heatmap shows each task's seed sd and ties
+        noise=noise_tsv,
     output:
         tsv=report("results/rewards/table.tsv", category="Rewards", caption="../docs/report/reward_table.rst"),
         png=report("results/rewards/table.png", category="Rewards", caption="../docs/report/reward_table.rst"),
-        # The same table in the published Task2Sim reward_db.json layout (task2sim.reward_db).
+        # The same table in the published Task2Sim reward_db.json layout (task2sim.reward.table).
         db="results/rewards/reward_db.json",
         meta="results/rewards/table.meta.json",
     log:
@@ -58,9 +60,11 @@ rule reward_table:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        noise=lambda wildcards, input: f"--noise {input.noise}" if input.noise else "",
     shell:
         "python -m task2sim.cli.reward aggregate --tsv {output.tsv} --png {output.png}"
-        " --reward-db {output.db} {input} > {log} 2>&1"
+        " --reward-db {output.db} {params.noise} {input.run} > {log} 2>&1"
 
 
 FINAL_TARGETS.extend(["results/rewards/table.tsv", "results/rewards/table.png"])

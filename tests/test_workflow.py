@@ -22,7 +22,9 @@ def test_default_dag_covers_every_config_and_task(workflow):
     # config.yaml: 9 tasks, 4 varied bits -> 16 configurations
     assert counts["tasks_prepare"] == 9
     assert counts["render_dataset"] == counts["pretrain_backbone"] == counts["reward_knn5"] == 16
-    assert counts["reward_table"] == counts["render_variations"] == 1
+    assert counts["reward_table"] == counts["render_variations"] == counts["reward_noise"] == 1
+    # the noise stage: 2 configurations again at 2 other seeds
+    assert counts["noise_render"] == counts["noise_pretrain"] == counts["noise_knn5"] == 4
 
 
 def test_paper_profile_is_the_same_workflow_at_paper_scale(workflow):
@@ -52,3 +54,17 @@ def test_conda_env_pins_match_requirements():
     req = [ln.strip() for ln in (REPO / "requirements.txt").read_text().splitlines()
            if ln.strip() and not ln.startswith("#")]
     assert pip == req, "envs/task2sim.yaml is out of date with requirements.txt"
+
+
+def test_noise_configs_must_belong_to_the_run(workflow):
+    cfg = yaml.safe_load((workflow.root / "config.yaml").read_text())
+    cfg["noise"] = {"configs": ["01000000"], "seeds": [1]}  # bit 1 is not varied by the default run
+    workflow.write_config(cfg)
+    res = workflow.run("-n")
+    assert res.returncode != 0
+    assert "invalid configuration: noise.configs: 01000000 is not one of this run's configurations" in (
+        res.stdout + res.stderr)
+    cfg["noise"] = {"configs": [], "seeds": [1]}  # off: no noise jobs, nothing else changes
+    workflow.write_config(cfg)
+    res = workflow.run("-n")
+    assert res.returncode == 0 and "noise_render" not in res.stdout

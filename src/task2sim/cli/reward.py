@@ -8,14 +8,20 @@ Usage::
         --features results/features/10000001/{digits8,fashion}.npz \
         --config '{"k": 5, "temperature": 0.07}' --runtime '{"batch_size": 256}'
 
+    python -m task2sim.cli.reward noise --tsv results/rewards/noise.tsv \
+        --repeats results/noise/1/rewards results/noise/2/rewards -- results/rewards/*/*.json
+
     python -m task2sim.cli.reward aggregate --tsv results/rewards/table.tsv \
-        --png results/rewards/table.png results/rewards/*/*.json
+        --png results/rewards/table.png [--noise results/rewards/noise.tsv] results/rewards/*/*.json
 
 ``knn`` scores one backbone on one or more tasks (``--task``, ``--task-h5``, ``--out`` and
 ``--features`` are parallel lists): the backbone is loaded once, and the ~5 s of torch/timm
 start-up is paid once per backbone instead of once per task. The model's architecture and
 training image size come from the checkpoint itself. Each reward JSON (docs/FORMATS.md) gets its
-provenance record. Bad input prints one line ``error: ...`` and exits 2.
+provenance record. ``noise`` compares the run's rewards with repeated runs of a few configurations
+at other seeds (each ``--repeats`` folder holds one seed's ``{bits}/{task}.json``) and writes the
+per-task seed sd, spread and their ratio (``task2sim.reward.noise``). Bad input prints one line
+``error: ...`` and exits 2.
 """
 
 from __future__ import annotations
@@ -50,6 +56,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.add_argument("--tsv", required=True, help="table.tsv to write (task bits knn5)")
     a.add_argument("--png", help="heatmap to write")
     a.add_argument("--reward-db", help="also write the table in the published reward_db.json layout")
+    a.add_argument("--noise", help="noise.tsv: annotate the heatmap with each task's seed sd and ties")
+    n = sub.add_parser("noise", help="per-task seed sd, spread and spread/sd from repeated configurations")
+    n.add_argument("inputs", nargs="+", help="reward JSON files of the run (every configuration)")
+    n.add_argument("--repeats", nargs="+", required=True,
+                   help="one folder per other seed, holding {bits}/{task}.json of the repeated configurations")
+    n.add_argument("--tsv", required=True, help="noise.tsv to write")
     return p.parse_args(argv)
 
 
@@ -85,9 +97,10 @@ def run_knn(args: argparse.Namespace) -> dict:
     return {"scored": n}
 
 
-def run_aggregate(args: argparse.Namespace) -> dict:
+def read_reward_jsons(paths: list[str]) -> dict[str, dict[str, float]]:
+    """{task: {bits: knn5_top1}} from reward JSON files (provenance records among them are skipped)."""
     table: dict[str, dict[str, float]] = {}
-    for p in args.inputs:
+    for p in paths:
         if is_record(p):  # provenance sidecars match the same shell globs
             continue
         try:
@@ -95,23 +108,49 @@ def run_aggregate(args: argparse.Namespace) -> dict:
             table.setdefault(rec["task"], {})[validate_bits(rec["bits"])] = float(rec["knn5_top1"])
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise RewardTableError(f"{p}: not a reward JSON ({e})") from None
-    table = {t: table[t] for t in sorted(table)}
-    rec = Provenance.start("reward_table", inputs=[p for p in args.inputs if not is_record(p)])
+    return {t: table[t] for t in sorted(table)}
+
+
+def run_noise(args: argparse.Namespace) -> dict:
+    from ..reward.noise import reward_noise, write_noise_tsv
+
+    table = read_reward_jsons(args.inputs)
+    repeats = {}
+    for d in args.repeats:
+        files = sorted(str(p) for p in Path(d).glob("*/*.json") if not is_record(p))
+        if not files:
+            raise RewardTableError(f"{d}: no repeated reward JSONs ({{bits}}/{{task}}.json)")
+        by_task = read_reward_jsons(files)
+        repeats[d] = {b: {t: by_task[t][b] for t in by_task if b in by_task[t]}
+                      for b in {b for row in by_task.values() for b in row}}
+    inputs = [p for p in args.inputs if not is_record(p)]
+    rec = Provenance.start("reward_noise", inputs=inputs, repeats=args.repeats)
+    noise = reward_noise(table, repeats)
+    write_noise_tsv(noise, args.tsv)
+    rec.finish([args.tsv], extra={"noise": noise})
+    return {t: round(r["ratio"], 2) for t, r in noise.items()}
+
+
+def run_aggregate(args: argparse.Namespace) -> dict:
+    table = read_reward_jsons(args.inputs)
+    inputs = [p for p in args.inputs if not is_record(p)] + ([args.noise] if args.noise else [])
+    rec = Provenance.start("reward_table", inputs=inputs)
     write_table_tsv(table, args.tsv)
     outputs = [args.tsv]
     if args.reward_db:
         write_reward_db(table, args.reward_db)
         outputs.append(args.reward_db)
     if args.png:
+        from ..reward.noise import read_noise_tsv
         from ..reward.plot import plot_reward_heatmap
-        plot_reward_heatmap(table, args.png)
+        plot_reward_heatmap(table, args.png, noise=read_noise_tsv(args.noise) if args.noise else None)
         outputs.append(args.png)
     rec.finish(outputs)
     return {"tasks": len(table), "pairs": sum(len(r) for r in table.values())}
 
 
 def run(args: argparse.Namespace) -> dict:
-    return run_knn(args) if args.command == "knn" else run_aggregate(args)
+    return {"knn": run_knn, "noise": run_noise, "aggregate": run_aggregate}[args.command](args)
 
 
 main = stage_main(run, parse_args, __name__)

@@ -16,7 +16,13 @@ from ..io import atomic_path  # noqa: E402
 
 
 def plot_reward_heatmap(table: Mapping[str, Mapping[str, float]], path: str | os.PathLike,
-                        title: str = "5-NN top-1 (%) per task and simulator configuration") -> None:
+                        title: str = "5-NN top-1 (%) per task and simulator configuration",
+                        noise: Mapping[str, Mapping[str, float]] | None = None) -> None:
+    """``noise`` (``reward.noise.reward_noise``): each row label gets the task's seed sd and
+    spread/sd, and cells within 2 sd of the task's best (ties, as far as the table can tell) get
+    a frame."""
+    from .noise import ties as tied_configs
+
     tasks = list(table)
     configs = sorted({b for row in table.values() for b in row})
     grid = np.full((len(tasks), len(configs)), np.nan)
@@ -30,6 +36,7 @@ def plot_reward_heatmap(table: Mapping[str, Mapping[str, float]], path: str | os
     rel = (grid - lo) / np.where(hi > lo, hi - lo, 1.0)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.62 * len(configs) + 2.5), max(3.0, 0.5 * len(tasks) + 3.2)))
     ax.imshow(rel, cmap="viridis", aspect="auto", vmin=0, vmax=1)
+    tie = tied_configs(table, noise) if noise else {}
     for i in range(len(tasks)):
         best = np.nanargmax(grid[i]) if np.isfinite(grid[i]).any() else -1
         for j in range(len(configs)):
@@ -37,11 +44,18 @@ def plot_reward_heatmap(table: Mapping[str, Mapping[str, float]], path: str | os
                 ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7,
                         color="black" if rel[i, j] > 0.6 else "white",
                         fontweight="bold" if j == best else "normal")
-    ax.set_yticks(range(len(tasks)), tasks)
+                if configs[j] in tie.get(tasks[i], ()):
+                    ax.add_patch(plt.Rectangle((j - 0.46, i - 0.44), 0.92, 0.88, fill=False, lw=1.2,
+                                               edgecolor="red"))
+    labels = [f"{t}\nsd {noise[t]['seed_sd']:.1f}, spread/sd {noise[t]['ratio']:.1f}" if noise and t in noise
+              else t for t in tasks]
+    ax.set_yticks(range(len(tasks)), labels, fontsize=7 if noise else None)
     ax.set_xticks(range(len(configs)), [f"{b}\n{describe(b)}".replace("+", "+\n") for b in configs],
                   rotation=90, fontsize=6.5)
-    ax.set_title(title + "\n(colour: position within the task's own range, worst to best; bold: best per task)",
-                 fontsize=9)
+    legend = "colour: position within the task's own range, worst to best; bold: best per task"
+    if noise:
+        legend += ";\nred frame: within 2 seed sd of the best (not distinguishable from it)"
+    ax.set_title(f"{title}\n({legend})", fontsize=9)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=130, format="png")

@@ -1,0 +1,96 @@
+"""How much of a reward table is signal: the seed-to-seed noise of a reward beside its spread.
+
+A reward (5-NN accuracy of a backbone on a task) depends on the render and pre-training seed as
+well as on the configuration. ``reward_noise`` takes the table (every configuration at the run's
+seed) and repeated runs of a few configurations at other seeds, and gives per task:
+
+- ``seed_sd``: the pooled within-configuration standard deviation over seeds,
+  sqrt(sum_c sum_s (r_cs - mean_c)^2 / sum_c (n_c - 1)) over the repeated configurations c;
+- ``spread``: max - min of the task's rewards over all configurations of the table;
+- ``ratio``: spread / seed_sd. Sixteen draws of pure noise give a ratio of about 3.5 (the expected
+  range of 16 normal samples is 3.5 standard deviations), so a task needs clearly more than that
+  to say anything about configurations.
+
+``ties`` marks, per task, the configurations whose reward is within 2 seed_sd of the task's best:
+the table cannot tell them apart from the best.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import Mapping
+
+from ..io import atomic_path
+from .table import RewardTableError, Table
+
+COLUMNS = ("task", "seed_sd", "spread", "ratio", "configs", "seeds")
+
+
+def reward_noise(table: Mapping[str, Mapping[str, float]],
+                 repeats: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, dict[str, float]]:
+    """``table``: {task: {bits: reward}} at the run's seed; ``repeats``: {seed: {bits: {task:
+    reward}}} of the repeated configurations at other seeds. Returns {task: {seed_sd, spread,
+    ratio, configs, seeds}}."""
+    if not repeats:
+        raise RewardTableError("reward noise needs at least one repeated run at another seed")
+    out = {}
+    for task, row in table.items():
+        ss, dof, configs = 0.0, 0, set()
+        for bits in sorted({b for runs in repeats.values() for b in runs}):
+            values = [runs[bits][task] for runs in repeats.values() if bits in runs and task in runs[bits]]
+            if bits not in row:
+                raise RewardTableError(f"repeated configuration {bits} is not in the table for task {task}")
+            values.append(row[bits])
+            if len(values) < 2:
+                continue
+            mean = sum(values) / len(values)
+            ss += sum((v - mean) ** 2 for v in values)
+            dof += len(values) - 1
+            configs.add(bits)
+        if dof == 0:
+            raise RewardTableError(f"task {task}: no configuration was repeated at another seed")
+        sd = math.sqrt(ss / dof)
+        spread = max(row.values()) - min(row.values())
+        out[task] = {"seed_sd": sd, "spread": spread, "ratio": spread / sd if sd > 0 else math.inf,
+                     "configs": len(configs), "seeds": len(repeats) + 1}
+    return out
+
+
+def ties(table: Mapping[str, Mapping[str, float]], noise: Mapping[str, Mapping[str, float]],
+         within_sd: float = 2.0) -> dict[str, set[str]]:
+    """Per task, the configurations within ``within_sd`` seed standard deviations of its best."""
+    out = {}
+    for task, row in table.items():
+        best = max(row.values())
+        margin = within_sd * noise[task]["seed_sd"] if task in noise else 0.0
+        out[task] = {b for b, v in row.items() if best - v <= margin}
+    return out
+
+
+def write_noise_tsv(noise: Mapping[str, Mapping[str, float]], path: str | os.PathLike) -> None:
+    with atomic_path(path, suffix=".tsv.part") as tmp:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f, delimiter="\t")
+            w.writerow(COLUMNS)
+            for task, r in noise.items():
+                w.writerow([task, f"{r['seed_sd']:.4f}", f"{r['spread']:.4f}", f"{r['ratio']:.3f}",
+                            r["configs"], r["seeds"]])
+
+
+def read_noise_tsv(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        return {r["task"]: {"seed_sd": float(r["seed_sd"]), "spread": float(r["spread"]),
+                            "ratio": float(r["ratio"]), "configs": int(r["configs"]), "seeds": int(r["seeds"])}
+                for r in rows}
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise RewardTableError(f"{path}: not a noise table ({e})") from None
+
+
+Noise = dict[str, dict[str, float]]
+__all__ = ["COLUMNS", "Noise", "Table", "read_noise_tsv", "reward_noise", "ties", "write_noise_tsv"]

@@ -1,0 +1,83 @@
+"""The noise statistic (seed sd beside the spread of a task's rewards) on planted tables."""
+
+import json
+import math
+
+import pytest
+
+from task2sim.cli import reward as cli
+from task2sim.reward.noise import read_noise_tsv, reward_noise, ties, write_noise_tsv
+from task2sim.reward.table import RewardTableError
+
+
+def planted():
+    # "signal": 16 configs 0..30 points apart; "flat": a 1-point spread. Both have a seed sd of
+    # exactly 2 on the two repeated configs (values +-2 around the mean over 3 seeds: -2, 0, +2).
+    configs = [f"{i:04b}0000" for i in range(16)]
+    table = {"signal": {b: 2.0 * i for i, b in enumerate(configs)},
+             "flat": {b: 50 + (i % 2) for i, b in enumerate(configs)}}
+    repeated = configs[:2]
+    repeats = {s: {b: {t: table[t][b] + d for t in table} for b in repeated} for s, d in ((1, -2.0), (2, 2.0))}
+    return table, repeats
+
+
+def test_planted_noise_and_ratio():
+    table, repeats = planted()
+    noise = reward_noise(table, repeats)
+    assert noise["signal"]["seed_sd"] == pytest.approx(2.0)
+    assert noise["signal"]["spread"] == pytest.approx(30.0) and noise["signal"]["ratio"] == pytest.approx(15.0)
+    assert noise["flat"]["ratio"] == pytest.approx(0.5)
+    assert noise["signal"]["configs"] == 2 and noise["signal"]["seeds"] == 3
+    tied = ties(table, noise)
+    # within 2 sd (4 points) of the best 30: 30, 28, 26
+    assert tied["signal"] == {"11110000", "11100000", "11010000"}
+    assert len(tied["flat"]) == 16  # every config is a tie when the spread is within the noise
+
+
+def test_pooled_sd_weights_configs_by_degrees_of_freedom():
+    table = {"t": {"00000000": 10.0, "00000001": 20.0}}
+    repeats = {1: {"00000000": {"t": 12.0}, "00000001": {"t": 20.0}}, 2: {"00000000": {"t": 14.0}}}
+    # config 0: 10, 12, 14 -> ss 8, dof 2; config 1: 20, 20 -> ss 0, dof 1 => sqrt(8 / 3)
+    assert reward_noise(table, repeats)["t"]["seed_sd"] == pytest.approx(math.sqrt(8 / 3))
+
+
+def test_errors_name_the_culprit(tmp_path):
+    table, repeats = planted()
+    with pytest.raises(RewardTableError, match="at least one repeated run"):
+        reward_noise(table, {})
+    with pytest.raises(RewardTableError, match="11111111 is not in the table"):
+        reward_noise(table, {1: {"11111111": {"signal": 1.0}}})
+    write_noise_tsv(reward_noise(table, repeats), tmp_path / "noise.tsv")
+    assert read_noise_tsv(tmp_path / "noise.tsv")["signal"]["ratio"] == pytest.approx(15.0)
+    (tmp_path / "bad.tsv").write_text("task\tseed_sd\nx\tnot-a-number\n")
+    with pytest.raises(RewardTableError, match="bad.tsv: not a noise table"):
+        read_noise_tsv(tmp_path / "bad.tsv")
+
+
+def _write_jsons(root, table):
+    paths = []
+    for task, row in table.items():
+        for bits, v in row.items():
+            p = root / bits / f"{task}.json"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(json.dumps({"bits": bits, "task": task, "knn5_top1": v}))
+            paths.append(str(p))
+    return paths
+
+
+def test_cli_noise_then_annotated_heatmap(tmp_path):
+    table, repeats = planted()
+    run = _write_jsons(tmp_path / "run", table)
+    dirs = []
+    for seed, by_bits in repeats.items():
+        by_task = {t: {b: by_bits[b][t] for b in by_bits} for t in table}
+        _write_jsons(tmp_path / f"seed{seed}", by_task)
+        dirs.append(str(tmp_path / f"seed{seed}"))
+    assert cli.main(["noise", "--tsv", str(tmp_path / "noise.tsv"), "--repeats", *dirs, "--", *run]) == 0
+    assert read_noise_tsv(tmp_path / "noise.tsv")["signal"]["seed_sd"] == pytest.approx(2.0)
+    assert (tmp_path / "noise.meta.json").is_file()
+    assert cli.main(["aggregate", "--tsv", str(tmp_path / "table.tsv"), "--png", str(tmp_path / "t.png"),
+                     "--noise", str(tmp_path / "noise.tsv"), *run]) == 0
+    assert (tmp_path / "t.png").stat().st_size > 5000
+    assert cli.main(["noise", "--tsv", str(tmp_path / "n2.tsv"), "--repeats", str(tmp_path / "empty"),
+                     "--", *run]) == 2
