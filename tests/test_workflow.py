@@ -50,6 +50,7 @@ def test_default_dag_covers_every_config_and_task(workflow):
     assert counts["tasks_prepare"] == 9
     assert counts["render_dataset"] == counts["pretrain_backbone"] == counts["reward_knn5"] == 16
     assert counts["reward_table"] == counts["render_variations"] == 1
+    assert counts["task2vec_embed"] == 9 and counts["task2vec_distances"] == 1
 
 
 def test_paper_profile_is_the_same_workflow_at_paper_scale(workflow):
