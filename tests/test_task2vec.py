@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import timm
 import torch
-
 from fixtures_h5 import write_task_h5
 
 from task2sim.cli.task2vec import main
@@ -15,8 +14,16 @@ from task2sim.config import config_from_dict
 from task2sim.imagenet import imagenet_model
 from task2sim.provenance import meta_path
 from task2sim.task2vec import (
-    Preprocess, Task2VecConfig, cosine_distance, distance_matrix, embedding_layout, fit_head,
-    montecarlo_fisher, normalized_cosine_distance, probe_features, task2vec,
+    Preprocess,
+    Task2VecConfig,
+    cosine_distance,
+    distance_matrix,
+    embedding_layout,
+    fit_head,
+    montecarlo_fisher,
+    normalized_cosine_distance,
+    probe_features,
+    task2vec,
 )
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "task2sim" / "task2vec_resnet18_seen.npz"
@@ -112,7 +119,10 @@ def _head_and_prep(probe, images, labels, n_classes):
 def test_fisher_labels_come_from_the_model_not_the_ground_truth(probe):
     images, labels, n = digits([0, 1, 2, 3], n_per_class=8)
     head, prep = _head_and_prep(probe, images, labels, n)
-    run = lambda y: montecarlo_fisher(probe, head, images, y, n, prep, 32, 16, seed=3)[0]  # noqa: E731
+
+    def run(y):
+        return montecarlo_fisher(probe, head, images, y, n, prep, 32, 16, seed=3)[0]
+
     # Equal class sizes: the balanced draws are the same whatever the labels; with the head fixed,
     # shuffled ground truth must not change the result (it would if the loss used it).
     shuffled = np.random.default_rng(1).permutation(labels)

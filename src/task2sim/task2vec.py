@@ -34,9 +34,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -283,7 +284,7 @@ def task2vec(images: np.ndarray, labels: np.ndarray, n_classes: int, cfg: Task2V
     t4 = time.perf_counter()
     if not np.all(np.isfinite(emb)):
         raise Task2VecError("the Fisher embedding has non-finite values")
-    info = {"n_train": int(len(images)), "n_classes": int(n_classes), "feature_dim": int(feats.shape[1]),
+    info = {"n_train": len(images), "n_classes": int(n_classes), "feature_dim": int(feats.shape[1]),
             "head_train_accuracy": round(acc, 3), "dim": int(emb.size), "device": str(device),
             "seconds_load": round(t1 - t0, 3), "seconds_features": round(t2 - t1, 3),
             "seconds_head": round(t3 - t2, 3), "seconds_fisher": round(t4 - t3, 3)}

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         i, i2 = r0.info, r0b.info
         row = {"task": task, "n_train": i["n_train"], "n_classes": i["n_classes"], "dim": i["dim"],
                "wall_s": wall, "cpu_s": cpu, "features_s": i["seconds_features"], "head_s": i["seconds_head"],
-               "fisher_s": i["seconds_fisher"], "fisher_over_features": round(i["seconds_fisher"] / i["seconds_features"], 2),
+               "fisher_s": i["seconds_fisher"],
+               "fisher_over_features": round(i["seconds_fisher"] / i["seconds_features"], 2),
                "wall_2n_s": wall2, "cpu_2n_s": cpu2,
                "fisher_2n_over_n": round(i2["seconds_fisher"] / i["seconds_fisher"], 2),
                "seed_distance_n": round(cosine_distance(r0.embedding, r1.embedding), 4),

@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import add_config_args, add_runtime_args, stage_config, stage_main, stage_parser
 from ..provenance import Provenance, is_record
+from . import add_config_args, add_runtime_args, stage_config, stage_main, stage_parser
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -67,7 +67,13 @@ def run_embed(args: argparse.Namespace) -> dict:
 
 
 def run_distances(args: argparse.Namespace) -> dict:
-    from ..task2vec import Task2VecError, plot_distances, read_embedding_npz, task_distances, write_distances_tsv
+    from ..task2vec import (
+        Task2VecError,
+        plot_distances,
+        read_embedding_npz,
+        task_distances,
+        write_distances_tsv,
+    )
 
     files = [p for p in args.inputs if not is_record(p)]  # provenance sidecars match the same globs
     tasks = [Path(p).stem for p in files]
