@@ -260,8 +260,8 @@ def task2vec(images: np.ndarray, labels: np.ndarray, n_classes: int, cfg: Task2V
              model: nn.Module | None = None, progress: bool = False) -> Task2VecResult:
     """The Task2Vec embedding of one task's training set (uint8 NHWC images, int labels).
 
-    ``model``: the probe (its own classifier is never used nor changed); None loads ``cfg.probe``
-    with ``cfg.checkpoint``."""
+    ``model``: the probe (its weights and classifier are never changed, but it is moved to the
+    device in channels-last layout); None loads ``cfg.probe`` with ``cfg.checkpoint``."""
     from .train.common import derive_seed, resolve_device
 
     labels = np.asarray(labels, dtype=np.int64)
