@@ -14,6 +14,7 @@ include: "rules/pretrain.smk"
 include: "rules/reward.smk"
 include: "rules/noise.smk"
 include: "rules/evaluate.smk"
+include: "rules/task2vec.smk"
 
 
 rule all:

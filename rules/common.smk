@@ -178,6 +178,15 @@ def evaluate_targets():
     return out
 
 
+# --- task2vec ---------------------------------------------------------------------------------
+
+def task2vec_probe_inputs(wildcards):
+    """A configured local probe checkpoint is an input (the packaged EfficientNet-Lite0 weights
+    live in the environment; the provenance record hashes them either way)."""
+    ckpt = config["task2vec"]["checkpoint"]
+    return [ckpt] if ckpt else []
+
+
 # On a cluster these run on the submit host: each takes seconds, less than a SLURM job's start-up.
 localrules:
     all,

@@ -25,6 +25,7 @@ def test_default_dag_covers_every_config_and_task(workflow):
     assert counts["reward_table"] == counts["render_variations"] == counts["reward_noise"] == 1
     # the noise stage: 2 configurations again at 2 other seeds
     assert counts["noise_render"] == counts["noise_pretrain"] == counts["noise_knn5"] == 4
+    assert counts["task2vec_embed"] == 9 and counts["task2vec_distances"] == 1
 
 
 def test_paper_profile_is_the_same_workflow_at_paper_scale(workflow):
