@@ -52,7 +52,7 @@ def test_dry_run_plans_every_job(wd):
 
 
 @pytest.mark.slow
-def test_real_run_writes_table_heatmap_and_evaluations(wd):
+def test_real_run_writes_table_heatmap_and_evaluations(wd, monkeypatch):
     r = wd.run("--cores", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     with open(wd.root / "results/rewards/table.tsv") as f:
@@ -67,6 +67,17 @@ def test_real_run_writes_table_heatmap_and_evaluations(wd):
         ev = json.loads((wd.root / f"results/evaluate/{method}/{source}/digits8.json").read_text())
         assert ev["method"] == method and 0 <= ev["test_top1"] <= 100
     assert (wd.root / "logs/pretrain/00000000/model.log").is_file()
+    # the records chain from the table back to every task file and backbone (the fixture renders
+    # were not written by a stage, so the walk ends there)
+    from task2sim.provenance import lineage
+
+    monkeypatch.chdir(wd.root)
+    stages = {}
+    for rec in lineage("results/rewards/table.tsv"):
+        stages.setdefault(rec["stage"], set()).update(rec["inputs"])
+    assert {"reward_table", "reward", "pretrain"} <= set(stages)
+    assert {f"results/tasks/{t}/data.h5" for t in ("digits8", "faces")} <= stages["reward"]
+    assert {f"results/renders/{b}/images.h5" for b in ("00000000", "00000001")} <= stages["pretrain"]
     assert (wd.root / "benchmarks/rewards/00000000/knn5.tsv").is_file()
     # nothing left to do on a second call
     r2 = wd.run("-n")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import os
 import platform
 import socket
@@ -85,6 +86,39 @@ def device_description() -> dict[str, Any]:
 def meta_path(output: str | os.PathLike) -> Path:
     """The provenance record of a stage's main output: ``model.pt`` -> ``model.meta.json``."""
     return Path(output).with_suffix(".meta.json")
+
+
+def record_of(path: str | os.PathLike) -> Path | None:
+    """The provenance record of a file (the one rule every reader follows): the ``*.meta.json`` in
+    the file's folder whose ``outputs`` list it, ``meta_path(path)`` first. None for a source file
+    (config, package data) or anything no stage wrote."""
+    path = Path(path)
+    candidates = [meta_path(path)] + sorted(p for p in path.parent.glob("*.meta.json") if p != meta_path(path))
+    for rec in candidates:
+        if rec.is_file() and rec != path:
+            try:
+                outputs = {os.path.normpath(o) for o in json.loads(rec.read_text()).get("outputs", [])}
+            except (OSError, ValueError):
+                continue
+            if os.path.normpath(path) in outputs:
+                return rec
+    return None
+
+
+def lineage(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every record behind ``path``, nearest first: the record of the file, then the records of
+    its inputs, and so on (each once). Input paths are as the stage saw them (relative to the
+    run's working directory when the workflow ran them), so call this from that directory."""
+    out, seen, todo = [], set(), [Path(path)]
+    while todo:
+        rec_path = record_of(todo.pop(0))
+        if rec_path is None or rec_path in seen:
+            continue
+        seen.add(rec_path)
+        rec = json.loads(rec_path.read_text())
+        out.append({"record": os.fspath(rec_path), **rec})
+        todo.extend(Path(p) for p in rec.get("inputs", {}))
+    return out
 
 
 def is_record(path: str | os.PathLike) -> bool:
