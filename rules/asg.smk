@@ -1,0 +1,313 @@
+# ASG: synthetic-to-real fine-tuning of a real ImageNet model on rendered 3-D digits, evaluated on
+# the real digit tasks (results/asg/). Code: task2sim.asg, CLI task2sim.cli.asg; docs/asg.md.
+# Default run: asg_render -> asg_policy -> asg_finetune per target -> asg_summary.
+# Named targets (not in `rule all`): asg_lambda_sweep, asg_seeds.
+
+ASG = config["asg"]
+# Keys that pick jobs, not what a job computes: left out of the rerun-triggering params.
+ASG_SCIENCE = config_json("asg", drop=["targets", "lambda_sweep", "seeds"])
+ASG_SWEEP_METHODS = ["proxy", "asg"]    # the methods that use kl_lambda
+
+
+def asg_source():
+    return ASG["source_h5"] or f"results/asg/source/{ASG['source_bits']}/images.h5"
+
+
+def asg_config_json(**override):
+    return json.dumps({**json.loads(ASG_SCIENCE), **override}, sort_keys=True)
+
+
+def asg_outputs(prefix, methods=None):
+    """metrics.tsv, model.pt and model.meta.json of every method under ``prefix``/{task}/, the
+    curves figure, and the learned-schedule figure when method asg runs."""
+    methods = methods or ASG["methods"]
+    out = {
+        "metrics": expand(prefix + "/{{task}}/{method}/metrics.tsv", method=methods),
+        "models": expand(prefix + "/{{task}}/{method}/model.pt", method=methods),
+        "metas": expand(prefix + "/{{task}}/{method}/model.meta.json", method=methods),
+        "curves": prefix + "/{task}/curves.png",
+    }
+    if "asg" in methods:
+        out["schedule"] = prefix + "/{task}/schedule.png"
+    return out
+
+
+def asg_sweep_config(wildcards):
+    """The asg section with this sweep point's kl_lambda, for the methods that use it."""
+    return asg_config_json(kl_lambda=float(wildcards.lam), methods=ASG_SWEEP_METHODS)
+
+
+_bad_targets = [t for t in ASG["targets"] if t not in task_ids()]
+if _bad_targets:
+    raise WorkflowError(f"asg.targets: {_bad_targets[0]!r} is not a task id in tasks.items")
+
+
+def asg_report_outputs():
+    """The default run's outputs, its figures marked for the report."""
+    out = asg_outputs("results/asg")
+    out["curves"] = report(out["curves"], category="ASG", caption="../docs/report/asg.rst",
+                           labels={"figure": "target accuracy per epoch", "target": "{task}"})
+    if "schedule" in out:
+        out["schedule"] = report(out["schedule"], category="ASG", caption="../docs/report/asg.rst",
+                                 labels={"figure": "learned lr schedule", "target": "{task}"})
+    return out
+
+
+def asg_seed_dir(seed):
+    """The default run is the seed-config["seed"] member of the 3-seed run (not run twice)."""
+    return "results/asg" if int(seed) == int(config["seed"]) else f"results/asg/seeds/{seed}"
+
+
+def asg_seed_metrics(wildcards):
+    return [f"{asg_seed_dir(s)}/{t}/{m}/metrics.tsv" for s in ASG["seeds"] for t in ASG["targets"]
+            for m in ASG["methods"]]
+
+
+def asg_sweep_metrics(wildcards):
+    return [f"results/asg/sweep/lambda_{lam}/{t}/{m}/metrics.tsv" for lam in ASG["lambda_sweep"]
+            for t in ASG["targets"] for m in ASG_SWEEP_METHODS]
+
+
+ASG_FINETUNE_SHELL = (
+    "python -m task2sim.cli.asg finetune --source {input.source} {params.policy}"
+    " --target {wildcards.task} --target-h5 {input.task} --out-dir {params.out_dir}"
+    " --config {params.config:q} --runtime {resources.config_runtime:q} --seed {params.seed}"
+    " --device {resources.device} --threads {threads} > {log} 2>&1"
+)
+ASG_POLICY_SHELL = (
+    "python -m task2sim.cli.asg policy --source {input.source} --out {output.policy}"
+    " --figure {output.figure} --config {params.config:q} --runtime {resources.config_runtime:q}"
+    " --seed {params.seed} --device {resources.device} --threads {threads} > {log} 2>&1"
+)
+
+
+rule asg_render:
+    output:
+        images="results/asg/source/{bits}/images.h5",
+        preview=report("results/asg/source/{bits}/preview.png", category="ASG",
+                       caption="../docs/report/asg.rst", labels={"figure": "digit source", "config": "{bits}"}),
+        meta="results/asg/source/{bits}/images.meta.json",
+    params:
+        config=ASG_SCIENCE,
+        render=config_json("render", drop=["vary_bits", "classes", "images_per_class", "image_size",
+                                           "meshes_per_class"]),
+        seed=config["seed"],
+    log:
+        "logs/asg/source/{bits}/images.log",
+    benchmark:
+        "benchmarks/asg/source/{bits}/images.tsv"
+    threads: 1
+    resources:
+        config_runtime=runtime_json("render"),
+        mem_mb=3000,
+        runtime=20,
+    conda:
+        "../envs/task2sim.yaml"
+    shell:
+        "python -m task2sim.cli.asg render --bits {wildcards.bits} --out {output.images}"
+        " --preview {output.preview} --config {params.config:q} --render-config {params.render:q}"
+        " --runtime {resources.config_runtime:q} --seed {params.seed} > {log} 2>&1"
+
+
+rule asg_policy:
+    input:
+        source=asg_source(),
+    output:
+        policy="results/asg/policy.pt",
+        meta="results/asg/policy.meta.json",
+        figure=report("results/asg/policy_schedule.png", category="ASG", caption="../docs/report/asg.rst",
+                      labels={"figure": "policy training schedule"}),
+    params:
+        config=ASG_SCIENCE,
+        seed=config["seed"],
+    log:
+        "logs/asg/policy.log",
+    benchmark:
+        "benchmarks/asg/policy.tsv"
+    threads: 2
+    resources:
+        device=config["device"],
+        config_runtime=runtime_json("asg"),
+        mem_mb=4000,
+        runtime=60,
+        gpu=0,
+    conda:
+        "../envs/task2sim.yaml"
+    shell:
+        ASG_POLICY_SHELL
+
+
+rule asg_finetune:
+    input:
+        source=asg_source(),
+        task="results/tasks/{task}/data.h5",
+        policy="results/asg/policy.pt",
+    output:
+        **asg_report_outputs(),
+    params:
+        out_dir=subpath(output.curves, parent=True),
+        policy="--policy results/asg/policy.pt",
+        config=ASG_SCIENCE,
+        seed=config["seed"],
+    log:
+        "logs/asg/{task}/finetune.log",
+    benchmark:
+        "benchmarks/asg/{task}/finetune.tsv"
+    threads: 2
+    resources:
+        device=config["device"],
+        config_runtime=runtime_json("asg"),
+        mem_mb=6000,
+        runtime=120,
+        gpu=0,
+    conda:
+        "../envs/task2sim.yaml"
+    shell:
+        ASG_FINETUNE_SHELL
+
+
+rule asg_summary:
+    input:
+        expand("results/asg/{task}/{method}/metrics.tsv", task=ASG["targets"], method=ASG["methods"]),
+    output:
+        report("results/asg/summary.md", category="ASG", caption="../docs/report/asg.rst",
+               labels={"figure": "summary"}),
+    log:
+        "logs/asg/summary.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/task2sim.yaml"
+    shell:
+        "python -m task2sim.cli.asg summary --root results/asg --out {output} {input} > {log} 2>&1"
+
+
+# ---- named targets: three seeds, and the kl_lambda sweep -----------------------------------------
+
+
+rule asg_seed_policy:
+    input:
+        source=asg_source(),
+    output:
+        policy="results/asg/seeds/{seed}/policy.pt",
+        meta="results/asg/seeds/{seed}/policy.meta.json",
+        figure="results/asg/seeds/{seed}/policy_schedule.png",
+    params:
+        config=ASG_SCIENCE,
+        seed="{seed}",
+    log:
+        "logs/asg/seeds/{seed}/policy.log",
+    benchmark:
+        "benchmarks/asg/seeds/{seed}/policy.tsv"
+    threads: 2
+    resources:
+        device=config["device"],
+        config_runtime=runtime_json("asg"),
+        mem_mb=4000,
+        runtime=60,
+        gpu=0,
+    conda:
+        "../envs/task2sim.yaml"
+    shell:
+        ASG_POLICY_SHELL
+
+
+rule asg_seed_finetune:
+    input:
+        source=asg_source(),
+        task="results/tasks/{task}/data.h5",
+        policy="results/asg/seeds/{seed}/policy.pt",
+    output:
+        **asg_outputs("results/asg/seeds/{seed}"),
+    params:
+        out_dir=subpath(output.curves, parent=True),
+        policy="--policy {input.policy}",
+        config=ASG_SCIENCE,
+        seed="{seed}",
+    log:
+        "logs/asg/seeds/{seed}/{task}/finetune.log",
+    benchmark:
+        "benchmarks/asg/seeds/{seed}/{task}/finetune.tsv"
+    threads: 2
+    resources:
+        device=config["device"],
+        config_runtime=runtime_json("asg"),
+        mem_mb=6000,
+        runtime=120,
+        gpu=0,
+    conda:
+        "../envs/task2sim.yaml"
+    shell:
+        ASG_FINETUNE_SHELL
+
+
+rule asg_sweep_finetune:
+    input:
+        source=asg_source(),
+        task="results/tasks/{task}/data.h5",
+        policy="results/asg/policy.pt",
+    output:
+        **asg_outputs("results/asg/sweep/lambda_{lam}", ASG_SWEEP_METHODS),
+    wildcard_constraints:
+        lam=r"[0-9.]+",
+    params:
+        out_dir=subpath(output.curves, parent=True),
+        policy="--policy results/asg/policy.pt",
+        config=asg_sweep_config,
+        seed=config["seed"],
+    log:
+        "logs/asg/sweep/lambda_{lam}/{task}/finetune.log",
+    benchmark:
+        "benchmarks/asg/sweep/lambda_{lam}/{task}/finetune.tsv"
+    threads: 2
+    resources:
+        device=config["device"],
+        config_runtime=runtime_json("asg"),
+        mem_mb=6000,
+        runtime=120,
+        gpu=0,
+    conda:
+        "../envs/task2sim.yaml"
+    shell:
+        ASG_FINETUNE_SHELL
+
+
+rule asg_seeds:
+    input:
+        asg_seed_metrics,
+    output:
+        "results/asg/seeds/summary.md",
+    params:
+        seeds=" ".join(str(s) for s in ASG["seeds"]),
+    log:
+        "logs/asg/seeds/summary.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/task2sim.yaml"
+    shell:
+        "python -m task2sim.cli.asg summary --root results/asg --title 'ASG over seeds {params.seeds}'"
+        " --out {output} {input} > {log} 2>&1"
+
+
+rule asg_lambda_sweep:
+    input:
+        asg_sweep_metrics,
+    output:
+        "results/asg/sweep/summary.md",
+    log:
+        "logs/asg/sweep/summary.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/task2sim.yaml"
+    shell:
+        "python -m task2sim.cli.asg summary --root results/asg/sweep --title 'ASG kl_lambda sweep'"
+        " --out {output} {input} > {log} 2>&1"
+
+
+FINAL_TARGETS.extend(expand("results/asg/{task}/curves.png", task=ASG["targets"]))
+FINAL_TARGETS.append("results/asg/summary.md")
