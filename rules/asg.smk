@@ -3,74 +3,9 @@
 # Default run: asg_render -> asg_policy -> asg_finetune per target -> asg_summary.
 # Named targets (not in `rule all`): asg_lambda_sweep, asg_seeds.
 
-ASG = config["asg"]
-# Keys that pick jobs, not what a job computes: left out of the rerun-triggering params.
-ASG_SCIENCE = config_json("asg", drop=["targets", "lambda_sweep", "seeds"])
-ASG_SWEEP_METHODS = ["proxy", "asg"]    # the methods that use kl_lambda
-
-
-def asg_source():
-    return ASG["source_h5"] or f"results/asg/source/{ASG['source_bits']}/images.h5"
-
-
-def asg_config_json(**override):
-    return json.dumps({**json.loads(ASG_SCIENCE), **override}, sort_keys=True)
-
-
-def asg_outputs(prefix, methods=None):
-    """metrics.tsv, model.pt and model.meta.json of every method under ``prefix``/{task}/, the
-    curves figure, and the learned-schedule figure when method asg runs."""
-    methods = methods or ASG["methods"]
-    out = {
-        "metrics": expand(prefix + "/{{task}}/{method}/metrics.tsv", method=methods),
-        "models": expand(prefix + "/{{task}}/{method}/model.pt", method=methods),
-        "metas": expand(prefix + "/{{task}}/{method}/model.meta.json", method=methods),
-        "curves": prefix + "/{task}/curves.png",
-    }
-    if "asg" in methods:
-        out["schedule"] = prefix + "/{task}/schedule.png"
-    return out
-
-
-def asg_sweep_config(wildcards):
-    """The asg section with this sweep point's kl_lambda, for the methods that use it."""
-    return asg_config_json(kl_lambda=float(wildcards.lam), methods=ASG_SWEEP_METHODS)
-
-
-_bad_targets = [t for t in ASG["targets"] if t not in task_ids()]
-if _bad_targets:
-    raise WorkflowError(f"asg.targets: {_bad_targets[0]!r} is not a task id in tasks.items")
-
-
-def asg_report_outputs():
-    """The default run's outputs, its figures marked for the report."""
-    out = asg_outputs("results/asg")
-    out["curves"] = report(out["curves"], category="ASG", caption="../docs/report/asg.rst",
-                           labels={"figure": "target accuracy per epoch", "target": "{task}"})
-    if "schedule" in out:
-        out["schedule"] = report(out["schedule"], category="ASG", caption="../docs/report/asg.rst",
-                                 labels={"figure": "learned lr schedule", "target": "{task}"})
-    return out
-
-
-def asg_seed_dir(seed):
-    """The default run is the seed-config["seed"] member of the 3-seed run (not run twice)."""
-    return "results/asg" if int(seed) == int(config["seed"]) else f"results/asg/seeds/{seed}"
-
-
-def asg_seed_metrics(wildcards):
-    return [f"{asg_seed_dir(s)}/{t}/{m}/metrics.tsv" for s in ASG["seeds"] for t in ASG["targets"]
-            for m in ASG["methods"]]
-
-
-def asg_sweep_metrics(wildcards):
-    return [f"results/asg/sweep/lambda_{lam}/{t}/{m}/metrics.tsv" for lam in ASG["lambda_sweep"]
-            for t in ASG["targets"] for m in ASG_SWEEP_METHODS]
-
-
 ASG_FINETUNE_SHELL = (
-    "python -m task2sim.cli.asg finetune --source {input.source} {params.policy}"
-    " --target {wildcards.task} --target-h5 {input.task} --out-dir {params.out_dir}"
+    "python -m task2sim.cli.asg finetune --source {input.source} --policy {input.policy}"
+    " --target {params.targets} --target-h5 {input.tasks} --out-root {params.out_root}"
     " --config {params.config:q} --runtime {resources.config_runtime:q} --seed {params.seed}"
     " --device {resources.device} --threads {threads} > {log} 2>&1"
 )
@@ -140,19 +75,19 @@ rule asg_policy:
 rule asg_finetune:
     input:
         source=asg_source(),
-        task="results/tasks/{task}/data.h5",
+        tasks=asg_target_files,
         policy="results/asg/policy.pt",
     output:
-        **asg_report_outputs(),
+        **asg_outputs("results/asg", for_report=True),
     params:
-        out_dir=subpath(output.curves, parent=True),
-        policy="--policy results/asg/policy.pt",
+        out_root=asg_out_root,
+        targets=" ".join(ASG["targets"]),
         config=ASG_SCIENCE,
         seed=config["seed"],
     log:
-        "logs/asg/{task}/finetune.log",
+        "logs/asg/finetune.log",
     benchmark:
-        "benchmarks/asg/{task}/finetune.tsv"
+        "benchmarks/asg/finetune.tsv"
     threads: 2
     resources:
         device=config["device"],
@@ -168,7 +103,7 @@ rule asg_finetune:
 
 rule asg_summary:
     input:
-        expand("results/asg/{task}/{method}/metrics.tsv", task=ASG["targets"], method=ASG["methods"]),
+        expand("results/asg/{target}/{method}/metrics.tsv", target=ASG["targets"], method=ASG["methods"]),
     output:
         report("results/asg/summary.md", category="ASG", caption="../docs/report/asg.rst",
                labels={"figure": "summary"}),
@@ -216,19 +151,19 @@ rule asg_seed_policy:
 rule asg_seed_finetune:
     input:
         source=asg_source(),
-        task="results/tasks/{task}/data.h5",
+        tasks=asg_target_files,
         policy="results/asg/seeds/{seed}/policy.pt",
     output:
         **asg_outputs("results/asg/seeds/{seed}"),
     params:
-        out_dir=subpath(output.curves, parent=True),
-        policy="--policy {input.policy}",
+        out_root=asg_out_root,
+        targets=" ".join(ASG["targets"]),
         config=ASG_SCIENCE,
         seed="{seed}",
     log:
-        "logs/asg/seeds/{seed}/{task}/finetune.log",
+        "logs/asg/seeds/{seed}/finetune.log",
     benchmark:
-        "benchmarks/asg/seeds/{seed}/{task}/finetune.tsv"
+        "benchmarks/asg/seeds/{seed}/finetune.tsv"
     threads: 2
     resources:
         device=config["device"],
@@ -245,21 +180,21 @@ rule asg_seed_finetune:
 rule asg_sweep_finetune:
     input:
         source=asg_source(),
-        task="results/tasks/{task}/data.h5",
+        tasks=asg_target_files,
         policy="results/asg/policy.pt",
     output:
         **asg_outputs("results/asg/sweep/lambda_{lam}", ASG_SWEEP_METHODS),
     wildcard_constraints:
         lam=r"[0-9.]+",
     params:
-        out_dir=subpath(output.curves, parent=True),
-        policy="--policy results/asg/policy.pt",
+        out_root=asg_out_root,
+        targets=" ".join(ASG["targets"]),
         config=asg_sweep_config,
         seed=config["seed"],
     log:
-        "logs/asg/sweep/lambda_{lam}/{task}/finetune.log",
+        "logs/asg/sweep/lambda_{lam}/finetune.log",
     benchmark:
-        "benchmarks/asg/sweep/lambda_{lam}/{task}/finetune.tsv"
+        "benchmarks/asg/sweep/lambda_{lam}/finetune.tsv"
     threads: 2
     resources:
         device=config["device"],
@@ -310,4 +245,5 @@ rule asg_lambda_sweep:
 
 
 FINAL_TARGETS.extend(expand("results/asg/{task}/curves.png", task=ASG["targets"]))
+FINAL_TARGETS.append("results/asg/policy_schedule.png")
 FINAL_TARGETS.append("results/asg/summary.md")

@@ -4,11 +4,9 @@ in the optimiser, class matching by name, and the CLI end to end on a tiny model
 import json
 
 import h5py
-import numpy as np
 import pytest
 import timm
 import torch
-
 from fixtures_h5 import write_render_h5, write_task_h5
 
 from task2sim.asg.data import ClassMismatch, Split, load_source, load_target, match_classes
@@ -20,6 +18,15 @@ from task2sim.config import config_from_dict
 TINY = {"model": "resnet10t", "input_size": 32, "epochs": 1, "batch_size": 8, "lr": 0.05,
         "probe_size": 32, "policy_window": 2, "policy_unroll": 2, "policy_episodes": 1,
         "policy_episode_epochs": 1, "eval_batch_size": 64}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # tiny models: a second thread only adds synchronisation cost on a shared 2-core machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny_imagenet(n_out=20, seed=0):
@@ -43,7 +50,7 @@ def test_kl_is_zero_at_init_and_positive_after_a_backbone_step():
     y = torch.tensor([0, 1, 2, 3, 0, 1])
     out = net(x)
     assert float(proxy_kl(out["imagenet_logits"], out["teacher_logits"]).detach()) == pytest.approx(0.0, abs=1e-6)
-    loss, parts = asg_loss(out, y, kl_lambda=0.1)
+    loss, _ = asg_loss(out, y, kl_lambda=0.1)
     opt = torch.optim.SGD(net.backbone_parameters(), lr=0.5)
     loss.backward()
     opt.step()
@@ -193,13 +200,15 @@ def test_cli_policy_finetune_summary(cli_files, capsys):
     d, src, task, ckpt = cli_files
     conf = json.dumps({**{k: v for k, v in TINY.items() if k != "eval_batch_size"}, "checkpoint": str(ckpt)})
     rt = json.dumps({"eval_batch_size": 64})
-    assert cli.main(["policy", "--source", str(src), "--out", str(d / "policy.pt"), "--figure",
-                     str(d / "policy.png"), "--config", conf, "--runtime", rt, "--device", "cpu"]) == 0
+    assert cli.main(["policy", "--source", str(src), "--out", str(d / "policy.pt"), "--figure", str(d / "policy.png"),
+                     "--config", conf, "--runtime", rt, "--device", "cpu", "--threads", "1"]) == 0
     assert (d / "policy.meta.json").is_file() and (d / "policy.png").is_file()
     out = d / "run" / "digits"
     assert cli.main(["finetune", "--source", str(src), "--policy", str(d / "policy.pt"), "--target", "digits",
-                     "--target-h5", str(task), "--out-dir", str(out), "--config", conf, "--runtime", rt,
-                     "--device", "cpu"]) == 0
+                     "digits_again", "--target-h5", str(task), str(task), "--out-root", str(d / "run"),
+                     "--config", conf, "--runtime", rt, "--device", "cpu", "--threads", "1"]) == 0
+    again = d / "run" / "digits_again"
+    assert (again / "asg" / "metrics.tsv").read_text() == (out / "asg" / "metrics.tsv").read_text()
     for m in ("all_lr", "split_lr", "proxy", "asg", "head_only"):
         rows = read_metrics_tsv(out / m / "metrics.tsv")
         assert [r["epoch"] for r in rows] == [0, 1]
@@ -220,11 +229,11 @@ def test_cli_policy_finetune_summary(cli_files, capsys):
 def test_cli_rejects_mismatched_target_in_one_line(cli_files, tmp_path, capsys):
     from task2sim.cli import asg as cli
 
-    d, src, _, ckpt = cli_files
+    _, src, _, ckpt = cli_files
     bad = write_task_h5(tmp_path / "bad.h5", n_classes=4, n_train=8, n_test=8)   # names c0..c3
     conf = json.dumps({**TINY, "checkpoint": str(ckpt), "methods": ["proxy"]})
     capsys.readouterr()
     assert cli.main(["finetune", "--source", str(src), "--target", "bad", "--target-h5", str(bad),
-                     "--out-dir", str(tmp_path / "o"), "--config", conf, "--device", "cpu"]) == 2
+                     "--out-root", str(tmp_path / "o"), "--config", conf, "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "class names differ" in err[-1] and str(bad) in err[-1]

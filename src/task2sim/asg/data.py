@@ -80,7 +80,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     held = []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        held.append(idx[:max(1, int(round(fraction * len(idx))))])
+        held.append(idx[:max(1, round(fraction * len(idx)))])
     held = np.sort(np.concatenate(held))
     return np.setdiff1d(np.arange(len(labels)), held), held
 

@@ -38,7 +38,7 @@ class ASGNet(nn.Module):
         self.new_head = nn.Linear(int(imagenet.num_features), n_classes)
         self.eval()
 
-    def train(self, mode: bool = True) -> "ASGNet":
+    def train(self, mode: bool = True) -> ASGNet:
         # Frozen BatchNorm statistics (and no dropout): the whole network always runs in eval mode.
         return super().train(False)
 
@@ -71,7 +71,8 @@ def asg_loss(out: dict[str, torch.Tensor], y: torch.Tensor, kl_lambda: float) ->
     ce = F.cross_entropy(out["logits"], y)
     kl = proxy_kl(out["imagenet_logits"], out["teacher_logits"]) if "teacher_logits" in out else ce.new_zeros(())
     loss = ce + kl_lambda * kl if kl_lambda > 0 else ce
-    return loss, {"ce": float(ce.detach()), "kl": float(kl.detach()), "loss": float(ce.detach() + kl_lambda * kl.detach())}
+    ce_v, kl_v = float(ce.detach()), float(kl.detach())
+    return loss, {"ce": ce_v, "kl": kl_v, "loss": ce_v + kl_lambda * kl_v}
 
 
 def _downsamples(module: nn.Module) -> bool:

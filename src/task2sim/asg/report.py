@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import math
 import os
 from pathlib import Path
 
@@ -54,8 +53,7 @@ def read_metrics_tsv(path: str | os.PathLike) -> list[dict]:
 def write_schedule_tsv(schedule: list[dict], group_names: list[str], path: str | os.PathLike) -> None:
     with atomic_path(path, suffix=".tsv") as tmp, open(tmp, "w") as fh:
         fh.write("\t".join(["step", *group_names]) + "\n")
-        for s in schedule:
-            fh.write("\t".join([str(s["step"]), *(f"{s[g]:.1f}" for g in group_names)]) + "\n")
+        fh.writelines("\t".join([str(s["step"]), *(f"{s[g]:.1f}" for g in group_names)]) + "\n" for s in schedule)
 
 
 def save_asg_model(path: str | os.PathLike, net, cfg, method: str, class_names: list[str],
@@ -92,8 +90,10 @@ def plot_curves(runs: dict[str, list[dict]], target: str, path: str | os.PathLik
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("target_acc", f"{target}: top-1 (%)"), ("target_mean_class_acc", f"{target}: mean per-class (%)"),
-              ("source_val_acc", "synthetic held-out top-1 (%)"), ("imagenet_agreement", "ImageNet agreement with teacher (%)")]
+    panels = [("target_acc", f"{target}: top-1 (%)"),
+              ("target_mean_class_acc", f"{target}: mean per-class (%)"),
+              ("source_val_acc", "synthetic held-out top-1 (%)"),
+              ("imagenet_agreement", "ImageNet agreement with teacher (%)")]
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for ax, (key, title) in zip(axes, panels):
         for method, rows in runs.items():
@@ -153,17 +153,18 @@ def summary_markdown(runs: dict[tuple[str, str, str], list[dict]], title: str = 
     """Final-epoch table per (run label, target): methods as rows; plus, across run labels that
     look like seeds, the mean ± sd and the paired differences c-b, d-b, d-c."""
     from .train import METHODS
-    lines = [f"# {title}", "",
-             "Final epoch; the real target is only evaluated (never used to train, stop or select). "
+    intro = ("Final epoch; the real target is only evaluated (never used to train, stop or select). "
              "best = best target top-1 over epochs, shown only to judge whether the final epoch "
-             "is close to it.", ""]
+             "is close to it.")
+    lines = [f"# {title}", "", intro, ""]
     by = {}
     for (label, target, method), rows in runs.items():
         by.setdefault((label, target), {})[method] = rows
     order = {m: i for i, m in enumerate(METHODS)}
     for (label, target) in sorted(by):
         lines += [f"## {label}: {target}", "",
-                  "| method | target top-1 | mean per-class | best top-1 (epoch) | synthetic held-out | ImageNet agreement |",
+                  ("| method | target top-1 | mean per-class | best top-1 (epoch) | synthetic held-out "
+                   "| ImageNet agreement |"),
                   "|---|---|---|---|---|---|"]
         for m in sorted(by[(label, target)], key=lambda m: order.get(m, 99)):
             rows = by[(label, target)][m]
@@ -196,4 +197,4 @@ def summary_markdown(runs: dict[tuple[str, str, str], list[dict]], title: str = 
                     lines.append(f"- {a} − {b}: {_mean_sd(d)} points top-1 (ahead in {wins}/{len(d)} runs; "
                                  f"per run {', '.join(f'{x:+.1f}' for x in d)})")
             lines.append("")
-    return "\n".join(line for line in lines if not (isinstance(line, float) and math.isnan(line))) + "\n"
+    return "\n".join(lines) + "\n"

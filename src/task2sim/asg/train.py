@@ -24,8 +24,8 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from torch import nn
 from ..imagenet import imagenet_model
 from .data import Source, Split
 from .model import ASGNet, asg_loss, layer_groups
-from .policy import SCALES, LRPolicy, MovingBaseline, observation, reinforce_loss, returns_to_go
+from .policy import LRPolicy, MovingBaseline, observation, reinforce_loss, returns_to_go
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +278,22 @@ def _probe_batch(split: Split, n: int, seed: int) -> tuple[torch.Tensor, torch.T
 # ---- fine-tuning: every method, same seed and budget --------------------------------------------
 
 
+def _epoch_row(method: str, epoch: int, n_steps: int, sums: dict, spe: int, fit: Fit, src: Source,
+               targets: dict[str, Split], photos: torch.Tensor, t_ref: torch.Tensor, eb: int, t0: float,
+               progress: Callable[[str], None]) -> dict:
+    row = {"epoch": epoch, "step": epoch * spe,
+           **{f"train_{k}": (v / n_steps if n_steps else float("nan")) for k, v in sums.items()},
+           "source_val_acc": evaluate(fit.net, src.val, fit.norm, eb)["acc"],
+           "imagenet_agreement": imagenet_agreement(fit.net, photos, t_ref, fit.norm, eb)}
+    for name, split in targets.items():
+        r = evaluate(fit.net, split, fit.norm, eb)
+        row[f"{name}_acc"], row[f"{name}_mean_class_acc"] = r["acc"], r["mean_class_acc"]
+    row["seconds"] = round(time.perf_counter() - t0, 2)
+    progress(f"{method} epoch {epoch}: " + ", ".join(
+        f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "step"))
+    return row
+
+
 def finetune(cfg: ASGConfig, src: Source, targets: dict[str, Split], photos: torch.Tensor, seed: int,
              policy: LRPolicy | None = None, imagenet: nn.Module | None = None,
              progress: Callable[[str], None] = log.info) -> dict[str, dict]:
@@ -304,24 +320,13 @@ def finetune(cfg: ASGConfig, src: Source, targets: dict[str, Split], photos: tor
         drv = None
         if method == "asg":
             drv = PolicyDriver(policy, fit, _probe_batch(src.val, cfg.batch_size * 2, seed), total,
-                               greedy=cfg.policy_act == "greedy", generator=torch.Generator().manual_seed(seed + 7919))
+                               greedy=cfg.policy_act == "greedy",
+                               generator=torch.Generator().manual_seed(seed + 7919))
         history = []
         sums = {"ce": 0.0, "kl": 0.0, "loss": 0.0}
 
-        def record(epoch: int, n_steps: int) -> None:
-            row = {"epoch": epoch, "step": epoch * spe,
-                   **{f"train_{k}": (v / n_steps if n_steps else float("nan")) for k, v in sums.items()},
-                   "source_val_acc": evaluate(fit.net, src.val, fit.norm, eb)["acc"],
-                   "imagenet_agreement": imagenet_agreement(fit.net, photos, t_ref, fit.norm, eb)}
-            for name, split in targets.items():
-                r = evaluate(fit.net, split, fit.norm, eb)
-                row[f"{name}_acc"], row[f"{name}_mean_class_acc"] = r["acc"], r["mean_class_acc"]
-            row["seconds"] = round(time.perf_counter() - t0, 2)
-            history.append(row)
-            progress(f"{method} epoch {epoch}: " + ", ".join(
-                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "step"))
-
-        record(0, 0)
+        ctx = (spe, fit, src, targets, photos, t_ref, eb, t0, progress)
+        history.append(_epoch_row(method, 0, 0, sums, *ctx))
         with torch.no_grad():
             current = drv.probe_loss() if drv else None
         for step in range(total):
@@ -334,7 +339,7 @@ def finetune(cfg: ASGConfig, src: Source, targets: dict[str, Split], photos: tor
             for k in sums:
                 sums[k] += parts[k]
             if (step + 1) % spe == 0:
-                record((step + 1) // spe, spe)
+                history.append(_epoch_row(method, (step + 1) // spe, spe, sums, *ctx))
                 sums = {k: 0.0 for k in sums}
         out[method] = {"history": history, "net": fit.net, "schedule": drv.schedule if drv else [],
                        "group_names": fit.group_names, "base_lrs": fit.base_lrs}

@@ -11,30 +11,31 @@ Usage::
         --out results/asg/policy.pt --figure results/asg/policy_schedule.png --config '{...}' --seed 0
 
     python -m task2sim.cli.asg finetune --source results/asg/source/00000000/images.h5 \
-        --policy results/asg/policy.pt --target mnist5k --target-h5 results/tasks/mnist5k/data.h5 \
-        --out-dir results/asg/mnist5k --config '{"epochs": 5, "lr": 0.01}' --seed 0 --threads 2
+        --policy results/asg/policy.pt --target mnist5k digits8 \
+        --target-h5 results/tasks/{mnist5k,digits8}/data.h5 --out-root results/asg \
+        --config '{"epochs": 5, "lr": 0.01}' --seed 0 --threads 2
 
     python -m task2sim.cli.asg summary --out results/asg/summary.md --root results/asg \
         results/asg/*/*/metrics.tsv
 
 ``--config`` is the workflow's ``asg`` section (ASGConfig keys; the schema fills in the rest).
 ``render`` takes the render section's backend keys as ``--render-config``; the digit source's
-own size and count come from ``asg``. ``finetune`` writes ``<out-dir>/<method>/metrics.tsv``,
-``model.pt`` (+ provenance), ``<out-dir>/curves.png`` and, with method asg, ``schedule.tsv`` and
-``<out-dir>/schedule.png``. Training reads only the synthetic source; the target is evaluated.
+own size and count come from ``asg``. ``finetune`` trains each method once and, for every target,
+writes ``<out-root>/<target>/<method>/metrics.tsv``, ``model.pt`` (+ provenance),
+``<out-root>/<target>/curves.png`` and, with method asg, ``schedule.tsv`` and ``schedule.png``.
+Training reads only the synthetic source; the targets are only evaluated.
 Bad input prints one line ``error: ...`` and exits 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from . import add_config_args, add_runtime_args, json_object_arg, stage_config, stage_main, stage_parser
 from ..provenance import Provenance
+from . import add_config_args, add_runtime_args, json_object_arg, stage_config, stage_main, stage_parser
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,12 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_config_args(pol, "asg", runtime=True)
     add_runtime_args(pol)
 
-    f = sub.add_parser("finetune", help="fine-tune every method, evaluate on one real target")
+    f = sub.add_parser("finetune", help="fine-tune every method once, evaluate on each real target")
     f.add_argument("--source", required=True, help="synthetic images.h5")
     f.add_argument("--policy", help="policy.pt (needed when methods include asg)")
-    f.add_argument("--target", required=True, help="target task id")
-    f.add_argument("--target-h5", required=True, help="target task data.h5 (its test split is evaluated)")
-    f.add_argument("--out-dir", required=True, help="folder for <method>/ and the figures")
+    f.add_argument("--target", required=True, nargs="+", help="target task ids")
+    f.add_argument("--target-h5", required=True, nargs="+", help="each target's data.h5 (test split evaluated)")
+    f.add_argument("--out-root", required=True, help="writes <out-root>/<target>/<method>/... per target")
     add_config_args(f, "asg", runtime=True)
     add_runtime_args(f)
 
@@ -81,11 +82,14 @@ def _cfg(args: argparse.Namespace):
 
 def run_render(args: argparse.Namespace) -> dict:
     from ..asg.data import DIGIT_CLASSES, render_digits
+    from ..asg.train import ASGConfig
     from ..bits import validate_bits
     from ..config import config_from_dict, section_defaults
     from ..render.dataset import RenderConfig
 
-    asg = {**section_defaults("asg"), **json_object_arg(args.config, "--config")}
+    data = json_object_arg(args.config, "--config")
+    config_from_dict(ASGConfig, data, "asg", device="cpu")   # validates the section (one-line errors)
+    asg = {**section_defaults("asg"), **data}
     rc = {**json_object_arg(args.render_config, "--render-config"), **json_object_arg(args.runtime, "--runtime")}
     rc.pop("vary_bits", None)
     rc.update(classes=len(DIGIT_CLASSES), images_per_class=asg["source_images_per_class"],
@@ -104,8 +108,8 @@ def run_policy(args: argparse.Namespace) -> dict:
     from ..asg.data import load_source
     from ..asg.report import plot_schedule
     from ..asg.train import train_policy
-    from ..io import atomic_path
     from ..imagenet import weights_file
+    from ..io import atomic_path
 
     cfg = _cfg(args)
     rec = Provenance.start("asg_policy", cfg, seeds={"seed": args.seed},
@@ -155,49 +159,62 @@ def load_policy(path: str):
 
 def run_finetune(args: argparse.Namespace) -> dict:
     from ..asg.data import load_source, load_target, probe_photos
-    from ..asg.report import plot_curves, plot_schedule, save_asg_model, write_metrics_tsv, write_schedule_tsv
+    from ..asg.report import (
+        metrics_rows,
+        plot_curves,
+        plot_schedule,
+        save_asg_model,
+        write_metrics_tsv,
+        write_schedule_tsv,
+    )
     from ..asg.train import finetune
     from ..errors import Task2SimError
     from ..imagenet import weights_file
 
     cfg = _cfg(args)
+    if len(args.target) != len(args.target_h5):
+        raise ValueError(f"--target ({len(args.target)}) and --target-h5 ({len(args.target_h5)}) "
+                         "must have one entry per target")
     policy = None
-    inputs = [args.source, args.target_h5, weights_file(cfg.model, cfg.checkpoint)]
+    inputs = [args.source, weights_file(cfg.model, cfg.checkpoint)]
     if "asg" in cfg.methods:
         if not args.policy:
             raise Task2SimError("method asg needs --policy")
         policy, pc = load_policy(args.policy)
+        if pc["model"] != cfg.model:
+            raise Task2SimError(f"{args.policy}: trained for {pc['model']}, not {cfg.model}")
         inputs.append(args.policy)
     src = load_source(args.source, cfg.input_size, cfg.source_val_fraction, args.seed)
-    target = load_target(args.target_h5, src.class_names, cfg.input_size)
-    if policy is not None and pc["model"] != cfg.model:
-        raise Task2SimError(f"{args.policy}: trained for {pc['model']}, not {cfg.model}")
+    targets = {t: load_target(p, src.class_names, cfg.input_size) for t, p in zip(args.target, args.target_h5)}
     t0 = time.perf_counter()
-    runs = finetune(cfg, src, {args.target: target}, probe_photos(cfg.probe_size), args.seed, policy=policy)
-    out = Path(args.out_dir)
-    final = {}
-    for method, r in runs.items():
-        d = out / method
-        rec = Provenance.start("asg_finetune", cfg, seeds={"seed": args.seed}, inputs=inputs, method=method,
-                               target=args.target)
-        save_asg_model(d / "model.pt", r["net"], cfg, method, src.class_names, r["base_lrs"], r["group_names"])
-        write_metrics_tsv(r["history"], d / "metrics.tsv", args.target)
-        outputs = [d / "model.pt", d / "metrics.tsv"]
-        if r["schedule"]:
-            write_schedule_tsv(r["schedule"], r["group_names"], d / "schedule.tsv")
-            outputs.append(d / "schedule.tsv")
-        last = r["history"][-1]
-        final[method] = {"target_acc": last[f"{args.target}_acc"],
-                         "target_mean_class_acc": last[f"{args.target}_mean_class_acc"],
-                         "source_val_acc": last["source_val_acc"], "imagenet_agreement": last["imagenet_agreement"]}
-        rec.finish(outputs, extra={"final": final[method], "history": r["history"]})
-    from ..asg.report import metrics_rows
-    plot_curves({m: metrics_rows(r["history"], args.target) for m, r in runs.items()}, args.target, out / "curves.png")
-    if "asg" in runs:
-        plot_schedule([("ASG fine-tuning (frozen policy, " + cfg.policy_act + ")", runs["asg"]["schedule"])],
-                      runs["asg"]["group_names"], out / "schedule.png",
-                      f"Learned lr scale per layer group over training ({args.target} run)")
-    return {"target": args.target, "final": final, "seconds": round(time.perf_counter() - t0, 1)}
+    # One training per method: the targets are only evaluated, so every target shares it.
+    runs = finetune(cfg, src, targets, probe_photos(cfg.probe_size), args.seed, policy=policy)
+    seconds = round(time.perf_counter() - t0, 1)
+    final: dict[str, dict] = {}
+    for target, task_h5 in zip(args.target, args.target_h5):
+        out = Path(args.out_root) / target
+        final[target] = {}
+        for method, r in runs.items():
+            d = out / method
+            rec = Provenance.start("asg_finetune", cfg, seeds={"seed": args.seed}, inputs=inputs + [task_h5],
+                                   method=method, target=target, targets=list(args.target))
+            save_asg_model(d / "model.pt", r["net"], cfg, method, src.class_names, r["base_lrs"], r["group_names"])
+            write_metrics_tsv(r["history"], d / "metrics.tsv", target)
+            outputs = [d / "model.pt", d / "metrics.tsv"]
+            if r["schedule"]:
+                write_schedule_tsv(r["schedule"], r["group_names"], d / "schedule.tsv")
+                outputs.append(d / "schedule.tsv")
+            last = metrics_rows(r["history"], target)[-1]
+            final[target][method] = {k: last[k] for k in ("target_acc", "target_mean_class_acc", "source_val_acc",
+                                                          "imagenet_agreement")}
+            rec.finish(outputs, extra={"final": final[target][method], "history": metrics_rows(r["history"], target),
+                                       "train_seconds_all_methods": seconds})
+        plot_curves({m: metrics_rows(r["history"], target) for m, r in runs.items()}, target, out / "curves.png")
+        if "asg" in runs:
+            plot_schedule([(f"ASG fine-tuning (frozen policy, {cfg.policy_act})", runs["asg"]["schedule"])],
+                          runs["asg"]["group_names"], out / "schedule.png",
+                          "Learned lr scale per layer group over training")
+    return {"final": final, "seconds": seconds}
 
 
 def run_summary(args: argparse.Namespace) -> dict:
