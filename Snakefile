@@ -15,6 +15,7 @@ include: "rules/reward.smk"
 include: "rules/noise.smk"
 include: "rules/evaluate.smk"
 include: "rules/task2vec.smk"
+include: "rules/asg.smk"
 
 
 rule all:

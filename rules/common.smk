@@ -3,6 +3,7 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
@@ -180,6 +181,7 @@ def evaluate_targets():
 
 # --- task2vec ---------------------------------------------------------------------------------
 
+
 def task2vec_probe_inputs(wildcards):
     """A configured local probe checkpoint is an input (the packaged EfficientNet-Lite0 weights
     live in the environment; the provenance record hashes them either way)."""
@@ -193,3 +195,81 @@ localrules:
     tasks_prepare,
     render_variations,
     reward_table,
+
+
+# --- asg: configuration, outputs and input functions (rules/asg.smk) ------------------------------
+
+ASG = config["asg"]
+# Keys that pick jobs, not what a job computes: left out of the rerun-triggering params.
+ASG_SCIENCE = config_json("asg", drop=["targets", "lambda_sweep", "seeds"])
+ASG_SWEEP_METHODS = ["proxy", "asg"]  # the methods that use kl_lambda
+
+
+def asg_source():
+    return ASG["source_h5"] or f"results/asg/source/{ASG['source_bits']}/images.h5"
+
+
+def asg_config_json(**override):
+    return json.dumps({**json.loads(ASG_SCIENCE), **override}, sort_keys=True)
+
+
+def asg_outputs(prefix, methods=None, for_report=False):
+    """Per target under ``prefix``/<target>/: metrics.tsv, model.pt and model.meta.json of every
+    method, the curves figure, and the learned-schedule figure when method asg runs."""
+    methods = methods or ASG["methods"]
+    targets = ASG["targets"]
+    # plain string paths: ``prefix`` may hold a wildcard ({seed}, {lam}) that expand would fill
+    out = {
+        key: [f"{prefix}/{t}/{m}/{name}" for t in targets for m in methods]
+        for key, name in (("metrics", "metrics.tsv"), ("models", "model.pt"), ("metas", "model.meta.json"))
+    }
+    figures = {"curves": "target accuracy per epoch"}
+    if "asg" in methods:
+        figures["schedule"] = "learned lr schedule"
+    for name, label in figures.items():
+        for t in targets:
+            path = f"{prefix}/{t}/{name}.png"
+            labels = {"figure": label, "target": t}
+            # (a line must not start with `report(`: Snakemake would read it as a directive)
+            flagged = report(path, category="ASG", caption="../docs/report/asg.rst", labels=labels)
+            out[f"{name}_{t}"] = flagged if for_report else path
+    return out
+
+
+def asg_sweep_config(wildcards):
+    """The asg section with this sweep point's kl_lambda, for the methods that use it."""
+    return asg_config_json(kl_lambda=float(wildcards.lam), methods=ASG_SWEEP_METHODS)
+
+
+_bad_targets = [t for t in ASG["targets"] if t not in task_ids()]
+if _bad_targets:
+    raise WorkflowError(f"asg.targets: {_bad_targets[0]!r} is not a task id in tasks.items")
+
+
+def asg_seed_dir(seed):
+    """The default run is the seed-config["seed"] member of the 3-seed run (not run twice)."""
+    return "results/asg" if int(seed) == int(config["seed"]) else f"results/asg/seeds/{seed}"
+
+
+def asg_seed_metrics(wildcards):
+    return [
+        f"{asg_seed_dir(s)}/{t}/{m}/metrics.tsv" for s in ASG["seeds"] for t in ASG["targets"] for m in ASG["methods"]
+    ]
+
+
+def asg_out_root(wildcards, output):
+    """<out-root> of asg finetune: three levels above <out-root>/<target>/<method>/metrics.tsv."""
+    return str(Path(output.metrics[0]).parents[2])
+
+
+def asg_target_files(wildcards):
+    return expand("results/tasks/{task}/data.h5", task=ASG["targets"])
+
+
+def asg_sweep_metrics(wildcards):
+    return [
+        f"results/asg/sweep/lambda_{lam}/{t}/{m}/metrics.tsv"
+        for lam in ASG["lambda_sweep"]
+        for t in ASG["targets"]
+        for m in ASG_SWEEP_METHODS
+    ]

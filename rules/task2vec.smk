@@ -1,6 +1,7 @@
 # Task2Vec embedding of every task, and the task-distance matrices.
 # Code: task2sim.task2vec, CLI task2sim.cli.task2vec; docs/task2vec.md.
 
+
 rule task2vec_embed:
     input:
         task="results/tasks/{task}/data.h5",
@@ -8,13 +9,12 @@ rule task2vec_embed:
     output:
         npz="results/task2vec/{task}.npz",
         meta="results/task2vec/{task}.meta.json",
-    params:
-        config=config_json("task2vec"),
-        seed=config["seed"],
     log:
         "logs/task2vec/{task}.log",
     benchmark:
         "benchmarks/task2vec/{task}.tsv"
+    conda:
+        "../envs/task2sim.yaml"
     # One thread: two tasks at a time use two cores better than one task on two threads
     # (BENCHMARKS.md, Task2Vec).
     threads: 1
@@ -23,8 +23,9 @@ rule task2vec_embed:
         mem_mb=3000,
         runtime=15,
         gpu=0,
-    conda:
-        "../envs/task2sim.yaml"
+    params:
+        config=config_json("task2vec"),
+        seed=config["seed"],
     shell:
         "python -m task2sim.cli.task2vec embed --task-h5 {input.task:q} --task {wildcards.task:q}"
         " --out {output.npz:q} --config {params.config:q} --seed {params.seed}"
@@ -35,22 +36,26 @@ rule task2vec_distances:
     input:
         expand("results/task2vec/{task}.npz", task=task_ids()),
     output:
-        png=report("results/task2vec/distances.png", category="Task2Vec",
-                   caption="../docs/report/task2vec_distances.rst", labels={"figure": "task distances"}),
+        png=report(
+            "results/task2vec/distances.png",
+            category="Task2Vec",
+            caption="../docs/report/task2vec_distances.rst",
+            labels={"figure": "task distances"},
+        ),
         tsv="results/task2vec/distances.tsv",
         meta="results/task2vec/distances.meta.json",
-    params:
-        seen=" ".join(seen_tasks()),
-        unseen=" ".join(unseen_tasks()),
     log:
         "logs/task2vec/distances.log",
     benchmark:
         "benchmarks/task2vec/distances.tsv"
+    conda:
+        "../envs/task2sim.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/task2sim.yaml"
+    params:
+        seen=" ".join(seen_tasks()),
+        unseen=" ".join(unseen_tasks()),
     shell:
         "python -m task2sim.cli.task2vec distances {input:q} --tsv {output.tsv:q} --png {output.png:q}"
         " --seen {params.seen} --unseen {params.unseen} > {log:q} 2>&1"

@@ -63,12 +63,15 @@ class RenderConfig:
 class RenderSession:
     """Library, material/environment lists and a backend, built once for many renders."""
 
-    def __init__(self, cfg: RenderConfig, library_split: str = "train") -> None:
+    def __init__(self, cfg: RenderConfig, library_split: str = "train",
+                 classes: dict[str, str] | None = None) -> None:
+        """``classes``: catalogue classes to render, renamed (``build_library``); None = the
+        first ``cfg.classes`` of the fixed order (the pre-training renders)."""
         cache = Path(cfg.cache_dir)
         self.cfg = cfg
         self.library = build_library(cache, n_classes=cfg.classes, meshes_per_class=cfg.meshes_per_class,
                                      heldout_fraction=cfg.heldout_mesh_fraction, split=library_split,
-                                     face_budget=cfg.face_budget)
+                                     face_budget=cfg.face_budget, classes=classes)
         self.materials = list_materials()
         self.environments = list_environments(cache)
         self.space = SamplerSpace(n_backgrounds=len(self.environments), n_materials=len(self.materials))

@@ -471,8 +471,14 @@ class Library:
 
 def build_library(cache_dir: Path, n_classes: int, meshes_per_class: int, heldout_fraction: float,
                   split: str = "train", seed: int = 0, use_sweethome: bool | None = None,
-                  progress: bool = True, face_budget: int | None = FACE_BUDGET) -> Library:
+                  progress: bool = True, face_budget: int | None = FACE_BUDGET,
+                  classes: dict[str, str] | None = None) -> Library:
     """Select, convert (cached) and load the first ``n_classes`` classes of the fixed order.
+
+    ``classes`` (optional) picks catalogue classes by name instead of the prefix, in the given
+    order, each renamed to its value (``{"glyph_0": "0", ...}``: the ASG digit source); then
+    ``n_classes`` must equal ``len(classes)``. Meshes, splits and cache entries are those of the
+    catalogue class, so the default library is unaffected.
 
     ``split="train"`` gives at most ``meshes_per_class`` of each class's train meshes,
     ``"heldout"`` at most that many of its held-out meshes (never used for training). The manifest
@@ -494,7 +500,16 @@ def build_library(cache_dir: Path, n_classes: int, meshes_per_class: int, heldou
         with_sh = any(pool[0].source.startswith("sweethome3d") for _, pool in catalogue)
         raise AssetError(f"n_classes={n_classes} but the library has only {len(catalogue)} classes "
                          f"(Sweet Home 3D furniture {'included' if with_sh else 'unavailable'})")
-    chosen = catalogue[:n_classes]
+    if classes is not None:
+        by_name = dict(catalogue)
+        missing = [c for c in classes if c not in by_name]
+        if missing:
+            raise AssetError(f"class {missing[0]!r} is not in the catalogue")
+        if len(classes) != n_classes:
+            raise AssetError(f"n_classes={n_classes} but {len(classes)} classes were named")
+        chosen = [(c, by_name[c]) for c in classes]
+    else:
+        chosen = catalogue[:n_classes]
     manifest, todo = [], []
     for cid, (cls, pool) in enumerate(chosen):
         train, held = split_pool(len(pool), heldout_fraction, cls, seed)
@@ -520,7 +535,12 @@ def build_library(cache_dir: Path, n_classes: int, meshes_per_class: int, heldou
             r["faces_original"], r["faces"] = m.faces_original, m.n_faces
     params = {"n_classes": n_classes, "meshes_per_class": meshes_per_class, "heldout_fraction": heldout_fraction,
               "split": split, "seed": seed, "version": VERSION, "face_budget": face_budget}
-    lib = Library([c for c, _ in chosen], manifest, meshes, split, params)
+    names = [c for c, _ in chosen] if classes is None else [classes[c] for c, _ in chosen]
+    if classes is not None:
+        params["classes"] = dict(classes)
+        for r in manifest:
+            r["class"] = classes[r["class"]]
+    lib = Library(names, manifest, meshes, split, params)
     tag = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
     lib.write_manifest(cache_dir / VERSION / f"manifest_{n_classes}c_{meshes_per_class}m_{split}_{tag}.tsv")
     log.info("asset library: %d classes, %d meshes (%s) in %.1f s", n_classes, len(refs), split, time.time() - t0)

@@ -1,0 +1,97 @@
+"""The learned layer-wise learning-rate policy (L2O) and its REINFORCE update (docs/asg.md).
+
+Usage::
+
+    pol = LRPolicy(n_groups=7)
+    state = None
+    scales, logp, entropy, state = pol.act(obs, state)       # one window's action
+    ...
+    loss = reinforce_loss(logps, entropies, rewards, baseline)  # after U windows
+
+Each group's learning rate is ``base_lr[g] * SCALES[a_g]``, ``a_g`` drawn from its own
+Categorical head on the LSTM's hidden state. The observation is (CE, KL, t/T, mean and std of the
+new head's weights, the previous scales).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.distributions import Categorical
+
+SCALES = tuple(round(0.1 * i, 1) for i in range(11))   # {0, 0.1, ..., 1.0}
+N_STATS = 5                                           # CE, KL, progress, head mean, head std
+
+
+def observation(ce: float, kl: float, progress: float, head_weight: torch.Tensor,
+                prev_scales: list[float]) -> torch.Tensor:
+    w = head_weight.detach().float()
+    return torch.tensor([ce, kl, progress, float(w.mean()), float(w.std()), *prev_scales], dtype=torch.float32)
+
+
+class LRPolicy(nn.Module):
+    """LSTM (hidden 20) over observations, one Categorical over SCALES per layer group."""
+
+    def __init__(self, n_groups: int, hidden: int = 20):
+        super().__init__()
+        self.n_groups = n_groups
+        self.hidden = hidden
+        self.lstm = nn.LSTM(N_STATS + n_groups, hidden)
+        self.heads = nn.ModuleList(nn.Linear(hidden, len(SCALES)) for _ in range(n_groups))
+
+    def distributions(self, obs: torch.Tensor, state=None) -> tuple[list[Categorical], tuple]:
+        h, state = self.lstm(obs.view(1, 1, -1), state)
+        h = h.view(-1)
+        return [Categorical(logits=head(h)) for head in self.heads], state
+
+    def act(self, obs: torch.Tensor, state=None, greedy: bool = False,
+            generator: torch.Generator | None = None):
+        """(scales list, summed log-prob, summed entropy, new LSTM state)."""
+        dists, state = self.distributions(obs, state)
+        if greedy:
+            idx = [int(d.probs.argmax()) for d in dists]
+        else:
+            # torch.multinomial with our own generator: reproducible sampling, global RNG untouched
+            idx = [int(torch.multinomial(d.probs.detach(), 1, generator=generator)) for d in dists]
+        logp = torch.stack([d.log_prob(torch.tensor(i)) for d, i in zip(dists, idx)]).sum()
+        ent = torch.stack([d.entropy() for d in dists]).sum()
+        return [SCALES[i] for i in idx], logp, ent, state
+
+
+def returns_to_go(rewards: list[float]) -> torch.Tensor:
+    """G_k = r_k + r_{k+1} + ... within one unroll (undiscounted: an unroll is only U windows)."""
+    r = torch.tensor(rewards, dtype=torch.float32)
+    return torch.flip(torch.cumsum(torch.flip(r, [0]), 0), [0])
+
+
+class MovingBaseline:
+    """Exponential moving average of the return at each window position of an unroll, and of
+    its squared deviation (to scale advantages to about unit size)."""
+
+    def __init__(self, length: int, momentum: float = 0.9):
+        self.mean = torch.zeros(length)
+        self.var = torch.ones(length)
+        self.momentum = momentum
+        self.seen = False
+
+    def advantages(self, returns: torch.Tensor) -> torch.Tensor:
+        n = len(returns)
+        if not self.seen:  # first unroll: the baseline starts at the returns themselves
+            self.mean[:n] = returns
+            self.var[:n] = returns.pow(2).mean().clamp_min(1e-12)
+            self.seen = True
+        adv = (returns - self.mean[:n]) / self.var[:n].sqrt().clamp_min(1e-8)
+        m = self.momentum
+        self.var[:n] = m * self.var[:n] + (1 - m) * (returns - self.mean[:n]).pow(2)
+        self.mean[:n] = m * self.mean[:n] + (1 - m) * returns
+        return adv
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "momentum": self.momentum}
+
+
+def reinforce_loss(logps: list[torch.Tensor], entropies: list[torch.Tensor], advantages: torch.Tensor,
+                   entropy_coef: float = 0.0) -> torch.Tensor:
+    """-sum_k A_k log pi(a_k | s_k) - entropy_coef * sum_k H_k (minimised by the policy optimiser)."""
+    lp = torch.stack(logps)
+    return -(advantages.detach() * lp).sum() - entropy_coef * torch.stack(entropies).sum()

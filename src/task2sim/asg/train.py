@@ -1,0 +1,346 @@
+"""ASG fine-tuning of five methods on one synthetic source, and the training of the learned
+learning-rate policy (docs/asg.md).
+
+Usage::
+
+    cfg = config_from_dict(ASGConfig, {"epochs": 5}, "asg")
+    src = load_source("images.h5", cfg.input_size, cfg.source_val_fraction, seed=0)
+    policy, log = train_policy(cfg, src, seed=0)                   # synthetic source only
+    runs = finetune(cfg, src, {"mnist5k": target_split}, policy, seed=0)
+
+Methods (same seed, same data order, same number of steps):
+
+- ``all_lr``    (a) every layer at ``lr``;
+- ``split_lr``  (b) backbone groups at ``lr * backbone_lr_scale``, new head at ``lr``;
+- ``proxy``     (c) (b) + ``kl_lambda`` * KL proxy guidance;
+- ``asg``       (d) (c) with each group's rate scaled by the frozen learned policy;
+- ``head_only`` (e) backbone frozen, new head at ``lr``.
+
+Nothing here reads a real target's labels for any decision: targets are only evaluated.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..imagenet import imagenet_model
+from .data import Source, Split
+from .model import ASGNet, asg_loss, layer_groups
+from .policy import LRPolicy, MovingBaseline, observation, reinforce_loss, returns_to_go
+
+log = logging.getLogger(__name__)
+
+METHODS = ("all_lr", "split_lr", "proxy", "asg", "head_only")
+METHOD_LABELS = {"all_lr": "(a) all layers, large lr", "split_lr": "(b) small backbone lr",
+                 "proxy": "(c) (b) + proxy guidance", "asg": "(d) ASG: proxy + learned lr policy",
+                 "head_only": "(e) backbone frozen"}
+
+
+@dataclass
+class ASGConfig:
+    """The ``asg`` config section (training keys; the source and sweep keys are read by the CLI
+    and the rules); defaults live in the schema."""
+
+    model: str
+    checkpoint: str | None
+    input_size: int
+    epochs: int
+    batch_size: int
+    lr: float
+    backbone_lr_scale: float
+    momentum: float
+    weight_decay: float
+    kl_lambda: float
+    methods: list
+    source_val_fraction: float
+    probe_size: int
+    policy_window: int
+    policy_unroll: int
+    policy_episodes: int
+    policy_episode_epochs: int
+    policy_lr: float
+    policy_hidden: int
+    policy_baseline_momentum: float
+    policy_entropy: float
+    policy_act: str
+    eval_batch_size: int     # runtime only
+    device: str = "cpu"      # not a config key (the CLI's --device)
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad:
+            raise ValueError(f"asg.methods: unknown method {bad[0]!r} (choose from {', '.join(METHODS)})")
+
+
+# ---- pieces shared by fine-tuning and policy training -------------------------------------------
+
+
+class Normaliser:
+    def __init__(self, model: nn.Module, device: torch.device):
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        self.mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406)), device=device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225)), device=device).view(1, 3, 1, 1) * 255
+        self.device = device
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.to(self.device).float() - self.mean) / self.std
+
+
+def batches(split: Split, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless shuffled batches, one permutation per epoch (the last short batch kept)."""
+    n = len(split.labels)
+    while True:
+        perm = torch.randperm(n, generator=generator)
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
+            yield split.images[idx], split.labels[idx]
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+@torch.no_grad()
+def evaluate(net: ASGNet, split: Split, norm: Normaliser, batch_size: int) -> dict[str, float]:
+    """Top-1 and mean per-class accuracy (%) of the new head."""
+    preds = []
+    for i in range(0, len(split.labels), batch_size):
+        preds.append(net(norm(split.images[i:i + batch_size]), teacher=False)["logits"].argmax(1).cpu())
+    p = torch.cat(preds)
+    y = split.labels
+    per_class = [float((p[y == c] == c).float().mean()) for c in torch.unique(y)]
+    return {"acc": 100.0 * float((p == y).float().mean()), "mean_class_acc": 100.0 * float(np.mean(per_class))}
+
+
+@torch.no_grad()
+def imagenet_agreement(net: ASGNet, photos: torch.Tensor, teacher_top1: torch.Tensor, norm: Normaliser,
+                       batch_size: int) -> float:
+    """% of probe photos on which the student's (frozen) ImageNet head agrees with the teacher."""
+    top = []
+    for i in range(0, len(photos), batch_size):
+        top.append(net(norm(photos[i:i + batch_size]), teacher=False)["imagenet_logits"].argmax(1).cpu())
+    return 100.0 * float((torch.cat(top) == teacher_top1).float().mean())
+
+
+@torch.no_grad()
+def teacher_top1(net: ASGNet, photos: torch.Tensor, norm: Normaliser, batch_size: int) -> torch.Tensor:
+    return torch.cat([net.teacher(norm(photos[i:i + batch_size])).argmax(1).cpu()
+                      for i in range(0, len(photos), batch_size)])
+
+
+@torch.no_grad()
+def heldout_loss(net: ASGNet, x: torch.Tensor, y: torch.Tensor, kl_lambda: float) -> dict[str, float]:
+    return asg_loss(net(x), y, kl_lambda)[1]
+
+
+class Fit:
+    """One network with its layer-group optimiser; ``step`` trains on the next batch."""
+
+    def __init__(self, imagenet: nn.Module, n_classes: int, cfg: ASGConfig, method: str, kl_lambda: float,
+                 data: Split, seed: int, device: torch.device):
+        torch.manual_seed(seed)          # the new head starts the same for every method
+        self.net = ASGNet(copy.deepcopy(imagenet), n_classes).to(device)
+        self.groups = layer_groups(self.net)
+        self.group_names = [g for g, _ in self.groups]
+        frozen = method == "head_only"
+        if frozen:
+            for p in self.net.backbone_parameters():
+                p.requires_grad_(False)
+        scale = 1.0 if method == "all_lr" else cfg.backbone_lr_scale
+        self.base_lrs = [cfg.lr if g == "new_head" else (0.0 if frozen else cfg.lr * scale) for g in self.group_names]
+        self.opt = torch.optim.SGD([{"params": ps, "lr": lr, "name": g}
+                                    for (g, ps), lr in zip(self.groups, self.base_lrs)],
+                                   lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.scales = [1.0] * len(self.groups)
+        self.kl_lambda = kl_lambda
+        self.norm = Normaliser(imagenet, device)
+        self.data = batches(data, cfg.batch_size, torch.Generator().manual_seed(seed))
+        self.teacher_needed = not frozen
+
+    def set_scales(self, scales: list[float]) -> None:
+        """lr of group g = base lr of g * scales[g] (the policy's action)."""
+        self.scales = list(scales)
+        for pg, base, s in zip(self.opt.param_groups, self.base_lrs, scales):
+            pg["lr"] = base * s
+
+    def step(self) -> dict[str, float]:
+        x, y = next(self.data)
+        x, y = self.norm(x), y.to(self.norm.device)
+        out = self.net(x, teacher=self.teacher_needed)
+        loss, parts = asg_loss(out, y, self.kl_lambda)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return parts
+
+
+class PolicyDriver:
+    """Runs a policy every ``window`` steps on a fixed held-out synthetic batch: observation
+    (CE, KL, t/T, head weight mean/std, previous scales) -> scales for the next window."""
+
+    def __init__(self, policy: LRPolicy, fit: Fit, probe: tuple[torch.Tensor, torch.Tensor], total_steps: int,
+                 greedy: bool, generator: torch.Generator):
+        self.policy, self.fit, self.total = policy, fit, total_steps
+        self.x = fit.norm(probe[0])
+        self.y = probe[1].to(fit.norm.device)
+        self.greedy, self.generator = greedy, generator
+        self.state = None
+        self.schedule: list[dict] = []
+
+    def probe_loss(self) -> dict[str, float]:
+        return heldout_loss(self.fit.net, self.x, self.y, self.fit.kl_lambda)
+
+    def act(self, step: int, current: dict[str, float]):
+        obs = observation(current["ce"], current["kl"], step / self.total, self.fit.net.new_head.weight,
+                          self.fit.scales)
+        scales, logp, ent, self.state = self.policy.act(obs, self.state, greedy=self.greedy,
+                                                        generator=self.generator)
+        self.fit.set_scales(scales)
+        self.schedule.append({"step": step, **dict(zip(self.fit.group_names, scales))})
+        return logp, ent
+
+
+# ---- the policy's training (synthetic source only) ----------------------------------------------
+
+
+def train_policy(cfg: ASGConfig, src: Source, seed: int, imagenet: nn.Module | None = None,
+                 progress: Callable[[str], None] = log.info) -> tuple[LRPolicy, dict]:
+    """REINFORCE over ``policy_episodes`` short fine-tuning runs of method (c) on the synthetic
+    train split; reward of a window = decrease of the total loss on a fixed held-out synthetic
+    batch; the policy is updated after every ``policy_unroll`` windows (truncated BPTT)."""
+    device = torch.device(cfg.device)
+    imagenet = imagenet if imagenet is not None else imagenet_model(cfg.model, cfg.checkpoint)
+    n_classes = len(src.class_names)
+    spe = steps_per_epoch(len(src.train.labels), cfg.batch_size)
+    total = cfg.policy_episode_epochs * spe
+    torch.manual_seed(seed)
+    n_groups = len(layer_groups(ASGNet(copy.deepcopy(imagenet), n_classes)))
+    policy = LRPolicy(n_groups, cfg.policy_hidden)
+    opt = torch.optim.Adam(policy.parameters(), lr=cfg.policy_lr)
+    baseline = MovingBaseline(cfg.policy_unroll, cfg.policy_baseline_momentum)
+    act_gen = torch.Generator().manual_seed(seed + 7919)
+    probe = _probe_batch(src.val, cfg.batch_size * 2, seed)
+    episodes, updates = [], []
+    for ep in range(cfg.policy_episodes):
+        t0 = time.perf_counter()
+        fit = Fit(imagenet, n_classes, cfg, "proxy", cfg.kl_lambda, src.train, seed + 1000 * (ep + 1), device)
+        drv = PolicyDriver(policy, fit, probe, total, greedy=False, generator=act_gen)
+        logps, ents, rewards = [], [], []
+        drv.state = None
+        prev = drv.probe_loss()
+        start_loss = prev["loss"]
+        for step in range(0, total, cfg.policy_window):
+            logp, ent = drv.act(step, prev)
+            for _ in range(min(cfg.policy_window, total - step)):
+                fit.step()
+            now = drv.probe_loss()
+            logps.append(logp)
+            ents.append(ent)
+            rewards.append(prev["loss"] - now["loss"])
+            prev = now
+            if len(rewards) == cfg.policy_unroll or step + cfg.policy_window >= total:
+                adv = baseline.advantages(returns_to_go(rewards))
+                loss = reinforce_loss(logps, ents, adv, cfg.policy_entropy)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                updates.append({"episode": ep, "return": float(sum(rewards)), "policy_loss": float(loss.detach())})
+                logps, ents, rewards = [], [], []
+                drv.state = tuple(s.detach() for s in drv.state)
+        acc = evaluate(fit.net, src.val, fit.norm, cfg.eval_batch_size)
+        mean_scales = {g: float(np.mean([s[g] for s in drv.schedule])) for g in fit.group_names}
+        episodes.append({"episode": ep, "start_loss": start_loss, "end_loss": prev["loss"],
+                         "source_val_acc": acc["acc"], "mean_scales": mean_scales,
+                         "schedule": drv.schedule, "seconds": round(time.perf_counter() - t0, 2)})
+        progress(f"policy episode {ep}: held-out synthetic loss {start_loss:.3f} -> {prev['loss']:.3f}, "
+                 f"acc {acc['acc']:.1f}%, mean scales {mean_scales}")
+    group_names = fit.group_names
+    policy.eval()
+    return policy, {"episodes": episodes, "updates": updates, "group_names": group_names,
+                    "steps_per_episode": total, "baseline": baseline.state_dict()}
+
+
+def _probe_batch(split: Split, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, class-balanced-ish batch of held-out synthetic images (seeded)."""
+    g = torch.Generator().manual_seed(seed + 31)
+    idx = torch.randperm(len(split.labels), generator=g)[:n]
+    return split.images[idx], split.labels[idx]
+
+
+# ---- fine-tuning: every method, same seed and budget --------------------------------------------
+
+
+def _epoch_row(method: str, epoch: int, n_steps: int, sums: dict, spe: int, fit: Fit, src: Source,
+               targets: dict[str, Split], photos: torch.Tensor, t_ref: torch.Tensor, eb: int, t0: float,
+               progress: Callable[[str], None]) -> dict:
+    row = {"epoch": epoch, "step": epoch * spe,
+           **{f"train_{k}": (v / n_steps if n_steps else float("nan")) for k, v in sums.items()},
+           "source_val_acc": evaluate(fit.net, src.val, fit.norm, eb)["acc"],
+           "imagenet_agreement": imagenet_agreement(fit.net, photos, t_ref, fit.norm, eb)}
+    for name, split in targets.items():
+        r = evaluate(fit.net, split, fit.norm, eb)
+        row[f"{name}_acc"], row[f"{name}_mean_class_acc"] = r["acc"], r["mean_class_acc"]
+    row["seconds"] = round(time.perf_counter() - t0, 2)
+    progress(f"{method} epoch {epoch}: " + ", ".join(
+        f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "step"))
+    return row
+
+
+def finetune(cfg: ASGConfig, src: Source, targets: dict[str, Split], photos: torch.Tensor, seed: int,
+             policy: LRPolicy | None = None, imagenet: nn.Module | None = None,
+             progress: Callable[[str], None] = log.info) -> dict[str, dict]:
+    """Train each of ``cfg.methods``; per epoch (0 = before training) record the training loss
+    terms, synthetic held-out accuracy, every target's top-1 and mean per-class accuracy, and the
+    ImageNet agreement with the teacher on ``photos``. Returns {method: {"history", "net",
+    "schedule", "group_names", "base_lrs"}}."""
+    if "asg" in cfg.methods and policy is None:
+        raise ValueError("asg.methods includes 'asg' but no policy was given")
+    device = torch.device(cfg.device)
+    imagenet = imagenet if imagenet is not None else imagenet_model(cfg.model, cfg.checkpoint)
+    n_classes = len(src.class_names)
+    spe = steps_per_epoch(len(src.train.labels), cfg.batch_size)
+    total = cfg.epochs * spe
+    eb = cfg.eval_batch_size
+    out = {}
+    t_ref = None
+    for method in cfg.methods:
+        t0 = time.perf_counter()
+        lam = cfg.kl_lambda if method in ("proxy", "asg") else 0.0
+        fit = Fit(imagenet, n_classes, cfg, method, lam, src.train, seed, device)
+        if t_ref is None:
+            t_ref = teacher_top1(fit.net, photos, fit.norm, eb)
+        drv = None
+        if method == "asg":
+            drv = PolicyDriver(policy, fit, _probe_batch(src.val, cfg.batch_size * 2, seed), total,
+                               greedy=cfg.policy_act == "greedy",
+                               generator=torch.Generator().manual_seed(seed + 7919))
+        history = []
+        sums = {"ce": 0.0, "kl": 0.0, "loss": 0.0}
+
+        ctx = (spe, fit, src, targets, photos, t_ref, eb, t0, progress)
+        history.append(_epoch_row(method, 0, 0, sums, *ctx))
+        with torch.no_grad():
+            current = drv.probe_loss() if drv else None
+        for step in range(total):
+            if drv is not None and step % cfg.policy_window == 0:
+                if step:
+                    current = drv.probe_loss()
+                with torch.no_grad():
+                    drv.act(step, current)
+            parts = fit.step()
+            for k in sums:
+                sums[k] += parts[k]
+            if (step + 1) % spe == 0:
+                history.append(_epoch_row(method, (step + 1) // spe, spe, sums, *ctx))
+                sums = {k: 0.0 for k in sums}
+        out[method] = {"history": history, "net": fit.net, "schedule": drv.schedule if drv else [],
+                       "group_names": fit.group_names, "base_lrs": fit.base_lrs}
+    return out

@@ -1,0 +1,235 @@
+"""ASG: render the digit source, train the learning-rate policy, fine-tune five methods, summarise.
+
+Usage::
+
+    python -m task2sim.cli.asg render --out results/asg/source/00000000/images.h5 \
+        --preview results/asg/source/00000000/preview.png --bits 00000000 \
+        --config '{"source_images_per_class": 120}' --render-config '{"backend": "moderngl"}' \
+        --runtime '{"cache_dir": ".cache/assets"}' --seed 0
+
+    python -m task2sim.cli.asg policy --source results/asg/source/00000000/images.h5 \
+        --out results/asg/policy.pt --figure results/asg/policy_schedule.png --config '{...}' --seed 0
+
+    python -m task2sim.cli.asg finetune --source results/asg/source/00000000/images.h5 \
+        --policy results/asg/policy.pt --target mnist5k digits8 \
+        --target-h5 results/tasks/{mnist5k,digits8}/data.h5 --out-root results/asg \
+        --config '{"epochs": 5, "lr": 0.01}' --seed 0 --threads 2
+
+    python -m task2sim.cli.asg summary --out results/asg/summary.md --root results/asg \
+        results/asg/*/*/metrics.tsv
+
+``--config`` is the workflow's ``asg`` section (ASGConfig keys; the schema fills in the rest).
+``render`` takes the render section's backend keys as ``--render-config``; the digit source's
+own size and count come from ``asg``. ``finetune`` trains each method once and, for every target,
+writes ``<out-root>/<target>/<method>/metrics.tsv``, ``model.pt`` (+ provenance),
+``<out-root>/<target>/curves.png`` and, with method asg, ``schedule.tsv`` and ``schedule.png``.
+Training reads only the synthetic source; the targets are only evaluated.
+Bad input prints one line ``error: ...`` and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..provenance import Provenance
+from . import add_config_args, add_runtime_args, json_object_arg, stage_config, stage_main, stage_parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = stage_parser(__doc__, "asg")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("render", help="render the 10 digit classes with our renderer")
+    r.add_argument("--out", required=True, help="images.h5 to write")
+    r.add_argument("--preview", required=True, help="preview.png to write")
+    r.add_argument("--bits", required=True, help="simulator configuration (8 bits)")
+    r.add_argument("--render-config", default="{}", help="the render section's science keys as JSON")
+    add_config_args(r, "asg")
+    r.add_argument("--runtime", default="{}", help="runtime keys of the render section as JSON (cache_dir ...)")
+    add_runtime_args(r, device=False, threads=False)
+
+    pol = sub.add_parser("policy", help="train the learning-rate policy on the synthetic source")
+    pol.add_argument("--source", required=True, help="synthetic images.h5")
+    pol.add_argument("--out", required=True, help="policy.pt to write")
+    pol.add_argument("--figure", required=True, help="schedule figure of the training episodes")
+    add_config_args(pol, "asg", runtime=True)
+    add_runtime_args(pol)
+
+    f = sub.add_parser("finetune", help="fine-tune every method once, evaluate on each real target")
+    f.add_argument("--source", required=True, help="synthetic images.h5")
+    f.add_argument("--policy", help="policy.pt (needed when methods include asg)")
+    f.add_argument("--target", required=True, nargs="+", help="target task ids")
+    f.add_argument("--target-h5", required=True, nargs="+", help="each target's data.h5 (test split evaluated)")
+    f.add_argument("--out-root", required=True, help="writes <out-root>/<target>/<method>/... per target")
+    add_config_args(f, "asg", runtime=True)
+    add_runtime_args(f)
+
+    s = sub.add_parser("summary", help="markdown summary of metrics.tsv files")
+    s.add_argument("metrics", nargs="+", help="<root>/<label...>/<target>/<method>/metrics.tsv files")
+    s.add_argument("--root", required=True, help="the folder run labels are relative to")
+    s.add_argument("--out", required=True, help="summary.md to write")
+    s.add_argument("--title", default="ASG summary")
+    return p.parse_args(argv)
+
+
+def _cfg(args: argparse.Namespace):
+    from ..asg.train import ASGConfig
+    from ..train.common import resolve_device
+    return stage_config(args, ASGConfig, "asg", device=str(resolve_device(args.device)))
+
+
+def run_render(args: argparse.Namespace) -> dict:
+    from ..asg.data import DIGIT_CLASSES, render_digits
+    from ..asg.train import ASGConfig
+    from ..bits import validate_bits
+    from ..config import config_from_dict, section_defaults
+    from ..render.dataset import RenderConfig
+
+    data = json_object_arg(args.config, "--config")
+    config_from_dict(ASGConfig, data, "asg", device="cpu")   # validates the section (one-line errors)
+    asg = {**section_defaults("asg"), **data}
+    rc = {**json_object_arg(args.render_config, "--render-config"), **json_object_arg(args.runtime, "--runtime")}
+    rc.pop("vary_bits", None)
+    rc.update(classes=len(DIGIT_CLASSES), images_per_class=asg["source_images_per_class"],
+              meshes_per_class=asg["source_meshes_per_class"], image_size=asg["source_image_size"])
+    cfg = config_from_dict(RenderConfig, rc, "render")
+    bits = validate_bits(args.bits)
+    rec = Provenance.start("asg_render", cfg, seeds={"seed": args.seed}, bits=bits, classes=DIGIT_CLASSES)
+    summary = render_digits(cfg, bits, args.out, args.preview, seed=args.seed)
+    rec.finish([args.out, args.preview], extra=summary)
+    return summary
+
+
+def run_policy(args: argparse.Namespace) -> dict:
+    import torch
+
+    from ..asg.data import load_source
+    from ..asg.report import plot_schedule
+    from ..asg.train import train_policy
+    from ..imagenet import weights_file
+    from ..io import atomic_path
+
+    cfg = _cfg(args)
+    rec = Provenance.start("asg_policy", cfg, seeds={"seed": args.seed},
+                           inputs=[args.source, weights_file(cfg.model, cfg.checkpoint)])
+    t0 = time.perf_counter()
+    src = load_source(args.source, cfg.input_size, cfg.source_val_fraction, args.seed)
+    policy, info = train_policy(cfg, src, args.seed)
+    with atomic_path(args.out, suffix=".pt.part") as tmp:
+        torch.save({"state_dict": policy.state_dict(),
+                    "policy_cfg": {"what": "ASG learning-rate policy: LSTM + one Categorical over scales per group",
+                                   "n_groups": policy.n_groups, "hidden": policy.hidden,
+                                   "group_names": info["group_names"], "scales": list(_scales()),
+                                   "observation": ["ce", "kl", "progress", "head_weight_mean", "head_weight_std",
+                                                   "previous scales per group"],
+                                   "model": cfg.model, "input_size": cfg.input_size}}, tmp)
+    eps = info["episodes"]
+    plot_schedule([(f"episode {e['episode']} (held-out loss {e['start_loss']:.2f}->{e['end_loss']:.2f})",
+                    e["schedule"]) for e in eps], info["group_names"], args.figure,
+                  "Policy training: sampled lr scale per layer group (synthetic source only)")
+    extra = {"episodes": [{k: v for k, v in e.items() if k != "schedule"} for e in eps],
+             "updates": info["updates"], "seconds": round(time.perf_counter() - t0, 2)}
+    rec.finish([args.out, args.figure], extra=extra)
+    return {"episodes": len(eps), "final_source_val_acc": eps[-1]["source_val_acc"], "seconds": extra["seconds"]}
+
+
+def _scales():
+    from ..asg.policy import SCALES
+    return SCALES
+
+
+def load_policy(path: str):
+    import torch
+
+    from ..asg.policy import LRPolicy
+    from ..errors import Task2SimError
+
+    if not Path(path).is_file():
+        raise Task2SimError(f"{path}: no such policy file")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "policy_cfg" not in ckpt:
+        raise Task2SimError(f"{path}: not an ASG policy (no policy_cfg)")
+    pc = ckpt["policy_cfg"]
+    pol = LRPolicy(pc["n_groups"], pc["hidden"])
+    pol.load_state_dict(ckpt["state_dict"])
+    return pol.eval(), pc
+
+
+def run_finetune(args: argparse.Namespace) -> dict:
+    from ..asg.data import load_source, load_target, probe_photos
+    from ..asg.report import (
+        metrics_rows,
+        plot_curves,
+        plot_schedule,
+        save_asg_model,
+        write_metrics_tsv,
+        write_schedule_tsv,
+    )
+    from ..asg.train import finetune
+    from ..errors import Task2SimError
+    from ..imagenet import weights_file
+
+    cfg = _cfg(args)
+    if len(args.target) != len(args.target_h5):
+        raise ValueError(f"--target ({len(args.target)}) and --target-h5 ({len(args.target_h5)}) "
+                         "must have one entry per target")
+    policy = None
+    inputs = [args.source, weights_file(cfg.model, cfg.checkpoint)]
+    if "asg" in cfg.methods:
+        if not args.policy:
+            raise Task2SimError("method asg needs --policy")
+        policy, pc = load_policy(args.policy)
+        if pc["model"] != cfg.model:
+            raise Task2SimError(f"{args.policy}: trained for {pc['model']}, not {cfg.model}")
+        inputs.append(args.policy)
+    src = load_source(args.source, cfg.input_size, cfg.source_val_fraction, args.seed)
+    targets = {t: load_target(p, src.class_names, cfg.input_size) for t, p in zip(args.target, args.target_h5)}
+    t0 = time.perf_counter()
+    # One training per method: the targets are only evaluated, so every target shares it.
+    runs = finetune(cfg, src, targets, probe_photos(cfg.probe_size), args.seed, policy=policy)
+    seconds = round(time.perf_counter() - t0, 1)
+    final: dict[str, dict] = {}
+    for target, task_h5 in zip(args.target, args.target_h5):
+        out = Path(args.out_root) / target
+        final[target] = {}
+        for method, r in runs.items():
+            d = out / method
+            rec = Provenance.start("asg_finetune", cfg, seeds={"seed": args.seed}, inputs=inputs + [task_h5],
+                                   method=method, target=target, targets=list(args.target))
+            save_asg_model(d / "model.pt", r["net"], cfg, method, src.class_names, r["base_lrs"], r["group_names"])
+            write_metrics_tsv(r["history"], d / "metrics.tsv", target)
+            outputs = [d / "model.pt", d / "metrics.tsv"]
+            if r["schedule"]:
+                write_schedule_tsv(r["schedule"], r["group_names"], d / "schedule.tsv")
+                outputs.append(d / "schedule.tsv")
+            last = metrics_rows(r["history"], target)[-1]
+            final[target][method] = {k: last[k] for k in ("target_acc", "target_mean_class_acc", "source_val_acc",
+                                                          "imagenet_agreement")}
+            rec.finish(outputs, extra={"final": final[target][method], "history": metrics_rows(r["history"], target),
+                                       "train_seconds_all_methods": seconds})
+        plot_curves({m: metrics_rows(r["history"], target) for m, r in runs.items()}, target, out / "curves.png")
+        if "asg" in runs:
+            plot_schedule([(f"ASG fine-tuning (frozen policy, {cfg.policy_act})", runs["asg"]["schedule"])],
+                          runs["asg"]["group_names"], out / "schedule.png",
+                          "Learned lr scale per layer group over training")
+    return {"final": final, "seconds": seconds}
+
+
+def run_summary(args: argparse.Namespace) -> dict:
+    from ..asg.report import read_metrics_tsv, run_key, summary_markdown
+    from ..io import atomic_path
+
+    runs = {run_key(p, args.root): read_metrics_tsv(p) for p in args.metrics}
+    text = summary_markdown(runs, args.title)
+    with atomic_path(args.out, suffix=".md") as tmp:
+        Path(tmp).write_text(text)
+    return {"runs": len(runs), "out": args.out}
+
+
+def run(args: argparse.Namespace) -> dict:
+    return {"render": run_render, "policy": run_policy, "finetune": run_finetune,
+            "summary": run_summary}[args.command](args)
+
+
+main = stage_main(run, parse_args, __name__)

@@ -1,0 +1,239 @@
+"""ASG: proxy-guidance KL, frozen BatchNorm statistics, the REINFORCE update, the policy's scales
+in the optimiser, class matching by name, and the CLI end to end on a tiny model."""
+
+import json
+
+import h5py
+import pytest
+import timm
+import torch
+from fixtures_h5 import write_render_h5, write_task_h5
+
+from task2sim.asg.data import ClassMismatch, Split, load_source, load_target, match_classes
+from task2sim.asg.model import ASGNet, asg_loss, backbone_groups, layer_groups, proxy_kl
+from task2sim.asg.policy import SCALES, LRPolicy, MovingBaseline, observation, reinforce_loss, returns_to_go
+from task2sim.asg.train import ASGConfig, Fit, PolicyDriver
+from task2sim.config import config_from_dict
+
+TINY = {"model": "resnet10t", "input_size": 32, "epochs": 1, "batch_size": 8, "lr": 0.05,
+        "probe_size": 32, "policy_window": 2, "policy_unroll": 2, "policy_episodes": 1,
+        "policy_episode_epochs": 1, "eval_batch_size": 64}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # tiny models: a second thread only adds synchronisation cost on a shared 2-core machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_imagenet(n_out=20, seed=0):
+    torch.manual_seed(seed)
+    return timm.create_model("resnet10t", num_classes=n_out).eval()
+
+
+def tiny_cfg(**kw):
+    return config_from_dict(ASGConfig, {**TINY, **kw}, "asg", device="cpu")
+
+
+def toy_split(n=32, n_classes=4, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Split(torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8),
+                 torch.arange(n) % n_classes)
+
+
+def test_kl_is_zero_at_init_and_positive_after_a_backbone_step():
+    net = ASGNet(tiny_imagenet(), n_classes=4)
+    x = torch.randn(6, 3, 32, 32)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    out = net(x)
+    assert float(proxy_kl(out["imagenet_logits"], out["teacher_logits"]).detach()) == pytest.approx(0.0, abs=1e-6)
+    loss, _ = asg_loss(out, y, kl_lambda=0.1)
+    opt = torch.optim.SGD(net.backbone_parameters(), lr=0.5)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        out = net(x)
+    assert float(proxy_kl(out["imagenet_logits"], out["teacher_logits"])) > 1e-4
+    # the teacher and the ImageNet head did not move
+    for a, b in zip(net.teacher.get_classifier().parameters(), net.student.get_classifier().parameters()):
+        assert torch.equal(a, b)
+
+
+def test_kl_direction_is_teacher_to_student():
+    s, t = torch.randn(3, 7), torch.randn(3, 7)
+    ps, pt = s.softmax(1), t.softmax(1)
+    expected = (pt * (pt.log() - ps.log())).sum(1).mean()
+    assert float(proxy_kl(s, t)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_batchnorm_statistics_stay_frozen_during_training():
+    cfg = tiny_cfg()
+    fit = Fit(tiny_imagenet(), 4, cfg, "proxy", 0.1, toy_split(), seed=0, device=torch.device("cpu"))
+    fit.net.train()  # must not switch BatchNorm to batch statistics
+    bufs = {k: v.clone() for k, v in fit.net.student.state_dict().items() if "running" in k}
+    w0 = fit.net.student.conv1[0].weight.detach().clone()
+    for _ in range(3):
+        fit.step()
+    after = fit.net.student.state_dict()
+    assert bufs and all(torch.equal(v, after[k]) for k, v in bufs.items())
+    assert not torch.equal(w0, fit.net.student.conv1[0].weight)
+    assert not any(m.training for m in fit.net.modules())
+
+
+def test_layer_groups_follow_resolution_changes():
+    names = [g for g, _ in backbone_groups(tiny_imagenet())]
+    assert names == ["stem", "layer1", "layer2", "layer3", "layer4"]
+    eff = timm.create_model("efficientnet_lite0", num_classes=10)
+    assert [g for g, _ in backbone_groups(eff)] == ["stem", "s4", "s8", "s16", "s32", "head"]
+    net = ASGNet(tiny_imagenet(), 4)
+    groups = layer_groups(net)
+    assert groups[-1][0] == "new_head"
+    ids = [id(p) for _, ps in groups for p in ps]
+    clf = {id(p) for p in net.student.get_classifier().parameters()}
+    assert len(ids) == len(set(ids)) and not clf & set(ids)
+    assert set(ids) | clf == {id(p) for p in net.student.parameters()} | {id(p) for p in net.new_head.parameters()}
+
+
+def test_reinforce_moves_probability_toward_the_better_action():
+    torch.manual_seed(0)
+    pol = LRPolicy(n_groups=1)
+    opt = torch.optim.Adam(pol.parameters(), lr=0.05)
+    base = MovingBaseline(length=4, momentum=0.5)
+    obs = observation(1.0, 0.1, 0.0, torch.zeros(2, 2), [1.0])
+    best = len(SCALES) - 1
+
+    def p_best():
+        with torch.no_grad():
+            return float(pol.distributions(obs)[0][0].probs[best])
+
+    p0 = p_best()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        logps, ents, rewards, state = [], [], [], None
+        for _ in range(4):
+            scales, lp, ent, state = pol.act(obs, state, generator=gen)
+            logps.append(lp)
+            ents.append(ent)
+            rewards.append(1.0 if scales[0] == SCALES[best] else 0.0)
+        loss = reinforce_loss(logps, ents, base.advantages(returns_to_go(rewards)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert p_best() > p0 + 0.2
+
+
+def test_returns_to_go():
+    assert returns_to_go([1.0, 2.0, 3.0]).tolist() == [6.0, 5.0, 3.0]
+
+
+def test_policy_scales_reach_the_optimizer_groups():
+    cfg = tiny_cfg(lr=0.1, backbone_lr_scale=0.1)
+    fit = Fit(tiny_imagenet(), 4, cfg, "asg", 0.1, toy_split(), seed=0, device=torch.device("cpu"))
+    assert [pg["lr"] for pg in fit.opt.param_groups] == pytest.approx([0.01] * 5 + [0.1])
+    probe = (toy_split().images[:8], toy_split().labels[:8])
+    drv = PolicyDriver(LRPolicy(len(fit.groups)), fit, probe, total_steps=10, greedy=False,
+                       generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        drv.act(0, drv.probe_loss())
+    chosen = drv.schedule[-1]
+    for pg, name, base in zip(fit.opt.param_groups, fit.group_names, fit.base_lrs):
+        assert pg["name"] == name and pg["lr"] == pytest.approx(base * chosen[name])
+    assert all(chosen[g] in SCALES for g in fit.group_names)
+
+
+def test_head_only_freezes_the_backbone():
+    cfg = tiny_cfg()
+    fit = Fit(tiny_imagenet(), 4, cfg, "head_only", 0.0, toy_split(), seed=0, device=torch.device("cpu"))
+    before = {k: v.clone() for k, v in fit.net.student.state_dict().items()}
+    fit.step()
+    assert all(torch.equal(v, fit.net.student.state_dict()[k]) for k, v in before.items())
+
+
+def test_class_name_mismatch_is_one_line(tmp_path):
+    with pytest.raises(ClassMismatch) as e:
+        match_classes(["0", "1", "2"], ["0", "1", "7"], "target.h5")
+    assert "\n" not in str(e.value) and "target.h5" in str(e.value) and "'7'" in str(e.value)
+    assert match_classes(["a", "b", "c"], ["c", "a", "b"], "t").tolist() == [2, 0, 1]
+
+
+def digit_source(path, n_classes=4, per_class=10):
+    write_render_h5(path, n_classes=n_classes, per_class=per_class, size=32)
+    with h5py.File(path, "a") as f:
+        del f["class_names"]
+        f.create_dataset("class_names", data=[str(i) for i in range(n_classes)], dtype=h5py.string_dtype())
+    return path
+
+
+def test_target_labels_follow_source_class_order(tmp_path):
+    task = write_task_h5(tmp_path / "task.h5", n_classes=3, n_train=12, n_test=9)
+    with h5py.File(task, "a") as f:   # target names in another order than the source's
+        del f["class_names"]
+        f.create_dataset("class_names", data=["2", "0", "1"], dtype=h5py.string_dtype())
+        raw = f["test/labels"][()]
+    src = load_source(digit_source(tmp_path / "src.h5", n_classes=3), 32, 0.25, seed=0)
+    tgt = load_target(task, src.class_names, 32)
+    assert tgt.images.shape == (9, 3, 32, 32) and tgt.images.dtype == torch.uint8
+    assert tgt.labels.tolist() == [[2, 0, 1][r] for r in raw]
+    assert len(src.val.labels) == 6 and len(src.train.labels) == 24   # round(0.25 * 10) per class
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("asg")
+    src = digit_source(d / "src.h5")
+    task = write_task_h5(d / "task.h5", n_classes=4, n_train=8, n_test=16)
+    with h5py.File(task, "a") as f:
+        del f["class_names"]
+        f.create_dataset("class_names", data=["0", "1", "2", "3"], dtype=h5py.string_dtype())
+    ckpt = d / "resnet10t.pth"
+    torch.save(tiny_imagenet(1000).state_dict(), ckpt)
+    return d, src, task, ckpt
+
+
+def test_cli_policy_finetune_summary(cli_files, capsys):
+    from task2sim.asg.report import read_metrics_tsv
+    from task2sim.cli import asg as cli
+
+    d, src, task, ckpt = cli_files
+    conf = json.dumps({**{k: v for k, v in TINY.items() if k != "eval_batch_size"}, "checkpoint": str(ckpt)})
+    rt = json.dumps({"eval_batch_size": 64})
+    assert cli.main(["policy", "--source", str(src), "--out", str(d / "policy.pt"), "--figure", str(d / "policy.png"),
+                     "--config", conf, "--runtime", rt, "--device", "cpu", "--threads", "1"]) == 0
+    assert (d / "policy.meta.json").is_file() and (d / "policy.png").is_file()
+    out = d / "run" / "digits"
+    assert cli.main(["finetune", "--source", str(src), "--policy", str(d / "policy.pt"), "--target", "digits",
+                     "digits_again", "--target-h5", str(task), str(task), "--out-root", str(d / "run"),
+                     "--config", conf, "--runtime", rt, "--device", "cpu", "--threads", "1"]) == 0
+    again = d / "run" / "digits_again"
+    assert (again / "asg" / "metrics.tsv").read_text() == (out / "asg" / "metrics.tsv").read_text()
+    for m in ("all_lr", "split_lr", "proxy", "asg", "head_only"):
+        rows = read_metrics_tsv(out / m / "metrics.tsv")
+        assert [r["epoch"] for r in rows] == [0, 1]
+        assert rows[0]["imagenet_agreement"] == 100.0
+        meta = json.loads((out / m / "model.meta.json").read_text())
+        assert meta["params"]["method"] == m
+        ck = torch.load(out / m / "model.pt", map_location="cpu", weights_only=True)
+        assert ck["pretrained_cfg"]["new_head"]["class_names"] == ["0", "1", "2", "3"]
+    assert rows[-1]["imagenet_agreement"] == 100.0      # head_only never moves the backbone
+    assert (out / "curves.png").is_file() and (out / "schedule.png").is_file()
+    assert (out / "asg" / "schedule.tsv").read_text().startswith("step\tstem\t")
+    metrics = [str(p) for p in sorted((d / "run").glob("*/*/metrics.tsv"))]
+    assert cli.main(["summary", "--root", str(d / "run"), "--out", str(d / "summary.md"), *metrics]) == 0
+    text = (d / "summary.md").read_text()
+    assert "(d) ASG" in text and "| method |" in text
+
+
+def test_cli_rejects_mismatched_target_in_one_line(cli_files, tmp_path, capsys):
+    from task2sim.cli import asg as cli
+
+    _, src, _, ckpt = cli_files
+    bad = write_task_h5(tmp_path / "bad.h5", n_classes=4, n_train=8, n_test=8)   # names c0..c3
+    conf = json.dumps({**TINY, "checkpoint": str(ckpt), "methods": ["proxy"]})
+    capsys.readouterr()
+    assert cli.main(["finetune", "--source", str(src), "--target", "bad", "--target-h5", str(bad),
+                     "--out-root", str(tmp_path / "o"), "--config", conf, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "class names differ" in err[-1] and str(bad) in err[-1]
