@@ -3,6 +3,12 @@
 # Default run: asg_render -> asg_policy -> asg_finetune per target -> asg_summary.
 # Named targets (not in `rule all`): asg_lambda_sweep, asg_seeds.
 
+if [t for t in ASG["targets"] if t not in task_ids()]:
+    raise WorkflowError(
+        f"invalid configuration: asg.targets: {[t for t in ASG['targets'] if t not in task_ids()][0]!r}"
+        " is not a task id in tasks.items"
+    )
+
 ASG_FINETUNE_SHELL = (
     "python -m task2sim.cli.asg finetune --source {input.source} --policy {input.policy}"
     " --target {params.targets} --target-h5 {input.tasks} --out-root {params.out_root}"
