@@ -13,6 +13,7 @@ include: "rules/render.smk"
 include: "rules/pretrain.smk"
 include: "rules/reward.smk"
 include: "rules/evaluate.smk"
+include: "rules/policy.smk"
 
 
 rule all:
