@@ -26,8 +26,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import add_config_args, add_runtime_args, stage_config, stage_main, stage_parser
 from ..provenance import Provenance
+from . import add_config_args, add_runtime_args, stage_config, stage_main, stage_parser
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,7 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict:
     from ..policy.data import RewardMatrix, load_task2vec
-    from ..policy.stage import PAPER_SEEN, PAPER_UNSEEN, PolicyConfig, read_noise, run_policy
+    from ..policy.stage import (
+        PAPER_SEEN,
+        PAPER_UNSEEN,
+        PolicyConfig,
+        read_noise,
+        run_policy,
+    )
     from ..reward.table import read_reward_db, read_table_tsv
 
     cfg = stage_config(args, PolicyConfig, "policy", seed=args.seed)

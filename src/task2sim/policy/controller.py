@@ -32,6 +32,7 @@ class ControllerSettings:
     eps_every: int = 5
     sil_start: int = 50
     sil_updates: int = 5
+    reward_scale: float = 1.0
 
 
 class Task2SimController(nn.Module):
@@ -153,7 +154,7 @@ def train_controller(emb: np.ndarray, rewards: np.ndarray, space: ConfigSpace, s
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x = torch.as_tensor(emb, dtype=torch.float32)
-    table = torch.as_tensor(rewards, dtype=torch.float32)
+    table = torch.as_tensor(rewards * settings.reward_scale, dtype=torch.float32)
     n = x.shape[0]
     model = Task2SimController(x.shape[1], space.n_heads, settings.hidden)
     sgd = (_RowSpaceSGD if row_space else _PlainSGD)(model, x, settings)

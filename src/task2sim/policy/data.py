@@ -8,9 +8,9 @@ misses which configuration.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -57,7 +57,7 @@ class ConfigSpace:
         return np.asarray(probs) @ self.actions().astype(float)
 
     @classmethod
-    def from_configs(cls, configs: Iterable[str]) -> "ConfigSpace":
+    def from_configs(cls, configs: Iterable[str]) -> ConfigSpace:
         configs = sorted(set(configs))
         vary = tuple(b for b in range(N_BITS) if len({c[b] for c in configs}) > 1)
         if not vary:
@@ -74,7 +74,7 @@ class RewardMatrix:
     values: np.ndarray
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Mapping[str, float]], source: str = "reward table") -> "RewardMatrix":
+    def from_table(cls, table: Mapping[str, Mapping[str, float]], source: str = "reward table") -> RewardMatrix:
         if not table:
             raise PolicyInputError(f"{source}: no tasks")
         space = ConfigSpace.from_configs(b for row in table.values() for b in row)

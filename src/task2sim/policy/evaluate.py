@@ -6,8 +6,8 @@ predictor chose for each task. Stochastic predictors run once per seed; determin
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -32,36 +32,38 @@ def _mean(x: np.ndarray) -> float:
     return float(np.mean(x)) if len(x) else float("nan")
 
 
+def fit_predict(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: RewardMatrix,
+                train: Sequence[str], targets: Sequence[str], seed: int) -> np.ndarray:
+    """Configuration index per target task of a predictor fitted on ``train`` only: the only place
+    where rewards reach a predictor, and only the training tasks' rows do (``oracle`` excepted)."""
+    p = make()
+    if isinstance(p, Oracle):
+        return p.fit(None, None, rm.space).predict_from_rewards(rm.rows(targets)).config
+    p.fit(np.stack([emb[t] for t in train]), rm.rows(train), rm.space, seed)
+    return p.predict(np.stack([emb[t] for t in targets])).config
+
+
 def split_scores(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: RewardMatrix,
                  seen: Sequence[str], unseen: Sequence[str], seed: int) -> tuple[float, float]:
     """Fit on ``seen``; mean reward of the predictions on ``seen`` and on ``unseen`` (table tasks)."""
     unseen = [t for t in unseen if t in rm.tasks]
-    p = make()
-    if isinstance(p, Oracle):
-        return _mean(rm.rows(seen).max(1)), _mean(rm.rows(unseen).max(1)) if unseen else float("nan")
-    p.fit(np.stack([emb[t] for t in seen]), rm.rows(seen), rm.space, seed)
-    out = []
-    for tasks in (list(seen), unseen):
-        if not tasks:
-            out.append(float("nan"))
-            continue
-        cfg = p.predict(np.stack([emb[t] for t in tasks])).config
-        out.append(_mean(rm.rows(tasks)[np.arange(len(tasks)), cfg]))
-    return out[0], out[1]
+    targets = list(seen) + unseen
+    cfg = fit_predict(make, emb, rm, seen, targets, seed)
+    r = rm.rows(targets)[np.arange(len(targets)), cfg]
+    return _mean(r[:len(seen)]), _mean(r[len(seen):])
+
+
+def leave_one_out_configs(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: RewardMatrix,
+                          tasks: Sequence[str], seed: int) -> dict[str, int]:
+    """Each task's configuration from a predictor fitted on all the other tasks."""
+    return {t: int(fit_predict(make, emb, rm, [u for u in tasks if u != t], [t], seed)[0]) for t in tasks}
 
 
 def leave_one_out(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: RewardMatrix,
                   tasks: Sequence[str], seed: int) -> dict[str, float]:
-    """Reward of each task's prediction by a predictor fitted on all the other tasks."""
-    out = {}
-    for t in tasks:
-        if isinstance(make(), Oracle):
-            out[t] = float(rm.rows([t]).max())
-            continue
-        rest = [u for u in tasks if u != t]
-        p = make().fit(np.stack([emb[u] for u in rest]), rm.rows(rest), rm.space, seed)
-        out[t] = float(rm.rows([t])[0, p.predict(emb[t][None]).config[0]])
-    return out
+    """Reward of each task's leave-one-out configuration."""
+    cfg = leave_one_out_configs(make, emb, rm, tasks, seed)
+    return {t: float(rm.rows([t])[0, c]) for t, c in cfg.items()}
 
 
 def evaluate_methods(factories: dict[str, Callable[[], Predictor]], emb: dict[str, np.ndarray], rm: RewardMatrix,

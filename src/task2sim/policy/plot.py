@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: the workflow runs without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from ..io import atomic_path  # noqa: E402
+from ..io import atomic_path
 
 
 def plot_bit_heatmap(tasks: Sequence[str], splits: Sequence[str], bit_names: Sequence[str], p_bits: np.ndarray,

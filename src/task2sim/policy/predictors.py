@@ -20,14 +20,20 @@ training tasks only, maximising the mean reward of the held-out training task.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import Ridge
 
-from .controller import ControllerSettings, Task2SimController, controller_probs, train_controller
+from .controller import (
+    ControllerSettings,
+    Task2SimController,
+    controller_probs,
+    train_controller,
+)
 from .data import ConfigSpace, centre_rows, standardise_rows
 
 TARGETS = {"centre": centre_rows, "zscore": standardise_rows}
@@ -64,7 +70,7 @@ class Predictor:
     stochastic = False
     uses_target = False
 
-    def fit(self, emb: np.ndarray, rewards: np.ndarray, space: ConfigSpace, seed: int = 0) -> "Predictor":
+    def fit(self, emb: np.ndarray, rewards: np.ndarray, space: ConfigSpace, seed: int = 0) -> Predictor:
         raise NotImplementedError
 
     def predict(self, emb: np.ndarray) -> Prediction:

@@ -8,9 +8,10 @@ import csv
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,8 +20,18 @@ from ..io import atomic_path
 from .controller import ControllerSettings, Task2SimController
 from .data import PolicyInputError, RewardMatrix, l2_normalise
 from .evaluate import MethodScores, evaluate_methods
-from .predictors import (AllOff, AllOn, BestFixed, Ensemble, Predictor, PredictorOptions, RewardModel,
-                         SimilarityTransfer, Task2SimPredictor, make_predictor)
+from .predictors import (
+    AllOff,
+    AllOn,
+    BestFixed,
+    Ensemble,
+    Predictor,
+    PredictorOptions,
+    RewardModel,
+    SimilarityTransfer,
+    Task2SimPredictor,
+    make_predictor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +60,14 @@ class PolicyConfig:
     eps_every: int
     sil_start: int
     sil_updates: int
+    reward_scale: float
     seed: int
 
     def options(self) -> PredictorOptions:
         ctrl = ControllerSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
                                   weight_decay=self.weight_decay, hidden=self.hidden, eps_start=self.eps_start,
-                                  eps_every=self.eps_every, sil_start=self.sil_start, sil_updates=self.sil_updates)
+                                  eps_every=self.eps_every, sil_start=self.sil_start, sil_updates=self.sil_updates,
+                                  reward_scale=self.reward_scale)
         return PredictorOptions(controller=ctrl, targets=self.targets)
 
     @property
@@ -144,34 +157,34 @@ SUMMARY_COLUMNS = ("method", "n_seeds", "seen_mean", "seen_sd", "unseen_mean", "
 
 
 def write_tsv(path: str | os.PathLike, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path, suffix=".tsv.part") as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(columns), delimiter="\t", lineterminator="\n", restval="")
-            w.writeheader()
-            w.writerows(rows)
+    with atomic_path(path, suffix=".tsv.part") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), delimiter="\t", lineterminator="\n", restval="")
+        w.writeheader()
+        w.writerows(rows)
 
 
 def summary_markdown(rows: list[dict[str, str]], cfg: PolicyConfig, info: dict[str, Any],
                      noise: dict[str, dict[str, str]] | None, predictions: list[dict[str, Any]]) -> str:
     lines = [
         "# Policy: configuration chosen per task", "",
-        f"Default predictor: `{cfg.predictor}`; rewards: mean of the table's reward (%) of each task's predicted"
+        (f"Default predictor: `{cfg.predictor}`; rewards: mean of the table's reward (%) of each task's predicted"
         f" configuration. seen/unseen: fitted on the {info['n_seen']} seen tasks; loo: leave-one-task-out over"
         f" the {info['n_table_tasks']} table tasks with a Task2Vec. Stochastic methods: mean and sd over seeds"
         f" {cfg.seeds}; deterministic ones run once. wins/losses: leave-one-out tasks where a method's"
-        " configuration scores above/below best_fixed's. Empty: not run or no such tasks.", "",
+        " configuration scores above/below best_fixed's. Empty: not run or no such tasks."), "",
         "| method | seeds | seen | unseen | leave-one-out | LOO wins/losses vs best_fixed |",
         "|---|---|---|---|---|---|",
     ]
+    def cell(r, k):
+        m, sd = r.get(f"{k}_mean", ""), r.get(f"{k}_sd", "")
+        return f"{m} ± {sd}" if sd else m
+
     for r in rows:
-        def cell(k):
-            m, sd = r.get(f"{k}_mean", ""), r.get(f"{k}_sd", "")
-            return f"{m} ± {sd}" if sd else m
         wl = (f"{r['loo_wins_vs_best_fixed']}/{r['loo_losses_vs_best_fixed']}"
               if r.get("loo_wins_vs_best_fixed") else "")
-        lines.append(f"| {r['method']} | {r['n_seeds']} | {cell('seen')} | {cell('unseen')} | {cell('loo')} | {wl} |")
+        lines.append(f"| {r['method']} | {r['n_seeds']} | {cell(r, 'seen')} | {cell(r, 'unseen')} | {cell(r, 'loo')} | {wl} |")
     lines += ["", f"Predictions of `{cfg.predictor}` (P(bit=1) kind: {info['p_kind']}):", "",
-              "| task | split | bits | reward |" + "".join(f" noise {k} |" for k in _noise_cols(noise)),
+              ("| task | split | bits | reward |" + "".join(f" noise {k} |" for k in _noise_cols(noise))),
               "|---|---|---|---|" + "---|" * len(_noise_cols(noise))]
     for p in predictions:
         extra = "".join(f" {(noise or {}).get(p['task'], {}).get(k, '')} |" for k in _noise_cols(noise))
