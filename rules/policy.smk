@@ -24,7 +24,8 @@ rule policy_train:
         "logs/policy/train.log",
     benchmark:
         "benchmarks/policy/train.tsv"
-    threads: 2
+    # batch-4 controller updates are latency-bound: a second torch thread only slows them (docs/policy.md)
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
