@@ -16,6 +16,7 @@ include: "rules/noise.smk"
 include: "rules/evaluate.smk"
 include: "rules/task2vec.smk"
 include: "rules/asg.smk"
+include: "rules/policy.smk"
 
 
 rule all:

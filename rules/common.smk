@@ -189,6 +189,14 @@ def task2vec_probe_inputs(wildcards):
     return [ckpt] if ckpt else []
 
 
+# --- policy --------------------------------------------------------------------------------------
+
+
+def policy_task2vec_files(wildcards):
+    """Every configured task's Task2Vec (seen ones train the predictors, unseen ones get predictions)."""
+    return expand("results/task2vec/{task}.npz", task=task_ids())
+
+
 # On a cluster these run on the submit host: each takes seconds, less than a SLURM job's start-up.
 localrules:
     all,

@@ -1,0 +1,93 @@
+"""Scoring predictors on a reward table: the seen/unseen split and leave-one-task-out.
+
+Every score is the mean, over a set of tasks, of the table's reward for the configuration a
+predictor chose for each task. Stochastic predictors run once per seed; deterministic ones once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data import RewardMatrix
+from .predictors import Oracle, Predictor
+
+
+@dataclass
+class MethodScores:
+    """Per seed: mean reward on seen tasks, on unseen tasks, and leave-one-task-out (NaN: not run),
+    plus per-task leave-one-out rewards of the first seed."""
+
+    method: str
+    seeds: list[int] = field(default_factory=list)
+    seen: list[float] = field(default_factory=list)
+    unseen: list[float] = field(default_factory=list)
+    loo: list[float] = field(default_factory=list)
+    loo_per_task: dict[str, float] = field(default_factory=dict)
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(np.mean(x)) if len(x) else float("nan")
+
+
+def fit_predict(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: RewardMatrix,
+                train: Sequence[str], targets: Sequence[str], seed: int) -> np.ndarray:
+    """Configuration index per target task of a predictor fitted on ``train`` only: the only place
+    where rewards reach a predictor, and only the training tasks' rows do (``oracle`` excepted)."""
+    p = make()
+    if isinstance(p, Oracle):
+        return p.fit(None, None, rm.space).predict_from_rewards(rm.rows(targets)).config
+    p.fit(np.stack([emb[t] for t in train]), rm.rows(train), rm.space, seed)
+    return p.predict(np.stack([emb[t] for t in targets])).config
+
+
+def split_scores(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: RewardMatrix,
+                 seen: Sequence[str], unseen: Sequence[str], seed: int) -> tuple[float, float]:
+    """Fit on ``seen``; mean reward of the predictions on ``seen`` and on ``unseen`` (table tasks)."""
+    unseen = [t for t in unseen if t in rm.tasks]
+    targets = list(seen) + unseen
+    cfg = fit_predict(make, emb, rm, seen, targets, seed)
+    r = rm.rows(targets)[np.arange(len(targets)), cfg]
+    return _mean(r[:len(seen)]), _mean(r[len(seen):])
+
+
+def leave_one_out_configs(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: RewardMatrix,
+                          tasks: Sequence[str], seed: int) -> dict[str, int]:
+    """Each task's configuration from a predictor fitted on all the other tasks."""
+    return {t: int(fit_predict(make, emb, rm, [u for u in tasks if u != t], [t], seed)[0]) for t in tasks}
+
+
+def leave_one_out(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: RewardMatrix,
+                  tasks: Sequence[str], seed: int) -> dict[str, float]:
+    """Reward of each task's leave-one-out configuration."""
+    cfg = leave_one_out_configs(make, emb, rm, tasks, seed)
+    return {t: float(rm.rows([t])[0, c]) for t, c in cfg.items()}
+
+
+def evaluate_methods(factories: dict[str, Callable[[], Predictor]], emb: dict[str, np.ndarray], rm: RewardMatrix,
+                     seen: Sequence[str], unseen: Sequence[str], seeds: Sequence[int],
+                     loo: bool = True, log: Callable[[str], None] = lambda s: None) -> list[MethodScores]:
+    """Scores of every method: split and (optionally) leave-one-task-out over every table task
+    that has an embedding; stochastic methods once per seed, the others once."""
+    loo_tasks = [t for t in rm.tasks if t in emb]
+    results = []
+    for name, make in factories.items():
+        run_seeds = list(seeds) if make().stochastic else list(seeds[:1])
+        s = MethodScores(name)
+        for seed in run_seeds:
+            a, b = split_scores(make, emb, rm, seen, unseen, seed)
+            s.seeds.append(seed)
+            s.seen.append(a)
+            s.unseen.append(b)
+            if loo:
+                per_task = leave_one_out(make, emb, rm, loo_tasks, seed)
+                s.loo.append(_mean(np.array(list(per_task.values()))))
+                if not s.loo_per_task:
+                    s.loo_per_task = per_task
+            else:
+                s.loo.append(float("nan"))
+            log(f"{name} seed {seed}: seen {a:.2f} unseen {b:.2f} loo {s.loo[-1]:.2f}")
+        results.append(s)
+    return results

@@ -1,0 +1,356 @@
+"""Every way of choosing a configuration for a task, behind one interface (docs/policy.md).
+
+A predictor is fitted on training tasks (their L2-normalised Task2Vec and their rows of the reward
+table) and then predicts, for any embedding, one configuration and P(bit = 1) per varied bit. It
+never sees a reward of a task it predicts for, except ``oracle``, which exists as the ceiling and is
+marked ``uses_target``.
+
+- ``task2sim``: the paper's controller (``controller``), stochastic.
+- ``similarity``: a Task2Vec-similarity-weighted mean of the training tasks' standardised rewards.
+- ``reward_model``: per-task reward surfaces smoothed on bit features, then kernel ridge regression
+  over tasks of their deviation from the shared (mean) surface.
+- ``ensemble``: the mean of the standardised scores of ``similarity`` and ``reward_model``.
+- baselines: ``best_fixed`` (best mean reward on the training tasks), ``all_on``, ``all_off``,
+  ``random`` (seeded), and ``oracle``.
+
+Hyper-parameters of ``similarity`` and ``reward_model`` are chosen by leave-one-out over the
+training tasks only, maximising the mean reward of the held-out training task.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.linear_model import Ridge
+
+from .controller import (
+    ControllerSettings,
+    Task2SimController,
+    controller_probs,
+    train_controller,
+)
+from .data import ConfigSpace, centre_rows, standardise_rows
+
+TARGETS = {"centre": centre_rows, "zscore": standardise_rows}
+
+
+@dataclass
+class Prediction:
+    """``config[i]``: the chosen configuration index of task i; ``p_bits[i, h]``: P(bit h = 1).
+
+    ``p_kind`` says what ``p_bits`` is: ``probability`` (the controller's heads), ``boltzmann``
+    (marginals of a softmax over standardised scores, derived from a score, not calibrated) or
+    ``indicator`` (0/1 of the chosen configuration)."""
+
+    config: np.ndarray
+    p_bits: np.ndarray
+    p_kind: str
+
+
+def boltzmann_bits(space: ConfigSpace, scores: np.ndarray, temperature: float) -> np.ndarray:
+    """Marginal P(bit = 1) under softmax(score / (temperature * sd)) over configurations, sd the
+    spread of the task's scores across configurations (so the result does not depend on units)."""
+    sd = scores.std(axis=-1, keepdims=True)
+    s = scores / (temperature * np.where(sd > 0, sd, 1.0))
+    w = np.exp(s - s.max(axis=-1, keepdims=True))
+    return space.p_bits(w / w.sum(axis=-1, keepdims=True))
+
+
+def indicator_bits(space: ConfigSpace, config: np.ndarray) -> np.ndarray:
+    return space.actions()[np.asarray(config)].astype(np.float64)
+
+
+class Predictor:
+    name = ""
+    stochastic = False
+    uses_target = False
+
+    def fit(self, emb: np.ndarray, rewards: np.ndarray, space: ConfigSpace, seed: int = 0) -> Predictor:
+        raise NotImplementedError
+
+    def predict(self, emb: np.ndarray) -> Prediction:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Fitted hyper-parameters worth reporting."""
+        return {}
+
+
+class _FixedConfig(Predictor):
+    """One configuration for every task."""
+
+    def choose(self, rewards: np.ndarray, space: ConfigSpace) -> int:
+        raise NotImplementedError
+
+    def fit(self, emb, rewards, space, seed=0):
+        self.space = space
+        self.index = int(self.choose(rewards, space))
+        return self
+
+    def predict(self, emb):
+        config = np.full(len(emb), self.index)
+        return Prediction(config, indicator_bits(self.space, config), "indicator")
+
+    def describe(self):
+        return {"config": self.space.configs[self.index]}
+
+
+class BestFixed(_FixedConfig):
+    name = "best_fixed"
+
+    def choose(self, rewards, space):
+        return np.argmax(rewards.mean(axis=0))
+
+
+class AllOn(_FixedConfig):
+    name = "all_on"
+
+    def choose(self, rewards, space):
+        return len(space.configs) - 1
+
+
+class AllOff(_FixedConfig):
+    name = "all_off"
+
+    def choose(self, rewards, space):
+        return 0
+
+
+class RandomConfig(Predictor):
+    """An independent uniform configuration per task, from the fit seed."""
+
+    name = "random"
+    stochastic = True
+
+    def fit(self, emb, rewards, space, seed=0):
+        self.space, self.seed = space, seed
+        return self
+
+    def predict(self, emb):
+        config = np.random.default_rng(self.seed).integers(0, len(self.space.configs), len(emb))
+        return Prediction(config, np.full((len(emb), self.space.n_heads), 0.5), "probability")
+
+
+class Oracle(Predictor):
+    """The best configuration of each task, read from the task's own rewards: the ceiling."""
+
+    name = "oracle"
+    uses_target = True
+
+    def fit(self, emb, rewards, space, seed=0):
+        self.space = space
+        return self
+
+    def predict_from_rewards(self, target_rewards: np.ndarray) -> Prediction:
+        config = target_rewards.argmax(axis=1)
+        return Prediction(config, indicator_bits(self.space, config), "indicator")
+
+    def predict(self, emb):
+        raise TypeError("oracle needs the target tasks' rewards (predict_from_rewards)")
+
+
+class Task2SimPredictor(Predictor):
+    name = "task2sim"
+    stochastic = True
+
+    def __init__(self, settings: ControllerSettings):
+        self.settings = settings
+
+    def fit(self, emb, rewards, space, seed=0):
+        self.space = space
+        self.model: Task2SimController = train_controller(emb, rewards, space, self.settings, seed)
+        return self
+
+    def predict(self, emb):
+        p = controller_probs(self.model, emb)
+        return Prediction(self.space.index_of((p > 0.5).astype(np.int64)), p, "probability")
+
+
+def _loo_choose(grid: Sequence[Any], emb: np.ndarray, rewards: np.ndarray, targets: np.ndarray,
+                scores_for: Callable[[Any, np.ndarray, np.ndarray, np.ndarray], np.ndarray]) -> Any:
+    """The grid point whose held-out configurations have the best mean raw reward, by
+    leave-one-out over the training tasks. Ties go to the earlier grid point (grids are ordered
+    from the most to the least conservative)."""
+    n = len(emb)
+    if n < 3:
+        return grid[0]
+    z = targets
+    best, best_value = grid[0], -np.inf
+    for g in grid:
+        total = 0.0
+        for i in range(n):
+            keep = np.arange(n) != i
+            s = scores_for(g, emb[keep], z[keep], emb[i:i + 1])
+            total += rewards[i, int(np.argmax(s[0]))]
+        if total > best_value + 1e-9:
+            best, best_value = g, total
+    return best
+
+
+def similarity_scores(temperature: float, emb_train: np.ndarray, z_train: np.ndarray,
+                      emb: np.ndarray) -> np.ndarray:
+    """Weighted mean of standardised training rewards, weights softmax(cosine / temperature);
+    temperature inf gives uniform weights (the best fixed configuration on standardised rewards)."""
+    if np.isinf(temperature):
+        w = np.ones((len(emb), len(emb_train)))
+    else:
+        s = emb @ emb_train.T / temperature
+        w = np.exp(s - s.max(axis=1, keepdims=True))
+    return (w / w.sum(axis=1, keepdims=True)) @ z_train
+
+
+# Most conservative first (uniform weights), then ever sharper kernels on cosine similarity.
+SIMILARITY_TEMPERATURES = (float("inf"), 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
+
+
+class SimilarityTransfer(Predictor):
+    name = "similarity"
+    # score -> P(bit) temperature, in units of the task's score spread over configurations
+    boltzmann_temperature = 0.25
+
+    def __init__(self, temperatures: Sequence[float] = SIMILARITY_TEMPERATURES, targets: str = "centre"):
+        self.temperatures = tuple(float(t) for t in temperatures)
+        self.targets = targets
+
+    def fit(self, emb, rewards, space, seed=0):
+        self.space = space
+        self.emb, self.z = emb, TARGETS[self.targets](rewards)
+        self.temperature = _loo_choose(self.temperatures, emb, rewards, self.z, similarity_scores)
+        return self
+
+    def scores(self, emb: np.ndarray) -> np.ndarray:
+        return similarity_scores(self.temperature, self.emb, self.z, emb)
+
+    def predict(self, emb):
+        s = self.scores(emb)
+        return Prediction(s.argmax(axis=1), boltzmann_bits(self.space, s, self.boltzmann_temperature), "boltzmann")
+
+    def describe(self):
+        return {"temperature": self.temperature}
+
+
+def bit_features(space: ConfigSpace) -> np.ndarray:
+    """[C, M + M(M-1)/2] bit main effects and pairwise interactions, as +-1 codes."""
+    a = 2.0 * space.actions() - 1.0
+    pairs = [a[:, i] * a[:, j] for i, j in itertools.combinations(range(space.n_heads), 2)]
+    return np.column_stack([a] + pairs) if pairs else a
+
+
+def smooth_surfaces(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Each task's rewards [n, C] as ridge coefficients [n, 1 + p] on the bit features [C, p]."""
+    smooth = Ridge(alpha=1.0).fit(features, targets.T)
+    return np.column_stack([smooth.intercept_, smooth.coef_])
+
+
+def _reward_model_scores(params: tuple[float, float], emb_train: np.ndarray, coef: np.ndarray,
+                         emb: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """Shared surface + kernel ridge over tasks of each task's deviation from it (both in the
+    smoothed bit-feature space ``coef``): see ``RewardModel``."""
+    temperature, alpha = params
+    shared = coef.mean(axis=0)
+
+    def kernel(a, b):
+        return np.exp((a @ b.T - 1.0) / temperature)
+
+    krr = KernelRidge(alpha=alpha, kernel="precomputed").fit(kernel(emb_train, emb_train), coef - shared)
+    pred = shared + krr.predict(kernel(emb, emb_train))
+    return pred[:, :1] + pred[:, 1:] @ features.T
+
+
+REWARD_MODEL_GRID = tuple((t, a) for a in (10.0, 1.0, 0.1) for t in (0.5, 0.2, 0.1, 0.05))
+
+
+class RewardModel(Predictor):
+    """z(task, config) = (shared + task-specific) coefficients . bit features(config).
+
+    Each training task's standardised rewards are smoothed by ridge regression on bit main effects
+    and pairwise interactions; the coefficients' mean over training tasks is the shared surface,
+    and kernel ridge regression on an RBF-like kernel of Task2Vec cosine similarity predicts a new
+    task's deviation from it (large ridge penalty: back to the shared surface). The kernel's
+    temperature and the penalty are chosen by leave-one-out on the training tasks.
+    """
+
+    name = "reward_model"
+    boltzmann_temperature = 0.25
+
+    def __init__(self, grid: Sequence[tuple[float, float]] = REWARD_MODEL_GRID, targets: str = "centre"):
+        self.grid = tuple(grid)
+        self.targets = targets
+
+    def fit(self, emb, rewards, space, seed=0):
+        self.space = space
+        self.features = bit_features(space)
+        # Smoothing is per task, so it is done once, outside the leave-one-out loop.
+        self.emb, self.coef = emb, smooth_surfaces(self.features, TARGETS[self.targets](rewards))
+
+        def scores_for(g, e_tr, c_tr, e):
+            return _reward_model_scores(g, e_tr, c_tr, e, self.features)
+
+        self.params = _loo_choose(self.grid, emb, rewards, self.coef, scores_for)
+        return self
+
+    def scores(self, emb: np.ndarray) -> np.ndarray:
+        return _reward_model_scores(self.params, self.emb, self.coef, emb, self.features)
+
+    def predict(self, emb):
+        s = self.scores(emb)
+        return Prediction(s.argmax(axis=1), boltzmann_bits(self.space, s, self.boltzmann_temperature), "boltzmann")
+
+    def describe(self):
+        return {"temperature": self.params[0], "ridge_alpha": self.params[1]}
+
+
+class Ensemble(Predictor):
+    """Mean of the member scores, each standardised across configurations."""
+
+    name = "ensemble"
+    boltzmann_temperature = 0.25
+
+    def __init__(self, members: Sequence[Predictor] | None = None):
+        self.members = list(members) if members is not None else [SimilarityTransfer(), RewardModel()]
+
+    def fit(self, emb, rewards, space, seed=0):
+        self.space = space
+        for m in self.members:
+            m.fit(emb, rewards, space, seed)
+        return self
+
+    def scores(self, emb: np.ndarray) -> np.ndarray:
+        return np.mean([standardise_rows(m.scores(emb)) for m in self.members], axis=0)
+
+    def predict(self, emb):
+        s = self.scores(emb)
+        return Prediction(s.argmax(axis=1), boltzmann_bits(self.space, s, self.boltzmann_temperature), "boltzmann")
+
+    def describe(self):
+        return {m.name: m.describe() for m in self.members}
+
+
+@dataclass
+class PredictorOptions:
+    controller: ControllerSettings = field(default_factory=ControllerSettings)
+    targets: str = "centre"
+
+
+PREDICTORS = ("task2sim", "similarity", "reward_model", "ensemble", "best_fixed", "all_on", "all_off", "random",
+              "oracle")
+
+
+def make_predictor(name: str, options: PredictorOptions | None = None) -> Predictor:
+    options = options or PredictorOptions()
+    factories: dict[str, Callable[[], Predictor]] = {
+        "task2sim": lambda: Task2SimPredictor(options.controller),
+        "similarity": lambda: SimilarityTransfer(targets=options.targets),
+        "reward_model": lambda: RewardModel(targets=options.targets),
+        "ensemble": lambda: Ensemble([SimilarityTransfer(targets=options.targets),
+                                      RewardModel(targets=options.targets)]),
+        "best_fixed": BestFixed, "all_on": AllOn, "all_off": AllOff, "random": RandomConfig, "oracle": Oracle,
+    }
+    if name not in factories:
+        raise ValueError(f"unknown predictor {name!r} (known: {', '.join(PREDICTORS)})")
+    return factories[name]()

@@ -1,0 +1,261 @@
+"""The policy stage: fit every method on the seen tasks, score them, write the chosen predictor,
+its predictions, the summary tables and the heatmap. The CLI (``task2sim.cli.policy``) adds
+argument parsing and provenance."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..io import atomic_path
+from .controller import ControllerSettings, Task2SimController
+from .data import PolicyInputError, RewardMatrix, l2_normalise
+from .evaluate import MethodScores, evaluate_methods
+from .predictors import (
+    AllOff,
+    AllOn,
+    BestFixed,
+    Ensemble,
+    Predictor,
+    PredictorOptions,
+    RewardModel,
+    SimilarityTransfer,
+    Task2SimPredictor,
+    make_predictor,
+)
+
+log = logging.getLogger(__name__)
+
+# The Task2Sim paper's split of the published 20-task table (docs/policy.md).
+PAPER_SEEN = ("CropDisease", "EuroSAT", "SVHN", "ChestX", "Sketch", "DTD", "Flowers102", "DeepWeeds", "Resisc45",
+              "Omniglot", "ISIC", "Kaokore")
+PAPER_UNSEEN = ("CUB", "PacsC", "PacsS", "AID", "USPS", "FMD", "CactusAerial", "ChestXPneumonia")
+
+
+@dataclass
+class PolicyConfig:
+    """The ``policy`` config section (defaults: schemas/config.schema.yaml) and the master seed."""
+
+    predictor: str
+    methods: list[str]
+    leave_one_out: list[str]
+    n_seeds: int
+    targets: str
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    hidden: int
+    eps_start: float
+    eps_every: int
+    sil_start: int
+    sil_updates: int
+    reward_scale: float
+    seed: int
+
+    def options(self) -> PredictorOptions:
+        ctrl = ControllerSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
+                                  weight_decay=self.weight_decay, hidden=self.hidden, eps_start=self.eps_start,
+                                  eps_every=self.eps_every, sil_start=self.sil_start, sil_updates=self.sil_updates,
+                                  reward_scale=self.reward_scale)
+        return PredictorOptions(controller=ctrl, targets=self.targets)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.n_seeds)]
+
+
+def check_split(rm: RewardMatrix, emb: dict[str, np.ndarray], seen: Sequence[str], unseen: Sequence[str]) -> None:
+    if not seen:
+        raise PolicyInputError("no seen tasks to train on")
+    both = sorted(set(seen) & set(unseen))
+    if both:
+        raise PolicyInputError(f"task {both[0]!r} is both seen and unseen")
+    for t in list(seen) + list(unseen):
+        if t not in emb:
+            raise PolicyInputError(f"task {t!r} has no Task2Vec embedding among the inputs")
+    for t in seen:
+        if t not in rm.tasks:
+            raise PolicyInputError(f"seen task {t!r} is not in the reward table")
+
+
+def predictor_state(p: Predictor) -> dict[str, Any]:
+    """What a fitted predictor needs to predict again, as tensors and plain values."""
+    if isinstance(p, Task2SimPredictor):
+        return {"state_dict": p.model.state_dict(), "hidden": p.settings.hidden}
+    if isinstance(p, SimilarityTransfer):
+        return {"emb": torch.as_tensor(p.emb), "targets": torch.as_tensor(p.z), "temperature": p.temperature}
+    if isinstance(p, RewardModel):
+        return {"emb": torch.as_tensor(p.emb), "coef": torch.as_tensor(p.coef),
+                "features": torch.as_tensor(p.features), "temperature": p.params[0], "ridge_alpha": p.params[1]}
+    if isinstance(p, Ensemble):
+        return {"members": {m.name: predictor_state(m) for m in p.members}}
+    if isinstance(p, (BestFixed, AllOn, AllOff)):
+        return {"config": p.space.configs[p.index]}
+    return {}
+
+
+def save_policy(path: str | os.PathLike, p: Predictor, info: dict[str, Any]) -> None:
+    """``policy.pt``: the fitted predictor's state plus ``info`` saying what it is (predictor
+    name, varied bits, seen tasks, embedding dimension, hyper-parameters)."""
+    with atomic_path(path, suffix=".pt.part") as tmp:
+        torch.save({"info": info, "state": predictor_state(p)}, tmp)
+
+
+def load_policy(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint dict; for ``task2sim`` also ``model``, the controller ready to predict."""
+    ckpt = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "info" not in ckpt or "state" not in ckpt:
+        raise PolicyInputError(f"{path}: not a task2sim policy file")
+    info = ckpt["info"]
+    if info["predictor"] == "task2sim":
+        model = Task2SimController(info["dim"], len(info["vary_bits"]), ckpt["state"]["hidden"])
+        model.load_state_dict(ckpt["state"]["state_dict"])
+        ckpt["model"] = model.eval()
+    return ckpt
+
+
+def _fmt(values: Sequence[float]) -> tuple[str, str]:
+    v = np.array([x for x in values if np.isfinite(x)])
+    if not len(v):
+        return "", ""
+    return f"{v.mean():.2f}", (f"{v.std(ddof=1):.2f}" if len(v) > 1 else "")
+
+
+def summary_rows(scores: list[MethodScores], rm: RewardMatrix, seen: Sequence[str],
+                 unseen: Sequence[str]) -> list[dict[str, str]]:
+    rows = []
+    bf = next((s.loo_per_task for s in scores if s.method == "best_fixed"), {})
+    for s in scores:
+        row = {"method": s.method, "n_seeds": str(len(s.seeds))}
+        for key, vals in (("seen", s.seen), ("unseen", s.unseen), ("loo", s.loo)):
+            row[f"{key}_mean"], row[f"{key}_sd"] = _fmt(vals)
+        if bf and s.loo_per_task and s.method != "best_fixed":
+            row["loo_wins_vs_best_fixed"] = str(sum(s.loo_per_task[t] > bf[t] + 1e-9 for t in bf))
+            row["loo_losses_vs_best_fixed"] = str(sum(s.loo_per_task[t] < bf[t] - 1e-9 for t in bf))
+        rows.append(row)
+    unseen_t = [t for t in unseen if t in rm.tasks]
+    mean_all = {"method": "mean_of_all_configs", "n_seeds": "",
+                "seen_mean": f"{rm.rows(seen).mean():.2f}",
+                "unseen_mean": f"{rm.rows(unseen_t).mean():.2f}" if unseen_t else "",
+                "loo_mean": f"{rm.values.mean():.2f}"}
+    return rows + [mean_all]
+
+
+SUMMARY_COLUMNS = ("method", "n_seeds", "seen_mean", "seen_sd", "unseen_mean", "unseen_sd", "loo_mean", "loo_sd",
+                   "loo_wins_vs_best_fixed", "loo_losses_vs_best_fixed")
+
+
+def write_tsv(path: str | os.PathLike, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path, suffix=".tsv.part") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), delimiter="\t", lineterminator="\n", restval="")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def summary_markdown(rows: list[dict[str, str]], cfg: PolicyConfig, info: dict[str, Any],
+                     noise: dict[str, dict[str, str]] | None, predictions: list[dict[str, Any]]) -> str:
+    lines = [
+        "# Policy: configuration chosen per task", "",
+        (f"Default predictor: `{cfg.predictor}`; rewards: mean of the table's reward (%) of each task's predicted"
+        f" configuration. seen/unseen: fitted on the {info['n_seen']} seen tasks; loo: leave-one-task-out over"
+        f" the {info['n_table_tasks']} table tasks with a Task2Vec. Stochastic methods: mean and sd over seeds"
+        f" {cfg.seeds}; deterministic ones run once. wins/losses: leave-one-out tasks where a method's"
+        " configuration scores above/below best_fixed's. Empty: not run or no such tasks."), "",
+        "| method | seeds | seen | unseen | leave-one-out | LOO wins/losses vs best_fixed |",
+        "|---|---|---|---|---|---|",
+    ]
+    def cell(r, k):
+        m, sd = r.get(f"{k}_mean", ""), r.get(f"{k}_sd", "")
+        return f"{m} ± {sd}" if sd else m
+
+    for r in rows:
+        wl = (f"{r['loo_wins_vs_best_fixed']}/{r['loo_losses_vs_best_fixed']}"
+              if r.get("loo_wins_vs_best_fixed") else "")
+        lines.append(f"| {r['method']} | {r['n_seeds']} | {cell(r, 'seen')} | {cell(r, 'unseen')} "
+                     f"| {cell(r, 'loo')} | {wl} |")
+    lines += ["", f"Predictions of `{cfg.predictor}` (P(bit=1) kind: {info['p_kind']}):", "",
+              ("| task | split | bits | reward |" + "".join(f" noise {k} |" for k in _noise_cols(noise))),
+              "|---|---|---|---|" + "---|" * len(_noise_cols(noise))]
+    for p in predictions:
+        extra = "".join(f" {(noise or {}).get(p['task'], {}).get(k, '')} |" for k in _noise_cols(noise))
+        lines.append(f"| {p['task']} | {p['split']} | {p['bits']} | {p['reward']} |{extra}")
+    return "\n".join(lines) + "\n"
+
+
+def _noise_cols(noise: dict[str, dict[str, str]] | None) -> list[str]:
+    return sorted({k for row in (noise or {}).values() for k in row})
+
+
+def read_noise(path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """Per-task columns of a noise TSV (any columns besides ``task``), shown beside the predictions."""
+    path = Path(path)
+    with open(path, newline="") as f:
+        r = csv.DictReader(f, delimiter="\t")
+        if "task" not in (r.fieldnames or []):
+            raise PolicyInputError(f"{path}: noise table needs a 'task' column")
+        out: dict[str, dict[str, str]] = {}
+        for rec in r:
+            out.setdefault(rec["task"], {}).update({k: v for k, v in rec.items() if k != "task"})
+    return out
+
+
+def run_policy(cfg: PolicyConfig, rm: RewardMatrix, raw_emb: dict[str, np.ndarray], seen: Sequence[str],
+               unseen: Sequence[str], out_dir: str | os.PathLike,
+               noise: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """Score every method, then fit ``cfg.predictor`` on the seen tasks and write policy.pt,
+    predictions.tsv, summary.tsv, summary.md and heatmap.png under ``out_dir``."""
+    from .plot import plot_bit_heatmap
+
+    check_split(rm, raw_emb, seen, unseen)
+    emb = {t: l2_normalise(v) for t, v in raw_emb.items()}
+    options = cfg.options()
+    methods = list(dict.fromkeys(cfg.methods + [cfg.predictor]))
+    t0 = time.process_time()
+    scores = []
+    for name in methods:
+        scores += evaluate_methods({name: lambda n=name: make_predictor(n, options)}, emb, rm, seen, unseen,
+                                   cfg.seeds, loo=name in cfg.leave_one_out, log=log.info)
+    rows = summary_rows(scores, rm, seen, unseen)
+
+    # The saved predictor: fitted on all seen tasks with the master seed.
+    pred = make_predictor(cfg.predictor, options).fit(np.stack([emb[t] for t in seen]), rm.rows(seen), rm.space,
+                                                      cfg.seed)
+    others = [t for t in emb if t not in seen]
+    tasks = list(seen) + [t for t in unseen] + [t for t in others if t not in unseen]
+    out = pred.predict(np.stack([emb[t] for t in tasks]))
+    names = rm.space.bit_names
+    predictions = []
+    for i, t in enumerate(tasks):
+        bits = rm.space.configs[out.config[i]]
+        reward = f"{rm.rows([t])[0, out.config[i]]:.4f}" if t in rm.tasks else ""
+        rec = {"task": t, "split": "seen" if t in seen else "unseen", "bits": bits, "reward": reward}
+        rec.update({f"p_{n}": f"{out.p_bits[i, j]:.4f}" for j, n in enumerate(names)})
+        predictions.append(rec)
+    info = {"predictor": cfg.predictor, "p_kind": out.p_kind, "vary_bits": list(rm.space.vary_bits),
+            "bit_names": names, "dim": int(next(iter(emb.values())).size), "seen": list(seen),
+            "n_seen": len(seen), "n_table_tasks": sum(t in emb for t in rm.tasks), "seed": cfg.seed,
+            "fitted": pred.describe(), "embedding": "L2-normalised Task2Vec"}
+    out_dir = Path(out_dir)
+    save_policy(out_dir / "policy.pt", pred, info)
+    write_tsv(out_dir / "predictions.tsv", ["task", "split", "bits", "reward"] + [f"p_{n}" for n in names],
+              predictions)
+    write_tsv(out_dir / "summary.tsv", SUMMARY_COLUMNS, rows)
+    with atomic_path(out_dir / "summary.md", suffix=".md.part") as tmp:
+        tmp.write_text(summary_markdown(rows, cfg, info, noise, predictions))
+    plot_bit_heatmap(tasks, [p["split"] for p in predictions], names, out.p_bits, out_dir / "heatmap.png",
+                     f"P(bit = 1) from {cfg.predictor} ({out.p_kind}), fitted on {len(seen)} seen tasks")
+    return {"predictor": cfg.predictor, "p_kind": out.p_kind, "fitted": pred.describe(),
+            "cpu_seconds": round(time.process_time() - t0, 1),
+            "summary": {r["method"]: {k: r.get(k, "") for k in ("seen_mean", "unseen_mean", "loo_mean")}
+                        for r in rows}}

@@ -1,0 +1,186 @@
+"""The policy stage: the Task2Sim controller, the alternative predictors, their scoring and CLI."""
+
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from task2sim.bits import configs_for
+from task2sim.cli.policy import main
+from task2sim.policy.controller import (
+    ControllerSettings,
+    controller_probs,
+    mix_exploration,
+    train_controller,
+)
+from task2sim.policy.data import ConfigSpace, RewardMatrix, l2_normalise
+from task2sim.policy.evaluate import fit_predict, leave_one_out_configs
+from task2sim.policy.predictors import make_predictor
+from task2sim.reward.table import write_table_tsv
+
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "task2sim"
+FAST = ControllerSettings(epochs=60, sil_start=10)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The controller's batch-4 updates are latency-bound: a second thread only adds contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _one_task(rewards):
+    return np.ones((1, 16)) / 4.0, np.array([rewards], dtype=float), ConfigSpace((7,))
+
+
+@pytest.mark.parametrize("better", [0, 1])
+def test_reinforce_moves_towards_the_better_config(better):
+    emb, rewards, space = _one_task([20.0, 10.0] if better == 0 else [10.0, 20.0])
+    p = controller_probs(train_controller(emb, rewards, space, ControllerSettings(epochs=30, sil_start=1000), 0), emb)
+    assert (p[0, 0] > 0.9) if better == 1 else (p[0, 0] < 0.1)
+
+
+def test_exploration_takes_eps_from_the_argmax():
+    mixed = mix_exploration(torch.tensor([[0.7, 0.3], [0.2, 0.8]]), 0.4)
+    assert torch.allclose(mixed, torch.tensor([[0.3, 0.7], [0.6, 0.4]]))
+
+
+def test_row_space_sgd_matches_plain_sgd():
+    rng = np.random.default_rng(0)
+    emb = l2_normalise(rng.random((6, 300)))
+    space = ConfigSpace((0, 5, 6))
+    rewards = rng.uniform(0, 50, (6, 8))
+    s = ControllerSettings(epochs=15, sil_start=5, hidden=32)
+    a = controller_probs(train_controller(emb, rewards, space, s, 3, row_space=True), emb)
+    b = controller_probs(train_controller(emb, rewards, space, s, 3, row_space=False), emb)
+    assert np.allclose(a, b, atol=1e-4)
+
+
+def _planted(n_tasks=8, seed=0):
+    """Tasks with random embeddings, each with its own best configuration 10 points above the rest."""
+    rng = np.random.default_rng(seed)
+    space = ConfigSpace((0, 5, 6, 7))
+    best = rng.integers(0, 16, n_tasks)
+    values = rng.uniform(20, 30, (n_tasks, 16))
+    values[np.arange(n_tasks), best] += 10
+    tasks = [f"t{i}" for i in range(n_tasks)]
+    emb = {t: l2_normalise(rng.normal(size=64)) for t in tasks}
+    return RewardMatrix(tasks, space, values), emb, best
+
+
+def test_controller_recovers_a_planted_optimum_on_seen_tasks():
+    from task2sim.policy.predictors import PredictorOptions
+
+    rm, emb, best = _planted()
+    # 300 epochs: with rewards in percent, longer runs on this toy collapse (docs/policy.md)
+    opts = PredictorOptions(controller=ControllerSettings(epochs=300))
+    cfg = fit_predict(lambda: make_predictor("task2sim", opts), emb, rm, rm.tasks, rm.tasks, 0)
+    assert (cfg == best).all()
+
+
+@pytest.mark.parametrize("name", ["task2sim", "similarity", "reward_model", "ensemble", "best_fixed", "random"])
+def test_predictions_ignore_the_held_out_rewards(name):
+    from task2sim.policy.predictors import PredictorOptions
+
+    rm, emb, _ = _planted(seed=1)
+    opts = PredictorOptions(controller=FAST)
+    tasks = rm.tasks[:6]
+
+    def make():
+        return make_predictor(name, opts)
+
+    before = leave_one_out_configs(make, emb, rm, tasks, 0)
+    for t in tasks[:2]:
+        scrambled = RewardMatrix(rm.tasks, rm.space, rm.values.copy())
+        scrambled.values[rm.tasks.index(t)] = np.random.default_rng(7).uniform(0, 100, 16)
+        assert fit_predict(make, emb, scrambled, [u for u in tasks if u != t], [t], 0)[0] == before[t]
+    # and the seen/unseen split never reads an unseen row
+    scrambled = RewardMatrix(rm.tasks, rm.space, rm.values.copy())
+    scrambled.values[6:] = scrambled.values[6:, ::-1]
+    assert (fit_predict(make, emb, rm, rm.tasks[:6], rm.tasks[6:], 0)
+            == fit_predict(make, emb, scrambled, rm.tasks[:6], rm.tasks[6:], 0)).all()
+
+
+def _workflow_inputs(tmp_path, dims=(16, 16, 16, 16)):
+    rng = np.random.default_rng(0)
+    tasks = ["a", "b", "c", "d"]
+    write_table_tsv({t: {b: float(rng.uniform(10, 90)) for b in configs_for([0, 7])} for t in tasks[:3]},
+                    tmp_path / "table.tsv")
+    paths = []
+    for t, d in zip(tasks, dims):
+        paths.append(str(tmp_path / f"{t}.npz"))
+        np.savez(paths[-1], embedding=rng.random(d).astype(np.float32), layer_names=np.array(["x"]),
+                 layer_sizes=np.array([d]))
+    return paths
+
+
+def test_cli_workflow_mode_predicts_new_tasks(tmp_path):
+    paths = _workflow_inputs(tmp_path)
+    out = tmp_path / "policy"
+    rc = main(["--table", str(tmp_path / "table.tsv"), "--task2vec", *paths, "--seen", "a", "b", "--unseen", "c",
+               "--out-dir", str(out), "--config", '{"epochs": 5, "n_seeds": 2}'])
+    assert rc == 0
+    for name in ("policy.pt", "predictions.tsv", "summary.md", "summary.tsv", "heatmap.png", "policy.meta.json"):
+        assert (out / name).is_file(), name
+    with open(out / "predictions.tsv") as f:
+        rows = {r["task"]: r for r in csv.DictReader(f, delimiter="\t")}
+    assert rows["d"]["split"] == "unseen" and rows["d"]["reward"] == ""   # Task2Vec but no table row
+    assert rows["c"]["reward"] != "" and set(rows["a"]) >= {"p_rotation", "p_materials"}
+
+
+def test_cli_rejects_mismatched_task2vec_dimensions(tmp_path, capsys):
+    paths = _workflow_inputs(tmp_path, dims=(16, 16, 17, 16))
+    rc = main(["--table", str(tmp_path / "table.tsv"), "--task2vec", *paths, "--seen", "a", "b",
+               "--out-dir", str(tmp_path / "p"), "--config", "{}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "dimension" in err[0] and "c.npz" in err[0]
+
+
+FAST_METHODS = '{"methods": ["similarity", "reward_model", "ensemble", "best_fixed", "all_on", "all_off", ' \
+               '"random", "oracle"]}'
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """The published table, paper split, every method but the controller (its 5 x 1000-epoch runs
+    take ~2.5 min CPU: docs/policy.md)."""
+    return _published_run(tmp_path_factory.mktemp("published"), FAST_METHODS)
+
+
+def _published_run(tmp_path, config):
+    db = REF / "reward_db.json"
+    if not db.is_file():
+        pytest.skip("published Task2Sim reference data absent")
+    t0 = time.process_time()
+    rc = main(["--reward-db", str(db), "--task2vec-npz", str(REF / "task2vec_resnet18_seen.npz"),
+               str(REF / "task2vec_resnet18_unseen.npz"), "--split", "paper", "--out-dir", str(tmp_path),
+               "--config", config, "--threads", "1"])
+    assert rc == 0
+    with open(tmp_path / "summary.tsv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f, delimiter="\t")}
+    return rows, time.process_time() - t0
+
+
+def test_published_table_baselines_and_default(published):
+    rows, cpu = published
+    # the table facts of the published data (reference README)
+    expect = {"best_fixed": (29.89, 55.26), "oracle": (32.60, 61.62), "all_on": (24.07, 50.75),
+              "all_off": (26.52, 53.11), "mean_of_all_configs": (25.12, 51.75)}
+    for m, (seen, unseen) in expect.items():
+        assert float(rows[m]["seen_mean"]) == pytest.approx(seen, abs=0.01), m
+        assert float(rows[m]["unseen_mean"]) == pytest.approx(unseen, abs=0.01), m
+    # the default predictor was chosen as the leave-one-task-out winner
+    assert float(rows["ensemble"]["loo_mean"]) > float(rows["best_fixed"]["loo_mean"])
+    assert cpu < 60
+
+
+@pytest.mark.xfail(strict=True, reason="measured: ensemble 55.14 vs best single config 55.26 on the 8 unseen "
+                                        "tasks (docs/policy.md); the default is chosen by leave-one-task-out")
+def test_published_default_beats_best_fixed_on_unseen(published):
+    rows, _ = published
+    assert float(rows["ensemble"]["unseen_mean"]) > float(rows["best_fixed"]["unseen_mean"])
