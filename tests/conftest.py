@@ -68,3 +68,15 @@ def shared_reference() -> Path:
     if not (path / "reward_db.json").is_file():
         pytest.skip(f"published reference data not found at {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models and batch-4 updates are latency-bound: a second torch thread only adds
+    synchronisation cost, and far more on a 2-core machine shared with other jobs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,18 +15,13 @@ from task2sim.asg.policy import SCALES, LRPolicy, MovingBaseline, observation, r
 from task2sim.asg.train import ASGConfig, Fit, PolicyDriver
 from task2sim.config import config_from_dict
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 TINY = {"model": "resnet10t", "input_size": 32, "epochs": 1, "batch_size": 8, "lr": 0.05,
         "probe_size": 32, "policy_window": 2, "policy_unroll": 2, "policy_episodes": 1,
         "policy_episode_epochs": 1, "eval_batch_size": 64}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny models: a second thread only adds synchronisation cost on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_imagenet(n_out=20, seed=0):

@@ -21,17 +21,12 @@ from task2sim.policy.evaluate import fit_predict, leave_one_out_configs
 from task2sim.policy.predictors import make_predictor
 from task2sim.reward.table import write_table_tsv
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "task2sim"
 FAST = ControllerSettings(epochs=60, sil_start=10)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The controller's batch-4 updates are latency-bound: a second thread only adds contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _one_task(rewards):

@@ -26,6 +26,9 @@ from task2sim.task2vec import (
     task2vec,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "task2sim" / "task2vec_resnet18_seen.npz"
 
 # Tiny but real: 32 px inputs, 64 Fisher draws, the packaged ImageNet EfficientNet-Lite0.
@@ -35,14 +38,6 @@ TINY = {"input_size": 32, "samples": 64, "batch_size": 32, "head_epochs": 3, "he
 def cfg(seed=0, **kw):
     return config_from_dict(Task2VecConfig, {**TINY, **kw}, "task2vec", seed=seed, device="cpu")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny batches: one thread is as fast, and far faster on a machine shared with other jobs.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,20 @@ import numpy as np
 from .io import atomic_path
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 130, tight: dict | None = None) -> Path:
+    """Lay out ``fig`` (``tight_layout(**tight)``; None skips it), write it as a PNG atomically and
+    release it (pyplot figures are closed, object-API figures just dropped)."""
+    if tight is not None:
+        fig.tight_layout(**tight)
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
 def image_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, title: str = "",
                tile_inches: float = 0.9, dpi: int = 110) -> Path:
     """Write a PNG: one labelled row per ``(label, images (K, H, W[, C]) uint8)`` entry."""
@@ -35,7 +49,4 @@ def image_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, 
         fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=1.7 / (tile_inches * n_cols + 1.8), right=0.99, wspace=0.05, hspace=0.08,
                         top=0.92 if title else 0.99, bottom=0.01)
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    return path
+    return save_figure(fig, path, dpi=dpi)

@@ -49,6 +49,7 @@ from torch.utils.data import WeightedRandomSampler
 
 from .errors import Task2SimError
 from .io import atomic_path
+from .figures import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -448,8 +449,4 @@ def plot_distances(tasks: Sequence[str], mats: dict[str, np.ndarray], path: str 
     if seen or unseen:
         legend += "; black: seen, red italics: unseen"
     fig.suptitle(f"Task2Vec task distances ({legend})", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    return path
+    return save_figure(fig, path, dpi=120, tight={})

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..io import atomic_path
+from ..figures import save_figure
 
 COLUMNS = ("epoch", "step", "train_ce", "train_kl", "train_loss", "source_val_acc", "target_acc",
            "target_mean_class_acc", "imagenet_agreement", "seconds")
@@ -103,11 +104,7 @@ def plot_curves(runs: dict[str, list[dict]], target: str, path: str | os.PathLik
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"ASG: fine-tuning on rendered digits, evaluated on {target} (never used for training or selection)")
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=100, tight={})
 
 
 def plot_schedule(schedules: list[tuple[str, list[dict]]], group_names: list[str], path: str | os.PathLike,
@@ -130,11 +127,7 @@ def plot_schedule(schedules: list[tuple[str, list[dict]]], group_names: list[str
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, ncol=2)
     fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=100, tight={})
 
 
 def run_key(path: str | os.PathLike, root: str | os.PathLike) -> tuple[str, str, str]:

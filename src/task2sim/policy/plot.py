@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # headless: the workflow runs without a display
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..io import atomic_path
+from ..figures import save_figure
 
 
 def plot_bit_heatmap(tasks: Sequence[str], splits: Sequence[str], bit_names: Sequence[str], p_bits: np.ndarray,
@@ -26,7 +26,4 @@ def plot_bit_heatmap(tasks: Sequence[str], splits: Sequence[str], bit_names: Seq
     ax.set_xticks(range(len(bit_names)), bit_names, rotation=45, ha="right", fontsize=7)
     ax.set_title(title, fontsize=8)
     fig.colorbar(im, ax=ax, label="P(bit = 1)")
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=130, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=130, tight={})

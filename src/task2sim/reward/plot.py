@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..bits import describe  # noqa: E402
-from ..io import atomic_path  # noqa: E402
+from ..figures import save_figure  # noqa: E402
 
 
 def plot_reward_heatmap(table: Mapping[str, Mapping[str, float]], path: str | os.PathLike,
@@ -56,7 +56,4 @@ def plot_reward_heatmap(table: Mapping[str, Mapping[str, float]], path: str | os
     if noise:
         legend += ";\nred frame: within 2 seed sd of the best (not distinguishable from it)"
     ax.set_title(f"{title}\n({legend})", fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=130, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=130, tight={})

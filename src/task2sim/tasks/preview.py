@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path
+from ..figures import save_figure
 from .data import TaskData
 
 MAX_ROWS = 12
@@ -49,8 +49,4 @@ def write_preview(task: TaskData, path: str | os.PathLike, per_class: int = 8, s
     more = f", first {MAX_ROWS} of {task.n_classes} classes" if task.n_classes > MAX_ROWS else ""
     fig.suptitle(f"{task.attrs.get('task', '?')}: {task.n_classes} classes, {w}x{h}x{ch}, "
                  f"train {len(task.train_labels)} / test {len(task.test_labels)}{more}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
-    path = Path(path)
-    with atomic_path(path, suffix=".png.part") as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    return path
+    return save_figure(fig, path, dpi=80, tight={"rect": (0, 0, 1, 0.97)})

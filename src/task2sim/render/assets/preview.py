@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...io import atomic_path
+from ...figures import save_figure
 from .materials import list_materials, mean_colour
 from .types import Mesh
 
@@ -76,10 +76,7 @@ def library_sheet(lib, out: Path, per_class: int = 3) -> None:
             if k == 0:
                 cid = c + getattr(lib, "offset", 0)
                 ax.set_title(f"{cid}: {name} ({mesh.source.split(':')[0][:5]})", fontsize=7, loc="left")
-    fig.tight_layout(pad=0.3)
-    with atomic_path(out, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, out, dpi=90, tight={"pad": 0.3})
 
 
 def materials_sheet(out: Path) -> None:
@@ -115,10 +112,7 @@ def materials_sheet(out: Path) -> None:
         ax.set_title(f"{i}: {m.name}", fontsize=6)
     for ax in axes.flat:
         ax.axis("off")
-    fig.tight_layout(pad=0.3)
-    with atomic_path(out, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, out, dpi=90, tight={"pad": 0.3})
 
 
 def main(argv=None) -> int:
