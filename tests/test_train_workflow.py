@@ -52,7 +52,7 @@ def test_dry_run_plans_every_job(wd):
 
 
 @pytest.mark.slow
-def test_real_run_writes_table_heatmap_and_evaluations(wd, monkeypatch):
+def test_real_run_writes_table_heatmap_and_evaluations(wd, monkeypatch, capsys):
     r = wd.run("--cores", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     with open(wd.root / "results/rewards/table.tsv") as f:
@@ -100,3 +100,14 @@ def test_real_run_writes_table_heatmap_and_evaluations(wd, monkeypatch):
     assert r3.returncode == 0, r3.stderr[-3000:]
     assert cache.stat().st_mtime_ns == before
     assert json.loads((wd.root / "results/rewards/00000001/faces.json").read_text())["temperature"] == 0.5
+    # (last: it alters a task file) the trace CLI prints the chain, and --check flags an input
+    # changed since its record
+    from task2sim.cli import trace
+
+    assert trace.main(["results/rewards/table.tsv", "--check"]) == 0
+    with open("results/tasks/faces/data.h5", "ab") as f:
+        f.write(b"\0")
+    capsys.readouterr()
+    assert trace.main(["results/rewards/table.tsv", "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "results/tasks/faces/data.h5: changed since" in out and "digits8/data.h5: changed" not in out

@@ -106,6 +106,8 @@ def stage_main(run: Callable[[argparse.Namespace], Any],
             msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
             print(f"error: {msg.splitlines()[0] if msg else type(e).__name__}", file=sys.stderr)
             return 2
+        if isinstance(out, int):  # a stage that answers with its exit code (trace --check)
+            return out
         if out is not None:
             print(json.dumps(out, default=str))
         return 0
