@@ -15,9 +15,9 @@ Usage::
 Writes ``policy.pt`` (the fitted ``policy.predictor``, with what it is), ``predictions.tsv`` (per
 task: seen/unseen, predicted bits, reward when the table has the task, P(bit=1) per varied bit),
 ``summary.md``/``summary.tsv`` (every method on seen, unseen and leave-one-task-out, over seeds),
-``heatmap.png`` (tasks x bits, P(bit=1)) and the provenance record of ``policy.pt``. Tasks with a Task2Vec but no
-row in the table get a prediction with an empty reward. ``--noise`` (optional, may be absent)
-adds its per-task columns beside the predictions. Bad input prints ``error: ...`` and exits 2.
+``heatmap.png`` (tasks x bits, P(bit=1)) and the provenance record of ``policy.pt``. Tasks with a
+Task2Vec but no row in the table get a prediction with an empty reward. ``--noise`` (``results/rewards/noise.tsv``)
+adds each task's measured seed sd beside the predictions. Bad input prints ``error: ...`` and exits 2.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seen", nargs="*", default=None, help="tasks the predictors are fitted on")
     p.add_argument("--unseen", nargs="*", default=None, help="tasks only predicted (default: every other one)")
     p.add_argument("--split", choices=("paper",), help="paper: the Task2Sim paper's 12 seen / 8 unseen tasks")
-    p.add_argument("--noise", help="optional per-task noise TSV (column task + any others); absent file is skipped")
+    p.add_argument("--noise", help="noise.tsv of the reward noise stage: each task's seed sd beside the predictions")
     p.add_argument("--out-dir", required=True, help="folder for policy.pt, predictions.tsv, summary.*, heatmap.png")
     add_config_args(p, "policy")
     add_runtime_args(p, device=False)
@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> dict:
         PAPER_SEEN,
         PAPER_UNSEEN,
         PolicyConfig,
-        read_noise,
         run_policy,
     )
+    from ..reward.noise import read_noise_tsv
     from ..reward.table import read_reward_db, read_table_tsv
 
     cfg = stage_config(args, PolicyConfig, "policy", seed=args.seed)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> dict:
     else:
         seen = list(args.seen)
         unseen = list(args.unseen) if args.unseen is not None else [t for t in emb if t not in seen]
-    noise = read_noise(args.noise) if args.noise and Path(args.noise).is_file() else None
+    noise = read_noise_tsv(args.noise) if args.noise else None
     inputs = [table_path, *args.task2vec] + ([args.noise] if noise is not None else [])
     rec = Provenance.start("policy", cfg, seeds={"seeds": cfg.seeds}, inputs=inputs, seen=seen, unseen=unseen,
                            vary_bits=list(rm.space.vary_bits))

@@ -164,7 +164,7 @@ def write_tsv(path: str | os.PathLike, columns: Sequence[str], rows: list[dict[s
 
 
 def summary_markdown(rows: list[dict[str, str]], cfg: PolicyConfig, info: dict[str, Any],
-                     noise: dict[str, dict[str, str]] | None, predictions: list[dict[str, Any]]) -> str:
+                     noise: dict[str, dict[str, float]] | None, predictions: list[dict[str, Any]]) -> str:
     lines = [
         "# Policy: configuration chosen per task", "",
         (f"Default predictor: `{cfg.predictor}`; rewards: mean of the table's reward (%) of each task's predicted"
@@ -184,6 +184,12 @@ def summary_markdown(rows: list[dict[str, str]], cfg: PolicyConfig, info: dict[s
               if r.get("loo_wins_vs_best_fixed") else "")
         lines.append(f"| {r['method']} | {r['n_seeds']} | {cell(r, 'seen')} | {cell(r, 'unseen')} "
                      f"| {cell(r, 'loo')} | {wl} |")
+    if noise:
+        sds = [float(r["seed_sd"]) for r in noise.values()]
+        lines += ["", (f"Measured reward noise (results/rewards/noise.tsv): the seed sd of one task's reward is "
+                       f"{min(sds):.2f}-{max(sds):.2f} points (mean {sum(sds) / len(sds):.2f}); a mean over n tasks "
+                       "has about sd/sqrt(n) of seed noise, and two methods' means differ by noise alone by up to "
+                       "about 2 sqrt(2) sd/sqrt(n).")]
     lines += ["", f"Predictions of `{cfg.predictor}` (P(bit=1) kind: {info['p_kind']}):", "",
               ("| task | split | bits | reward |" + "".join(f" noise {k} |" for k in _noise_cols(noise))),
               "|---|---|---|---|" + "---|" * len(_noise_cols(noise))]
@@ -193,26 +199,13 @@ def summary_markdown(rows: list[dict[str, str]], cfg: PolicyConfig, info: dict[s
     return "\n".join(lines) + "\n"
 
 
-def _noise_cols(noise: dict[str, dict[str, str]] | None) -> list[str]:
+def _noise_cols(noise: dict[str, dict[str, float]] | None) -> list[str]:
     return sorted({k for row in (noise or {}).values() for k in row})
-
-
-def read_noise(path: str | os.PathLike) -> dict[str, dict[str, str]]:
-    """Per-task columns of a noise TSV (any columns besides ``task``), shown beside the predictions."""
-    path = Path(path)
-    with open(path, newline="") as f:
-        r = csv.DictReader(f, delimiter="\t")
-        if "task" not in (r.fieldnames or []):
-            raise PolicyInputError(f"{path}: noise table needs a 'task' column")
-        out: dict[str, dict[str, str]] = {}
-        for rec in r:
-            out.setdefault(rec["task"], {}).update({k: v for k, v in rec.items() if k != "task"})
-    return out
 
 
 def run_policy(cfg: PolicyConfig, rm: RewardMatrix, raw_emb: dict[str, np.ndarray], seen: Sequence[str],
                unseen: Sequence[str], out_dir: str | os.PathLike,
-               noise: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+               noise: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """Score every method, then fit ``cfg.predictor`` on the seen tasks and write policy.pt,
     predictions.tsv, summary.tsv, summary.md and heatmap.png under ``out_dir``."""
     from .plot import plot_bit_heatmap
