@@ -14,7 +14,10 @@ import pytest
 import task2sim.cli
 from task2sim.config import ConfigError, config_from_dict, section_defaults, section_schema
 from task2sim.render.dataset import RenderConfig
+from task2sim.asg.train import ASGConfig
+from task2sim.policy.stage import PolicyConfig
 from task2sim.reward.knn import RewardConfig
+from task2sim.task2vec import Task2VecConfig
 from task2sim.tasks.prepare import TaskSettings
 from task2sim.train.evaluate import EvalConfig
 from task2sim.train.pretrain import PretrainConfig
@@ -29,6 +32,9 @@ STAGE_CONFIGS = [
     (EvalConfig, "evaluate.linear", {"method": "linear", "image_size": 32, "seed": 0, "device": "cpu",
                                      "val_fraction": 0.3}),
     (TaskSettings, "$defs.task", {"source": "digits8", "max_train": 1, "max_test": 1, "test_fraction": 0.3}),
+    (Task2VecConfig, "task2vec", {"seed": 0, "device": "cpu"}),
+    (PolicyConfig, "policy", {"seed": 0}),
+    (ASGConfig, "asg", {"device": "cpu"}),
 ]
 
 

@@ -3,7 +3,7 @@ learning-rate policy (docs/asg.md).
 
 Usage::
 
-    cfg = config_from_dict(ASGConfig, {"epochs": 5}, "asg")
+    cfg = config_from_dict(ASGConfig, {"epochs": 5}, "asg", device="cpu")
     src = load_source("images.h5", cfg.input_size, cfg.source_val_fraction, seed=0)
     policy, log = train_policy(cfg, src, seed=0)                   # synthetic source only
     runs = finetune(cfg, src, {"mnist5k": target_split}, policy, seed=0)
@@ -72,7 +72,7 @@ class ASGConfig:
     policy_entropy: float
     policy_act: str
     eval_batch_size: int     # runtime only
-    device: str = "cpu"      # not a config key (the CLI's --device)
+    device: str              # not a config key: the CLI's resolved --device
 
     def __post_init__(self) -> None:
         bad = [m for m in self.methods if m not in METHODS]
