@@ -258,6 +258,7 @@ rule asg_lambda_sweep:
         " --out {output} {input} > {log} 2>&1"
 
 
-FINAL_TARGETS.extend(expand("results/asg/{task}/curves.png", task=ASG["targets"]))
-FINAL_TARGETS.append("results/asg/policy_schedule.png")
-FINAL_TARGETS.append("results/asg/summary.md")
+if ASG["targets"]:
+    FINAL_TARGETS.extend(expand("results/asg/{task}/curves.png", task=ASG["targets"]))
+    FINAL_TARGETS.append("results/asg/policy_schedule.png")
+    FINAL_TARGETS.append("results/asg/summary.md")
