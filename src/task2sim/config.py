@@ -114,13 +114,12 @@ def config_from_dict(cls: type[T], data: dict[str, Any], section: str, where: st
     that are not config keys (a resolved image size, the method name) and may not be overridden;
     ``where`` names the section in messages (default: ``section``)."""
     where = where or section
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - fields - set(section_schema(section).get("properties", {})))
-    unknown += sorted(set(data) & set(extra))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(fields - set(extra)))})")
     node = section_schema(section)
     props = node.get("properties", {})
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - fields - set(props)) + sorted(set(data) & set(extra))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(fields - set(extra)))})")
     values = {**section_defaults(section), **data}
     sub = {"type": "object", "properties": props, "required": node.get("required", [])}
     errors = list(jsonschema.Draft202012Validator(sub).iter_errors({k: v for k, v in values.items() if k in props}))
