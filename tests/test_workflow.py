@@ -36,9 +36,11 @@ def test_paper_profile_is_the_same_workflow_at_paper_scale(workflow):
 
 
 def test_slurm_profile_parses(workflow):
-    res = workflow.run("-n", "--profile", "profiles/slurm")
+    res = workflow.run("-n", "--workflow-profile", "profiles/slurm")
     assert res.returncode == 0, res.stdout + res.stderr
     assert job_counts(res.stdout)["pretrain_backbone"] == 16
+    # the profile's own resources reach the jobs (as a global --profile they would not)
+    assert "slurm_partition=" in res.stdout
 
 
 def test_typo_in_config_is_one_line_naming_the_key(workflow):
