@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import random
+import re
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -40,19 +43,44 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX, Linux's /proc/cpuinfo flags).
+
+    oneDNN then runs bf16 convolutions and matmuls about twice as fast as fp32 (BENCHMARKS.md:
+    precision); without these instructions bf16 is emulated and slower than fp32.
+    """
+    try:
+        flags = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
+
+
 def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
-    """The autocast dtype a run uses: bf16 (or fp16 without bf16 support) on GPU, None (fp32) otherwise."""
-    if device.type == "cuda" and enabled:
+    """The autocast dtype of a run with ``amp`` on: on GPU bf16 (fp16 where bf16 is missing), on a
+    CPU with native bf16 bf16, otherwise None (fp32)."""
+    if not enabled:
+        return None
+    if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
     return None
 
 
 def autocast_for(device: torch.device, enabled: bool = True):
-    """bf16 (or fp16) autocast on GPU; a no-op context on CPU, where it would only slow us down."""
+    """Autocast to ``amp_dtype`` (weights, optimizer state and losses stay fp32); a no-op context
+    where that is None."""
     dtype = amp_dtype(device, enabled)
-    if dtype is not None:
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def to_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move a convolutional network to ``device`` in channels-last layout: oneDNN's and cuDNN's
+    fast convolution kernels work on NHWC, so NCHW would be converted at every layer (BENCHMARKS.md:
+    precision). ``train_one_epoch`` hands it its batches in the same layout."""
+    return model.to(device, memory_format=torch.channels_last)
 
 
 def grad_scaler(device: torch.device, enabled: bool = True) -> torch.amp.GradScaler:
@@ -78,6 +106,8 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     bar = tqdm(loader, desc=desc, disable=not progress, mininterval=5.0, leave=False)
     for step, (x, y) in enumerate(bar):
         x, y = normalize_batch(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+        if x.dim() == 4:  # images (not pooled features): the layout of ``to_device``
+            x = x.contiguous(memory_format=torch.channels_last)
         target = y
         if mixup is not None:
             x, target = mixup(x, y)

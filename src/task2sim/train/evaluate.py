@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from .common import autocast_for, derive_seed, grad_scaler, resolve_device, seed_everything, seed_worker, \
-    train_one_epoch
+    to_device, train_one_epoch
 from .data import H5ImageDataset, eval_transform, train_transform
 from ..reward.knn import extract_features
 from .models import create_backbone, load_backbone
@@ -149,7 +149,7 @@ class _Backbone:
 
 def _train_full(model: nn.Module, ds, hp: dict, cfg: EvalConfig, seed: int, device,
                 progress: bool) -> nn.Module:
-    model.to(device)
+    model = to_device(model, device)
     opt = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=cfg.momentum, weight_decay=hp["weight_decay"])
     sched = _schedule(opt, cfg.epochs)
     loss_fn = nn.CrossEntropyLoss()

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 from ..io import atomic_path
 from ..provenance import sha256_file
 from .common import (amp_dtype, derive_seed, grad_scaler, resolve_device, seed_everything, seed_worker,
-                     train_one_epoch)
+                     to_device, train_one_epoch)
 from .data import IMAGENET_MEAN, IMAGENET_STD, H5ImageDataset, read_meta, train_transform
 from .models import create_backbone, save_backbone
 
@@ -70,7 +70,7 @@ class PretrainConfig:
     cutmix: float                       # cutmix alpha; 0 = off
     num_workers: int                    # runtime only
     in_memory: bool                     # runtime only
-    amp: bool                           # autocast on GPU only
+    amp: bool                           # autocast where the device has a fast reduced precision
     seed: int
     device: str
     image_size: int | None = None       # not a config key: None = the render's own size
@@ -146,7 +146,7 @@ def _set_up(cfg: PretrainConfig, images_h5: Path) -> _Run:
                                                          cfg.randaugment, cfg.color_jitter),
                         in_memory=cfg.in_memory)
     seed_everything(derive_seed(cfg.seed, 0xB0D1))
-    model = create_backbone(cfg.model, num_classes=n_classes).to(device)
+    model = to_device(create_backbone(cfg.model, num_classes=n_classes), device)
     # timm's factory (as the paper's timm train.py): weight decay spares biases and norm weights.
     optimizer = create_optimizer_v2(model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(_loader(ds, cfg, 0))
