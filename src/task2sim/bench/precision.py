@@ -10,7 +10,11 @@ processes on a shared machine hits all of them alike; medians and ratios to fp32
    (``H5ImageDataset`` + timm train transform + ``DataLoader`` + ``train_one_epoch``) for
    fp32 NCHW (the layout before), fp32 channels-last, and the ``amp: true`` path on this machine
    (autocast to ``amp_dtype``, channels-last). pipeline_ratio = loop / bare step (target >= 0.9).
-2. cli: wall seconds of the whole pre-training job (``python -m task2sim.cli.pretrain`` in a fresh
+2. features: seconds to extract a task's 5-NN features (both splits) with a trained backbone in
+   fp32 NCHW, fp32 channels-last and autocast channels-last (``--checkpoint`` + ``--task-h5``), the
+   share of each test image's 5 nearest training neighbours that agree with fp32 NCHW's, and the
+   5-NN accuracy of each.
+3. cli: wall seconds of the whole pre-training job (``python -m task2sim.cli.pretrain`` in a fresh
    process, default config) with ``amp: false`` and ``amp: true``; with ``--before-src`` also the
    code of another checkout (e.g. the commit before this change) run the same way.
 """
@@ -35,8 +39,9 @@ from torch.utils.data import DataLoader
 
 from ..config import section_defaults
 from ..train.common import amp_dtype, autocast_for, cpu_has_native_bf16, seed_worker, to_device, train_one_epoch
-from ..train.data import H5ImageDataset, read_meta, train_transform
-from ..train.models import create_backbone
+from ..reward.knn import knn_accuracy
+from ..train.data import H5ImageDataset, eval_transform, normalize_batch, read_meta, train_transform
+from ..train.models import create_backbone, load_backbone
 
 # name -> (autocast on, channels-last)
 VARIANTS = {"fp32_nchw": (False, False), "fp32_channels_last": (False, True), "amp_channels_last": (True, True)}
@@ -104,6 +109,48 @@ def bench_step(images: Path, model_name: str, batch: int, steps: int, repeats: i
             "amp_dtype": str(amp_dtype(device, True)), "variants": out}
 
 
+def bench_features(checkpoint: Path, task_h5: Path, repeats: int) -> dict:
+    model, cfg = load_backbone(checkpoint)
+    size = int(cfg["input_size"][-1])
+    cpu = torch.device("cpu")
+    splits = [H5ImageDataset(task_h5, split, eval_transform(size)) for split in ("train", "test")]
+
+    @torch.no_grad()
+    def features(amp: bool, channels_last: bool):
+        m = (to_device(model, cpu) if channels_last else model.to(cpu, memory_format=torch.contiguous_format)).eval()
+        out = []
+        for ds in splits:
+            fs, ys = [], []
+            for x, y in DataLoader(ds, batch_size=256):
+                x = normalize_batch(x)
+                x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+                with autocast_for(cpu, amp):
+                    fs.append(nn.functional.normalize(m.forward_head(m.forward_features(x), pre_logits=True).float(),
+                                                      dim=1))
+                ys.append(y)
+            out += [torch.cat(fs), torch.cat(ys)]
+        return out
+
+    seconds: dict[str, list[float]] = {k: [] for k in VARIANTS}
+    feats = {}
+    for _ in range(repeats):
+        for k, (amp, cl) in VARIANTS.items():
+            t = time.perf_counter()
+            feats[k] = features(amp, cl)
+            seconds[k].append(time.perf_counter() - t)
+    f_tr0, _, f_te0, _ = feats["fp32_nchw"]
+    top0 = (f_te0 @ f_tr0.T).topk(5, dim=1).indices
+    ref = statistics.median(seconds["fp32_nchw"])
+    out = {}
+    for k, (f_tr, y_tr, f_te, y_te) in feats.items():
+        top = (f_te @ f_tr.T).topk(5, dim=1).indices
+        agree = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(top, top0)) / top.numel()
+        out[k] = {"seconds": statistics.median(seconds[k]), "speedup": ref / statistics.median(seconds[k]),
+                  "top5_agreement": agree, "knn5": knn_accuracy(f_tr.numpy(), y_tr.numpy(), f_te.numpy(), y_te.numpy())}
+    return {"checkpoint": os.fspath(checkpoint), "task_h5": os.fspath(task_h5), "images": sum(map(len, splits)),
+            "variants": out}
+
+
 def bench_cli(images: Path, repeats: int, threads: int, before_src: Path | None) -> dict:
     base = section_defaults("pretrain")
     base = {k: v for k, v in base.items() if k not in ("num_workers", "in_memory")}
@@ -138,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=6, help="train steps per step measurement")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repetitions (medians reported)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--checkpoint", type=Path, help="a pre-trained model.pt, for the features part")
+    p.add_argument("--task-h5", type=Path, help="a task's data.h5, for the features part")
     p.add_argument("--before-src", type=Path, help="src/ of another checkout, timed as 'before' in the cli part")
-    p.add_argument("--skip", nargs="*", default=[], choices=("step", "cli"))
+    p.add_argument("--skip", nargs="*", default=[], choices=("step", "features", "cli"))
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -150,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     if "step" not in args.skip:
         res["step"] = bench_step(Path(args.images), args.model, args.batch, args.steps, args.repeats)
         print(json.dumps({"step": res["step"]}, indent=1), flush=True)
+    if "features" not in args.skip and args.checkpoint and args.task_h5:
+        res["features"] = bench_features(args.checkpoint, args.task_h5, args.repeats)
+        print(json.dumps({"features": res["features"]}, indent=1), flush=True)
     if "cli" not in args.skip:
         res["cli"] = bench_cli(Path(args.images), max(1, args.repeats - 1), args.threads, args.before_src)
         print(json.dumps({"cli": res["cli"]}, indent=1), flush=True)
