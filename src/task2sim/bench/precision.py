@@ -17,6 +17,12 @@ processes on a shared machine hits all of them alike; medians and ratios to fp32
 3. cli: wall seconds of the whole pre-training job (``python -m task2sim.cli.pretrain`` in a fresh
    process, default config) with ``amp: false`` and ``amp: true``; with ``--before-src`` also the
    code of another checkout (e.g. the commit before this change) run the same way.
+
+``--compare-rewards AMP FP32`` instead compares two copies of the noise stage's rewards
+(``<dir>/noise/{seed}/rewards/{bits}/{task}.json``, the same configurations and seeds, run once with
+``pretrain.amp: true`` and once with ``false``): per task the fp32 seed sd, the mean difference,
+and every pair of configurations the two orders disagree on, with its gaps in units of the standard
+error of a difference of two seed means. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -177,9 +184,40 @@ def bench_cli(images: Path, repeats: int, threads: int, before_src: Path | None)
                                               "threads": threads, "repeats": repeats}
 
 
+def _reward(root: Path, seed: str, bits: str, task: str) -> float:
+    return float(json.loads((root / "noise" / seed / "rewards" / bits / f"{task}.json").read_text())["knn5_top1"])
+
+
+def compare_rewards(amp_root: Path, fp32_root: Path) -> str:
+    seeds = sorted(p.name for p in (fp32_root / "noise").iterdir())
+    configs = sorted(p.name for p in (fp32_root / "noise" / seeds[0] / "rewards").iterdir())
+    tasks = sorted(p.stem for p in (fp32_root / "noise" / seeds[0] / "rewards" / configs[0]).glob("*.json")
+                   if not p.name.endswith(".meta.json"))
+    lines = [f"{len(configs)} configurations ({', '.join(configs)}), seeds {', '.join(seeds)}", "",
+             "| task | fp32 seed sd | mean(amp - fp32) | / sd | pairs ordered differently: fp32 gap, amp gap "
+             "(largest / SE) |", "|---|---|---|---|---|"]
+    for t in tasks:
+        a = np.array([[_reward(amp_root, s, b, t) for s in seeds] for b in configs])
+        f = np.array([[_reward(fp32_root, s, b, t) for s in seeds] for b in configs])
+        sd = float(np.sqrt(np.mean(f.var(axis=1, ddof=1))))
+        pooled = float(np.sqrt(np.mean(np.concatenate([f.var(axis=1, ddof=1), a.var(axis=1, ddof=1)]))))
+        se = pooled * np.sqrt(2 / len(seeds))  # sd of the difference of two seed means
+        diff = float((a - f).mean())
+        disc = [(configs[i], configs[j], f[i].mean() - f[j].mean(), a[i].mean() - a[j].mean())
+                for i, j in itertools.combinations(range(len(configs)), 2)
+                if (f[i].mean() - f[j].mean()) * (a[i].mean() - a[j].mean()) < 0]
+        worst = max((max(abs(gf), abs(ga)) / se for *_, gf, ga in disc), default=0.0)
+        pairs = "; ".join(f"{x} vs {y}: {gf:+.1f}, {ga:+.1f}" for x, y, gf, ga in disc) or "none"
+        lines.append(f"| {t} | {sd:.2f} | {diff:+.2f} | {abs(diff) / sd:.2f} | {pairs}"
+                     + (f" ({worst:.1f})" if disc else "") + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m task2sim.bench.precision", description=__doc__.split("\n")[0])
-    p.add_argument("--images", required=True, help="a render images.h5 (the default size)")
+    p.add_argument("--images", help="a render images.h5 (the default size); required unless --compare-rewards")
+    p.add_argument("--compare-rewards", nargs=2, type=Path, metavar=("AMP", "FP32"),
+                   help="compare the noise-stage rewards of two runs instead of timing")
     p.add_argument("--model", default=section_defaults("pretrain")["model"])
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=6, help="train steps per step measurement")
@@ -191,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", nargs="*", default=[], choices=("step", "features", "cli"))
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
+    if args.compare_rewards:
+        print(compare_rewards(*args.compare_rewards))
+        return 0
+    if not args.images:
+        p.error("--images is required for the timings")
     torch.set_num_threads(args.threads)
     res: dict = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                              "processor": platform.processor() or platform.machine(),
