@@ -45,6 +45,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..config import section_defaults
+from ..provenance import is_record
 from ..train.common import amp_dtype, autocast_for, cpu_has_native_bf16, seed_worker, to_device, train_one_epoch
 from ..reward.knn import knn_accuracy
 from ..train.data import H5ImageDataset, eval_transform, normalize_batch, read_meta, train_transform
@@ -192,7 +193,7 @@ def compare_rewards(amp_root: Path, fp32_root: Path) -> str:
     seeds = sorted(p.name for p in (fp32_root / "noise").iterdir())
     configs = sorted(p.name for p in (fp32_root / "noise" / seeds[0] / "rewards").iterdir())
     tasks = sorted(p.stem for p in (fp32_root / "noise" / seeds[0] / "rewards" / configs[0]).glob("*.json")
-                   if not p.name.endswith(".meta.json"))
+                   if not is_record(p))
     lines = [f"{len(configs)} configurations ({', '.join(configs)}), seeds {', '.join(seeds)}", "",
              "| task | fp32 seed sd | mean(amp - fp32) | / sd | pairs ordered differently: fp32 gap, amp gap "
              "(largest / SE) |", "|---|---|---|---|---|"]
