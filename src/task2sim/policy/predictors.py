@@ -299,7 +299,8 @@ def bit_features(space: ConfigSpace, interactions: bool = True) -> np.ndarray:
 def smooth_surfaces(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Each task's rewards [n, C] as ridge coefficients [n, 1 + p] on the bit features [C, p]."""
     smooth = Ridge(alpha=1.0).fit(features, targets.T)
-    return np.column_stack([smooth.intercept_, smooth.coef_])
+    # one training task: sklearn returns a scalar intercept and 1-D coefficients
+    return np.column_stack([np.atleast_1d(smooth.intercept_), np.atleast_2d(smooth.coef_)])
 
 
 def _reward_model_scores(params: tuple[float, float], emb_train: np.ndarray, coef: np.ndarray,
