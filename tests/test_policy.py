@@ -79,7 +79,9 @@ def test_controller_recovers_a_planted_optimum_on_seen_tasks():
     assert (cfg == best).all()
 
 
-@pytest.mark.parametrize("name", ["task2sim", "similarity", "reward_model", "ensemble", "best_fixed", "random"])
+@pytest.mark.parametrize("name", ["task2sim", "similarity", "reward_model", "ensemble", "best_fixed", "random",
+                                  "gated_similarity", "shortlist_ensemble", "ensemble_centred", "similarity_knn",
+                                  "ensemble_rank", "reward_model_top", "reward_model_main"])
 def test_predictions_ignore_the_held_out_rewards(name):
     from task2sim.policy.predictors import PredictorOptions
 
@@ -100,6 +102,56 @@ def test_predictions_ignore_the_held_out_rewards(name):
     scrambled.values[6:] = scrambled.values[6:, ::-1]
     assert (fit_predict(make, emb, rm, rm.tasks[:6], rm.tasks[6:], 0)
             == fit_predict(make, emb, scrambled, rm.tasks[:6], rm.tasks[6:], 0)).all()
+
+
+def test_rank_and_top_targets():
+    from task2sim.policy.predictors import rank_rows, top_rows
+
+    v = np.array([[3.0, 1.0, 2.0, 2.0], [0.0, 5.0, 1.0, 4.0]])
+    assert np.allclose(rank_rows(v), [[0.5, -0.5, 0.0, 0.0], [-0.5, 0.5, -1 / 6, 1 / 6]])
+    assert np.array_equal(top_rows(v, 0.5), [[1, 0, 1, 1], [0, 1, 0, 1]])   # ties at the k-th value all vote
+    assert np.array_equal(top_rows(v), [[1, 0, 0, 0], [0, 1, 0, 0]])
+
+
+def _clustered(n_per=4, seed=0):
+    """Two clusters of tasks (close Task2Vec within a cluster), each with its own best configuration
+    (+10), and one configuration that is good (+8) everywhere, so best_fixed is a compromise."""
+    rng = np.random.default_rng(seed)
+    space = ConfigSpace((0, 5, 6, 7))
+    centres = rng.normal(size=(2, 64))
+    values = rng.uniform(20, 22, (2 * n_per, 16))
+    values[:, 0] += 8
+    best = np.repeat([3, 12], n_per)
+    values[np.arange(2 * n_per), best] += 10
+    tasks = [f"t{i}" for i in range(2 * n_per)]
+    emb = {t: l2_normalise(centres[i // n_per] + 0.1 * rng.normal(size=64)) for i, t in enumerate(tasks)}
+    return RewardMatrix(tasks, space, values), emb, best
+
+
+def test_gated_departs_from_best_fixed_only_when_neighbours_agree():
+    rm, emb, best = _clustered()
+    gated = leave_one_out_configs(lambda: make_predictor("gated_similarity"), emb, rm, rm.tasks, 0)
+    assert [gated[t] for t in rm.tasks] == list(best)
+    # no structure: every task its own optimum, shared with no other task -> stays on best_fixed
+    rng = np.random.default_rng(3)
+    values = rng.uniform(20, 22, (8, 16))
+    values[:, 0] += 8
+    values[np.arange(8), rng.permutation(np.arange(1, 16))[:8]] += 10
+    rm = RewardMatrix([f"t{i}" for i in range(8)], ConfigSpace((0, 5, 6, 7)), values)
+    emb = {t: l2_normalise(rng.normal(size=64)) for t in rm.tasks}
+    gated = leave_one_out_configs(lambda: make_predictor("gated_similarity"), emb, rm, rm.tasks, 0)
+    fixed = leave_one_out_configs(lambda: make_predictor("best_fixed"), emb, rm, rm.tasks, 0)
+    assert gated == fixed
+
+
+def test_choose_default_by_mean_loo_gain_over_best_fixed():
+    from task2sim.policy.evaluate import choose_default, selection_criterion
+
+    tables = [{"best_fixed": 30.0, "a": 30.5, "b": 29.0, "c": 30.0},
+              {"best_fixed": 60.0, "a": 59.0, "b": 61.6, "c": 60.0}]
+    assert selection_criterion(tables) == pytest.approx({"best_fixed": 0.0, "a": -0.25, "b": 0.3, "c": 0.0})
+    assert choose_default(tables, ["a", "b", "c"]) == "b"
+    assert choose_default(tables, ["c", "a"]) == "c"
 
 
 def _workflow_inputs(tmp_path, dims=(16, 16, 16, 16)):
@@ -141,8 +193,8 @@ def test_cli_rejects_mismatched_task2vec_dimensions(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and "dimension" in err[0] and "c.npz" in err[0]
 
 
-FAST_METHODS = '{"methods": ["similarity", "reward_model", "ensemble", "best_fixed", "all_on", "all_off", ' \
-               '"random", "oracle"]}'
+FAST_METHODS = '{"methods": ["similarity", "reward_model", "ensemble", "gated_similarity", "best_fixed", "all_on", ' \
+               '"all_off", "random", "oracle"]}'
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +219,9 @@ def _published_run(tmp_path, config):
 
 
 def test_published_table_baselines_and_default(published):
+    from task2sim.config import section_defaults
+    from task2sim.policy.evaluate import choose_default
+
     rows, cpu = published
     # the table facts of the published data (reference README)
     expect = {"best_fixed": (29.89, 55.26), "oracle": (32.60, 61.62), "all_on": (24.07, 50.75),
@@ -174,13 +229,17 @@ def test_published_table_baselines_and_default(published):
     for m, (seen, unseen) in expect.items():
         assert float(rows[m]["seen_mean"]) == pytest.approx(seen, abs=0.01), m
         assert float(rows[m]["unseen_mean"]) == pytest.approx(unseen, abs=0.01), m
-    # the default predictor was chosen as the leave-one-task-out winner
-    assert float(rows["ensemble"]["loo_mean"]) > float(rows["best_fixed"]["loo_mean"])
+    # the default predictor is the leave-one-task-out winner on the seen tasks (the published half of
+    # the selection criterion of docs/policy.md; the unseen rows are not read)
+    default = section_defaults("policy")["predictor"]
+    loo_seen = {m: float(r["loo_seen_mean"]) for m, r in rows.items() if r.get("loo_seen_mean")}
+    assert choose_default([loo_seen], ["similarity", "reward_model", "ensemble", "gated_similarity"]) == default
     assert cpu < 60
 
 
-@pytest.mark.xfail(strict=True, reason="measured: ensemble 55.14 vs best single config 55.26 on the 8 unseen "
-                                        "tasks (docs/policy.md); the default is chosen by leave-one-task-out")
+@pytest.mark.xfail(strict=True, reason="measured: the default gated_similarity keeps the best single configuration "
+                                        "on the 12 seen tasks, so it ties it on the 8 unseen ones (55.26 = 55.26; "
+                                        "docs/policy.md); the default is chosen by leave-one-task-out")
 def test_published_default_beats_best_fixed_on_unseen(published):
     rows, _ = published
-    assert float(rows["ensemble"]["unseen_mean"]) > float(rows["best_fixed"]["unseen_mean"])
+    assert float(rows["gated_similarity"]["unseen_mean"]) > float(rows["best_fixed"]["unseen_mean"])

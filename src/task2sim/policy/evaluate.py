@@ -17,7 +17,8 @@ from .predictors import Oracle, Predictor
 
 @dataclass
 class MethodScores:
-    """Per seed: mean reward on seen tasks, on unseen tasks, and leave-one-task-out (NaN: not run),
+    """Per seed: mean reward on seen tasks, on unseen tasks, leave-one-task-out over every table task
+    (``loo``) and over the seen tasks only (``loo_seen``: never reads an unseen row; NaN: not run),
     plus per-task leave-one-out rewards of the first seed."""
 
     method: str
@@ -25,6 +26,7 @@ class MethodScores:
     seen: list[float] = field(default_factory=list)
     unseen: list[float] = field(default_factory=list)
     loo: list[float] = field(default_factory=list)
+    loo_seen: list[float] = field(default_factory=list)
     loo_per_task: dict[str, float] = field(default_factory=dict)
 
 
@@ -86,8 +88,30 @@ def evaluate_methods(factories: dict[str, Callable[[], Predictor]], emb: dict[st
                 s.loo.append(_mean(np.array(list(per_task.values()))))
                 if not s.loo_per_task:
                     s.loo_per_task = per_task
+                s.loo_seen.append(_mean(np.array(list(leave_one_out(make, emb, rm, seen, seed).values()))))
             else:
                 s.loo.append(float("nan"))
-            log(f"{name} seed {seed}: seen {a:.2f} unseen {b:.2f} loo {s.loo[-1]:.2f}")
+                s.loo_seen.append(float("nan"))
+            log(f"{name} seed {seed}: seen {a:.2f} unseen {b:.2f} loo {s.loo[-1]:.2f} loo_seen {s.loo_seen[-1]:.2f}")
         results.append(s)
     return results
+
+
+def selection_criterion(loo_by_table: Sequence[dict[str, float]], reference: str = "best_fixed") -> dict[str, float]:
+    """How the default predictor is chosen (docs/policy.md, "Search for a better default"): each
+    method's leave-one-task-out mean reward minus ``reference``'s on the same table, averaged over
+    the tables (each a dict method -> leave-one-out mean; methods missing from a table are dropped)."""
+    names = [m for m in loo_by_table[0] if all(m in t for t in loo_by_table)]
+    return {m: float(np.mean([t[m] - t[reference] for t in loo_by_table])) for m in names}
+
+
+def choose_default(loo_by_table: Sequence[dict[str, float]], candidates: Sequence[str]) -> str:
+    """The candidate with the highest ``selection_criterion``; ties go to the earlier candidate."""
+    crit = selection_criterion(loo_by_table)
+    best = None
+    for m in candidates:
+        if m in crit and (best is None or crit[m] > crit[best] + 1e-9):
+            best = m
+    if best is None:
+        raise ValueError("no candidate predictor was scored on every table")
+    return best

@@ -10,6 +10,10 @@ marked ``uses_target``.
 - ``reward_model``: per-task reward surfaces smoothed on bit features, then kernel ridge regression
   over tasks of their deviation from the shared (mean) surface.
 - ``ensemble``: the mean of the standardised scores of ``similarity`` and ``reward_model``.
+- ``gated_*`` (``gated_similarity`` is the default), ``shortlist_*``: best_fixed unless (gated) or
+  within the best K of (shortlist) what a base predictor prefers, tuned by inner leave-one-out.
+- ``VARIANTS``: the rest of the search for a default (docs/policy.md): other per-task targets
+  (``zscore``, ``rank``, ``top``), centred Task2Vec, k nearest tasks, main effects only.
 - baselines: ``best_fixed`` (best mean reward on the training tasks), ``all_on``, ``all_off``,
   ``random`` (seeded), and ``oracle``.
 
@@ -25,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.kernel_ridge import KernelRidge
+from scipy.stats import rankdata
 from sklearn.linear_model import Ridge
 
 from .controller import (
@@ -34,9 +38,26 @@ from .controller import (
     controller_probs,
     train_controller,
 )
-from .data import ConfigSpace, centre_rows, standardise_rows
+from .data import ConfigSpace, centre_rows, l2_normalise, standardise_rows
 
-TARGETS = {"centre": centre_rows, "zscore": standardise_rows}
+
+
+def rank_rows(values: np.ndarray) -> np.ndarray:
+    """Per-task ranks across configurations, scaled to [-0.5, 0.5] (ties share the mean rank): only
+    the order within a task counts, not how far apart its rewards are."""
+    r = rankdata(values, axis=1)
+    return (r - 1) / max(values.shape[1] - 1, 1) - 0.5
+
+
+def top_rows(values: np.ndarray, fraction: float = 1 / 16) -> np.ndarray:
+    """Per-task votes: 1 for the ceil(fraction C) best configurations of the task, else 0; averaged
+    over training tasks this is (weighted) voting of the tasks for their best configurations."""
+    k = max(1, int(np.ceil(fraction * values.shape[1])))
+    kth = -np.sort(-values, axis=1)[:, k - 1:k]
+    return (values >= kth).astype(np.float64)
+
+
+TARGETS = {"centre": centre_rows, "zscore": standardise_rows, "rank": rank_rows, "top": top_rows}
 
 
 @dataclass
@@ -234,9 +255,43 @@ class SimilarityTransfer(Predictor):
         return {"temperature": self.temperature}
 
 
-def bit_features(space: ConfigSpace) -> np.ndarray:
-    """[C, M + M(M-1)/2] bit main effects and pairwise interactions, as +-1 codes."""
+def knn_scores(k: float, emb_train: np.ndarray, z_train: np.ndarray, emb: np.ndarray) -> np.ndarray:
+    """Plain mean of the standardised rewards of the k training tasks most cosine-similar to each
+    task (k = inf: all of them, the best fixed configuration on standardised rewards)."""
+    if np.isinf(k) or k >= len(emb_train):
+        return np.repeat(z_train.mean(axis=0, keepdims=True), len(emb), axis=0)
+    near = np.argsort(-(emb @ emb_train.T), axis=1, kind="stable")[:, :int(k)]
+    return z_train[near].mean(axis=1)
+
+
+class KnnTransfer(SimilarityTransfer):
+    """``similarity`` with the k nearest training tasks weighted equally instead of a softmax
+    kernel; k from {all, 8, 5, 3, 2, 1} by leave-one-out over the training tasks."""
+
+    name = "similarity_knn"
+
+    def __init__(self, ks: Sequence[float] = (float("inf"), 8, 5, 3, 2, 1), targets: str = "centre"):
+        super().__init__(ks, targets)
+
+    def fit(self, emb, rewards, space, seed=0):
+        self.space = space
+        self.emb, self.z = emb, TARGETS[self.targets](rewards)
+        self.temperature = _loo_choose(self.temperatures, emb, rewards, self.z, knn_scores)
+        return self
+
+    def scores(self, emb):
+        return knn_scores(self.temperature, self.emb, self.z, emb)
+
+    def describe(self):
+        return {"k": self.temperature}
+
+
+def bit_features(space: ConfigSpace, interactions: bool = True) -> np.ndarray:
+    """[C, M + M(M-1)/2] bit main effects and pairwise interactions, as +-1 codes (``interactions``
+    False: [C, M] main effects only)."""
     a = 2.0 * space.actions() - 1.0
+    if not interactions:
+        return a
     pairs = [a[:, i] * a[:, j] for i, j in itertools.combinations(range(space.n_heads), 2)]
     return np.column_stack([a] + pairs) if pairs else a
 
@@ -244,7 +299,8 @@ def bit_features(space: ConfigSpace) -> np.ndarray:
 def smooth_surfaces(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Each task's rewards [n, C] as ridge coefficients [n, 1 + p] on the bit features [C, p]."""
     smooth = Ridge(alpha=1.0).fit(features, targets.T)
-    return np.column_stack([smooth.intercept_, smooth.coef_])
+    # one training task: sklearn returns a scalar intercept and 1-D coefficients
+    return np.column_stack([np.atleast_1d(smooth.intercept_), np.atleast_2d(smooth.coef_)])
 
 
 def _reward_model_scores(params: tuple[float, float], emb_train: np.ndarray, coef: np.ndarray,
@@ -257,8 +313,10 @@ def _reward_model_scores(params: tuple[float, float], emb_train: np.ndarray, coe
     def kernel(a, b):
         return np.exp((a @ b.T - 1.0) / temperature)
 
-    krr = KernelRidge(alpha=alpha, kernel="precomputed").fit(kernel(emb_train, emb_train), coef - shared)
-    pred = shared + krr.predict(kernel(emb, emb_train))
+    # kernel ridge regression (precomputed kernel): dual coefficients (K + alpha I)^-1 Y
+    k_train = kernel(emb_train, emb_train)
+    dual = np.linalg.solve(k_train + alpha * np.eye(len(k_train)), coef - shared)
+    pred = shared + kernel(emb, emb_train) @ dual
     return pred[:, :1] + pred[:, 1:] @ features.T
 
 
@@ -278,13 +336,15 @@ class RewardModel(Predictor):
     name = "reward_model"
     boltzmann_temperature = 0.25
 
-    def __init__(self, grid: Sequence[tuple[float, float]] = REWARD_MODEL_GRID, targets: str = "centre"):
+    def __init__(self, grid: Sequence[tuple[float, float]] = REWARD_MODEL_GRID, targets: str = "centre",
+                 interactions: bool = True):
         self.grid = tuple(grid)
         self.targets = targets
+        self.interactions = interactions
 
     def fit(self, emb, rewards, space, seed=0):
         self.space = space
-        self.features = bit_features(space)
+        self.features = bit_features(space, self.interactions)
         # Smoothing is per task, so it is done once, outside the leave-one-out loop.
         self.emb, self.coef = emb, smooth_surfaces(self.features, TARGETS[self.targets](rewards))
 
@@ -331,26 +391,153 @@ class Ensemble(Predictor):
         return {m.name: m.describe() for m in self.members}
 
 
+class _TunedRule(Predictor):
+    """A decision rule over a base predictor's scores and the training tasks' mean rewards, with one
+    parameter chosen by inner leave-one-out over the training tasks (the base refitted on each
+    inner fold, hyper-parameter search included). Grids run from the most conservative value
+    (the best fixed configuration) onwards; ties go to the more conservative one."""
+
+    grid: tuple[float, ...] = ()
+
+    def __init__(self, base: Callable[[], Predictor], name: str):
+        self.base_factory, self.name = base, name
+
+    def decide(self, param: float, scores: np.ndarray, mean_reward: np.ndarray) -> int:
+        raise NotImplementedError
+
+    def fit(self, emb, rewards, space, seed=0):
+        self.space = space
+        self.base = self.base_factory().fit(emb, rewards, space, seed)
+        self.mean_reward = rewards.mean(axis=0)
+        n = len(emb)
+        self.param = self.grid[0]
+        if n >= 3:
+            folds = []
+            for i in range(n):
+                keep = np.arange(n) != i
+                b = self.base_factory().fit(emb[keep], rewards[keep], space, seed)
+                folds.append((b.scores(emb[i:i + 1])[0], rewards[keep].mean(axis=0), rewards[i]))
+            best = -np.inf
+            for g in self.grid:
+                total = sum(r[self.decide(g, sc, mr)] for sc, mr, r in folds)
+                if total > best + 1e-9:
+                    self.param, best = g, total
+        return self
+
+    def predict(self, emb):
+        s = self.base.scores(emb)
+        config = np.array([self.decide(self.param, row, self.mean_reward) for row in s])
+        return Prediction(config, indicator_bits(self.space, config), "indicator")
+
+    def describe(self):
+        return {"param": self.param, "base": self.base.describe()}
+
+
+class Gated(_TunedRule):
+    """The best fixed configuration, unless the base predictor's top configuration beats it by more
+    than tau times the spread (sd over configurations) of the base's scores for the task."""
+
+    grid = (float("inf"), 2.0, 1.0, 0.5, 0.25, 0.0)
+
+    def decide(self, tau, scores, mean_reward):
+        fixed, top = int(np.argmax(mean_reward)), int(np.argmax(scores))
+        sd = scores.std()
+        return top if scores[top] - scores[fixed] > tau * (sd if sd > 0 else 1.0) else fixed
+
+    def describe(self):
+        return {"tau": self.param, "base": self.base.describe()}
+
+
+class Shortlist(_TunedRule):
+    """The base predictor chooses only among the K configurations with the best mean reward over
+    the training tasks (K = 1: best_fixed)."""
+
+    grid = (1, 2, 4, 8, 16, 32)
+
+    def decide(self, k, scores, mean_reward):
+        short = np.argsort(-mean_reward, kind="stable")[:int(k)]
+        return int(short[np.argmax(scores[short])])
+
+    def describe(self):
+        return {"k": self.param, "base": self.base.describe()}
+
+
+class CentredEmbedding(Predictor):
+    """A base predictor on Task2Vec centred on the training tasks' mean (then L2-normalised again),
+    so that cosine similarity measures how tasks differ from the typical task rather than the
+    direction all Fisher embeddings share."""
+
+    def __init__(self, base: Callable[[], Predictor], name: str):
+        self.base_factory, self.name = base, name
+
+    def _t(self, emb):
+        return l2_normalise(emb - self.centre)
+
+    def fit(self, emb, rewards, space, seed=0):
+        self.space, self.centre = space, emb.mean(axis=0)
+        self.base = self.base_factory().fit(self._t(emb), rewards, space, seed)
+        return self
+
+    def scores(self, emb):
+        return self.base.scores(self._t(emb))
+
+    def predict(self, emb):
+        return self.base.predict(self._t(emb))
+
+    def describe(self):
+        return self.base.describe()
+
+
 @dataclass
 class PredictorOptions:
     controller: ControllerSettings = field(default_factory=ControllerSettings)
     targets: str = "centre"
 
 
-PREDICTORS = ("task2sim", "similarity", "reward_model", "ensemble", "best_fixed", "all_on", "all_off", "random",
-              "oracle")
+ADAPTIVE = ("similarity", "reward_model", "ensemble")
+# Variants of the search for a default (docs/policy.md, "Search for a better default"): the
+# adaptive predictors with other targets, gated or shortlisted towards best_fixed, or on centred
+# Task2Vec.
+VARIANTS = tuple([f"{b}_{t}" for t in ("zscore", "rank", "top") for b in ADAPTIVE]
+                 + [f"{w}_{b}" for w in ("gated", "shortlist") for b in ADAPTIVE]
+                 + [f"{b}_centred" for b in ADAPTIVE]
+                 # round 2, added after round 1's numbers (docs/policy.md)
+                 + ["reward_model_main", "gated_reward_model_main", "similarity_knn"])
+PREDICTORS = ("task2sim",) + ADAPTIVE + VARIANTS + ("best_fixed", "all_on", "all_off", "random", "oracle")
+
+
+def _adaptive(base: str, targets: str) -> Predictor:
+    if base == "similarity":
+        return SimilarityTransfer(targets=targets)
+    if base == "reward_model":
+        return RewardModel(targets=targets)
+    return Ensemble([SimilarityTransfer(targets=targets), RewardModel(targets=targets)])
+
+
+def _named(p: Predictor, name: str) -> Predictor:
+    p.name = name
+    return p
 
 
 def make_predictor(name: str, options: PredictorOptions | None = None) -> Predictor:
     options = options or PredictorOptions()
     factories: dict[str, Callable[[], Predictor]] = {
         "task2sim": lambda: Task2SimPredictor(options.controller),
-        "similarity": lambda: SimilarityTransfer(targets=options.targets),
-        "reward_model": lambda: RewardModel(targets=options.targets),
-        "ensemble": lambda: Ensemble([SimilarityTransfer(targets=options.targets),
-                                      RewardModel(targets=options.targets)]),
         "best_fixed": BestFixed, "all_on": AllOn, "all_off": AllOff, "random": RandomConfig, "oracle": Oracle,
     }
+    for b in ADAPTIVE:
+        factories[b] = lambda b=b: _adaptive(b, options.targets)
+        for t in ("zscore", "rank", "top"):
+            factories[f"{b}_{t}"] = lambda b=b, t=t: _named(_adaptive(b, t), f"{b}_{t}")
+        factories[f"gated_{b}"] = lambda b=b: Gated(lambda: _adaptive(b, options.targets), f"gated_{b}")
+        factories[f"shortlist_{b}"] = lambda b=b: Shortlist(lambda: _adaptive(b, options.targets), f"shortlist_{b}")
+        factories[f"{b}_centred"] = lambda b=b: CentredEmbedding(lambda: _adaptive(b, options.targets),
+                                                                 f"{b}_centred")
+    factories["reward_model_main"] = lambda: _named(RewardModel(targets=options.targets, interactions=False),
+                                                    "reward_model_main")
+    factories["gated_reward_model_main"] = lambda: Gated(
+        lambda: RewardModel(targets=options.targets, interactions=False), "gated_reward_model_main")
+    factories["similarity_knn"] = lambda: KnnTransfer(targets=options.targets)
     if name not in factories:
         raise ValueError(f"unknown predictor {name!r} (known: {', '.join(PREDICTORS)})")
     return factories[name]()

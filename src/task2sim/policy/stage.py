@@ -24,10 +24,14 @@ from .predictors import (
     AllOff,
     AllOn,
     BestFixed,
+    CentredEmbedding,
     Ensemble,
+    Gated,
+    KnnTransfer,
     Predictor,
     PredictorOptions,
     RewardModel,
+    Shortlist,
     SimilarityTransfer,
     Task2SimPredictor,
     make_predictor,
@@ -93,6 +97,8 @@ def predictor_state(p: Predictor) -> dict[str, Any]:
     """What a fitted predictor needs to predict again, as tensors and plain values."""
     if isinstance(p, Task2SimPredictor):
         return {"state_dict": p.model.state_dict(), "hidden": p.settings.hidden}
+    if isinstance(p, KnnTransfer):
+        return {"emb": torch.as_tensor(p.emb), "targets": torch.as_tensor(p.z), "k": p.temperature}
     if isinstance(p, SimilarityTransfer):
         return {"emb": torch.as_tensor(p.emb), "targets": torch.as_tensor(p.z), "temperature": p.temperature}
     if isinstance(p, RewardModel):
@@ -100,6 +106,11 @@ def predictor_state(p: Predictor) -> dict[str, Any]:
                 "features": torch.as_tensor(p.features), "temperature": p.params[0], "ridge_alpha": p.params[1]}
     if isinstance(p, Ensemble):
         return {"members": {m.name: predictor_state(m) for m in p.members}}
+    if isinstance(p, (Gated, Shortlist)):
+        return {"base": {p.base.name: predictor_state(p.base)}, "param": p.param,
+                "mean_reward": torch.as_tensor(p.mean_reward)}
+    if isinstance(p, CentredEmbedding):
+        return {"base": {p.base.name: predictor_state(p.base)}, "centre": torch.as_tensor(p.centre)}
     if isinstance(p, (BestFixed, AllOn, AllOff)):
         return {"config": p.space.configs[p.index]}
     return {}
@@ -138,7 +149,7 @@ def summary_rows(scores: list[MethodScores], rm: RewardMatrix, seen: Sequence[st
     bf = next((s.loo_per_task for s in scores if s.method == "best_fixed"), {})
     for s in scores:
         row = {"method": s.method, "n_seeds": str(len(s.seeds))}
-        for key, vals in (("seen", s.seen), ("unseen", s.unseen), ("loo", s.loo)):
+        for key, vals in (("seen", s.seen), ("unseen", s.unseen), ("loo", s.loo), ("loo_seen", s.loo_seen)):
             row[f"{key}_mean"], row[f"{key}_sd"] = _fmt(vals)
         if bf and s.loo_per_task and s.method != "best_fixed":
             row["loo_wins_vs_best_fixed"] = str(sum(s.loo_per_task[t] > bf[t] + 1e-9 for t in bf))
@@ -148,12 +159,12 @@ def summary_rows(scores: list[MethodScores], rm: RewardMatrix, seen: Sequence[st
     mean_all = {"method": "mean_of_all_configs", "n_seeds": "",
                 "seen_mean": f"{rm.rows(seen).mean():.2f}",
                 "unseen_mean": f"{rm.rows(unseen_t).mean():.2f}" if unseen_t else "",
-                "loo_mean": f"{rm.values.mean():.2f}"}
+                "loo_mean": f"{rm.values.mean():.2f}", "loo_seen_mean": f"{rm.rows(seen).mean():.2f}"}
     return rows + [mean_all]
 
 
 SUMMARY_COLUMNS = ("method", "n_seeds", "seen_mean", "seen_sd", "unseen_mean", "unseen_sd", "loo_mean", "loo_sd",
-                   "loo_wins_vs_best_fixed", "loo_losses_vs_best_fixed")
+                   "loo_seen_mean", "loo_seen_sd", "loo_wins_vs_best_fixed", "loo_losses_vs_best_fixed")
 
 
 def write_tsv(path: str | os.PathLike, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
@@ -169,11 +180,12 @@ def summary_markdown(rows: list[dict[str, str]], cfg: PolicyConfig, info: dict[s
         "# Policy: configuration chosen per task", "",
         (f"Default predictor: `{cfg.predictor}`; rewards: mean of the table's reward (%) of each task's predicted"
         f" configuration. seen/unseen: fitted on the {info['n_seen']} seen tasks; loo: leave-one-task-out over"
-        f" the {info['n_table_tasks']} table tasks with a Task2Vec. Stochastic methods: mean and sd over seeds"
+        f" the {info['n_table_tasks']} table tasks with a Task2Vec; loo seen: leave-one-task-out over the seen"
+        " tasks only (never reads an unseen row). Stochastic methods: mean and sd over seeds"
         f" {cfg.seeds}; deterministic ones run once. wins/losses: leave-one-out tasks where a method's"
         " configuration scores above/below best_fixed's. Empty: not run or no such tasks."), "",
-        "| method | seeds | seen | unseen | leave-one-out | LOO wins/losses vs best_fixed |",
-        "|---|---|---|---|---|---|",
+        "| method | seeds | seen | unseen | leave-one-out | loo seen | LOO wins/losses vs best_fixed |",
+        "|---|---|---|---|---|---|---|",
     ]
     def cell(r, k):
         m, sd = r.get(f"{k}_mean", ""), r.get(f"{k}_sd", "")
@@ -183,7 +195,7 @@ def summary_markdown(rows: list[dict[str, str]], cfg: PolicyConfig, info: dict[s
         wl = (f"{r['loo_wins_vs_best_fixed']}/{r['loo_losses_vs_best_fixed']}"
               if r.get("loo_wins_vs_best_fixed") else "")
         lines.append(f"| {r['method']} | {r['n_seeds']} | {cell(r, 'seen')} | {cell(r, 'unseen')} "
-                     f"| {cell(r, 'loo')} | {wl} |")
+                     f"| {cell(r, 'loo')} | {cell(r, 'loo_seen')} | {wl} |")
     if noise:
         sds = [float(r["seed_sd"]) for r in noise.values()]
         lines += ["", (f"Measured reward noise (results/rewards/noise.tsv): the seed sd of one task's reward is "
