@@ -51,6 +51,16 @@ def unseen_tasks():
     return [t for t in task_ids() if not task_settings(t)["seen"]]
 
 
+def reward_tasks():
+    """Tasks in the reward table: all but those with `reward: false` (the one-shot path)."""
+    return [t for t in task_ids() if task_settings(t)["reward"]]
+
+
+def oneshot_tasks():
+    """Tasks outside the reward table: Task2Vec -> prediction -> final-budget backbone only."""
+    return [t for t in task_ids() if not task_settings(t)["reward"]]
+
+
 def all_bits():
     """Every configuration string of this run (2^M, M = len(render.vary_bits))."""
     return configs_for(config["render"]["vary_bits"])
@@ -66,8 +76,8 @@ def task_settings(task):
 
 def task_settings_json(wildcards):
     """Task settings as the --config JSON argument of the tasks CLI (seen or not, the data are
-    the same: `seen` stays out so that moving a task across the split reruns nothing here)."""
-    settings = {k: v for k, v in task_settings(wildcards.task).items() if k != "seen"}
+    the same: `seen` and `reward` stay out so that moving a task across the split reruns nothing here)."""
+    settings = {k: v for k, v in task_settings(wildcards.task).items() if k not in ("seen", "reward")}
     return json.dumps(settings, sort_keys=True)
 
 
@@ -100,7 +110,7 @@ wildcard_constraints:
 
 def reward_jsons(wildcards):
     """One reward JSON per (config, task) of this run."""
-    return expand("results/rewards/{bits}/{task}.json", bits=all_bits(), task=task_ids())
+    return expand("results/rewards/{bits}/{task}.json", bits=all_bits(), task=reward_tasks())
 
 
 def noise_configs():
@@ -118,14 +128,17 @@ def noise_repeat_jsons(wildcards):
         "results/noise/{seed}/rewards/{bits}/{task}.json",
         seed=config["noise"]["seeds"],
         bits=noise_configs(),
-        task=task_ids(),
+        task=reward_tasks(),
     )
 
 
 def noise_feature_caches(wildcards):
     return " ".join(
         expand(
-            "results/noise/{seed}/features/{bits}/{task}.npz", seed=wildcards.seed, bits=wildcards.bits, task=task_ids()
+            "results/noise/{seed}/features/{bits}/{task}.npz",
+            seed=wildcards.seed,
+            bits=wildcards.bits,
+            task=reward_tasks(),
         )
     )
 
@@ -133,18 +146,21 @@ def noise_feature_caches(wildcards):
 _unknown = sorted(set(noise_configs()) - set(all_bits()))
 if _unknown:
     raise WorkflowError(f"invalid configuration: noise.configs: {_unknown[0]} is not one of this run's configurations")
+_no_reward_seen = [t for t in oneshot_tasks() if task_settings(t)["seen"]]
+if _no_reward_seen:
+    raise WorkflowError(f"invalid configuration: tasks.items.{_no_reward_seen[0]}: reward: false needs seen: false")
 if config["seed"] in config["noise"]["seeds"]:
     raise WorkflowError(f"invalid configuration: noise.seeds: {config['seed']} is the run's own seed")
 
 
 def reward_task_files(wildcards):
     """Every task's data.h5, in task_ids() order (parallel to the reward rule's outputs)."""
-    return expand("results/tasks/{task}/data.h5", task=task_ids())
+    return expand("results/tasks/{task}/data.h5", task=reward_tasks())
 
 
 def reward_feature_caches(wildcards):
     """Per-task feature cache files of one backbone (results/features/{bits}/{task}.npz)."""
-    return " ".join(expand("results/features/{bits}/{task}.npz", bits=wildcards.bits, task=task_ids()))
+    return " ".join(expand("results/features/{bits}/{task}.npz", bits=wildcards.bits, task=reward_tasks()))
 
 
 def evaluate_inputs(wildcards):
