@@ -301,6 +301,12 @@ def _bold_best(values: dict[str, str], keys: Sequence[str]) -> dict[str, str]:
             for k in values}
 
 
+def _complete(row: Mapping[str, str], split: str, info: Mapping[str, Any]) -> str:
+    """A split's mean only when every task of the split has a score (else no number: a mean over
+    fewer tasks would not compare)."""
+    return row.get(f"{split}_mean", "") if row.get(f"{split}_n") == str(info[f"n_{split}"]) else ""
+
+
 def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, str], evaluations: Sequence[str],
                      choices: Sequence[Mapping[str, str]], info: Mapping[str, Any]) -> str:
     """summary.md: one table per budget in the layout of the paper's Tables 2/3, the configurations
@@ -327,7 +333,7 @@ def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, st
         cells = {m: {} for m in METHODS}
         for ev in evaluations:
             for split in ("seen", "unseen"):
-                col = {m: by.get((label, ev, m), {}).get(f"{split}_mean", "") for m in METHODS}
+                col = {m: _complete(by.get((label, ev, m), {}), split, info) for m in METHODS}
                 bolded = _bold_best(col, [m for m in METHODS if m != "imagenet"])
                 for m in METHODS:
                     cells[m][(ev, split)] = bolded[m]
@@ -341,11 +347,11 @@ def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, st
     for label in budgets:
         for ev in evaluations:
             for split in ("seen", "unseen"):
-                t2s = by.get((label, ev, "task2sim"), {}).get(f"{split}_mean", "")
+                t2s = _complete(by.get((label, ev, "task2sim"), {}), split, info)
                 for m in METHODS:
                     if m in ("task2sim", "imagenet"):
                         continue
-                    other = by.get((label, ev, m), {}).get(f"{split}_mean", "")
+                    other = _complete(by.get((label, ev, m), {}), split, info)
                     if t2s and other and float(other) > float(t2s):
                         losses.append(f"- {label} budget, {ev}, {split} tasks: {LABELS[m]} beats Task2Sim by "
                                       f"{float(other) - float(t2s):.2f} points ({other} vs {t2s}).")
