@@ -163,3 +163,23 @@ def test_oneshot_cli_writes_backbone_prediction_and_evaluation(tmp_path, one_tor
                      "--task-h5", str(h5), "--out-dir", str(out), "--config", "{}", "--evaluate", "{}",
                      "--reward", "{}"])
     assert rc == 2
+
+
+def test_scaling_rows_and_figure(tmp_path):
+    from task2sim.compare import plot_scaling, scaling_rows
+
+    choices = choose_configs(_table(), _predictions()[:3], [0, 7], random_seed=0)
+    pick = {(r["task"], r["method"]): r["bits"] for r in choices}
+    scores = {}
+    for i, b in enumerate(("c4_i10", "c4_i20", "c4_i40")):
+        for t in "ab":
+            scores[(b, pick[(t, "task2sim")], t, "linear")] = 50.0 + 5 * i
+            scores[(b, pick[(t, "domain_randomisation")], t, "linear")] = 48.0 + 4 * i
+    rows = scaling_rows(choices, scores, ["c4_i10", "c4_i20", "c4_i40"])
+    by = {(r["budget"], r["method"]): r for r in rows}
+    # task b: Task2Sim and DR pick the same configuration 10000001, so its score is shared
+    assert by[("c4_i10", "task2sim")]["images"] == "40" and by[("c4_i10", "task2sim")]["n_tasks"] == "2"
+    assert by[("c4_i40", "domain_randomisation")]["seen_mean"] == "56.00"
+    assert by[("c4_i40", "task2sim")]["seen_mean"] == "58.00"
+    png = plot_scaling(rows, tmp_path / "scaling.png", "t")
+    assert png.stat().st_size > 5000
