@@ -13,11 +13,12 @@ include: "rules/render.smk"
 include: "rules/pretrain.smk"
 include: "rules/reward.smk"
 include: "rules/noise.smk"
+include: "rules/evaluate.smk"
 include: "rules/task2vec.smk"
 include: "rules/asg.smk"
 include: "rules/policy.smk"
 # after policy.smk: the final comparison reads the policy's predictions
-include: "rules/evaluate.smk"
+include: "rules/final.smk"
 
 
 rule all:

@@ -294,7 +294,7 @@ def asg_sweep_metrics(wildcards):
     ]
 
 
-# --- final: one-shot backbones and the final comparison (rules/evaluate.smk, docs/final.md) -------
+# --- final: one-shot backbones and the final comparison (rules/final.smk, docs/final.md) -------
 
 FINAL = config["final"]
 # Keys that pick jobs, not what a job computes: out of the rerun-triggering params.
