@@ -17,6 +17,8 @@ include: "rules/evaluate.smk"
 include: "rules/task2vec.smk"
 include: "rules/asg.smk"
 include: "rules/policy.smk"
+# after policy.smk: the final comparison reads the policy's predictions
+include: "rules/final.smk"
 
 
 rule all:

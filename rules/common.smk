@@ -51,6 +51,16 @@ def unseen_tasks():
     return [t for t in task_ids() if not task_settings(t)["seen"]]
 
 
+def reward_tasks():
+    """Tasks in the reward table: all but those with `reward: false` (the one-shot path)."""
+    return [t for t in task_ids() if task_settings(t)["reward"]]
+
+
+def oneshot_tasks():
+    """Tasks outside the reward table: Task2Vec -> prediction -> final-budget backbone only."""
+    return [t for t in task_ids() if not task_settings(t)["reward"]]
+
+
 def all_bits():
     """Every configuration string of this run (2^M, M = len(render.vary_bits))."""
     return configs_for(config["render"]["vary_bits"])
@@ -66,8 +76,8 @@ def task_settings(task):
 
 def task_settings_json(wildcards):
     """Task settings as the --config JSON argument of the tasks CLI (seen or not, the data are
-    the same: `seen` stays out so that moving a task across the split reruns nothing here)."""
-    settings = {k: v for k, v in task_settings(wildcards.task).items() if k != "seen"}
+    the same: `seen` and `reward` stay out so that moving a task across the split reruns nothing here)."""
+    settings = {k: v for k, v in task_settings(wildcards.task).items() if k not in ("seen", "reward")}
     return json.dumps(settings, sort_keys=True)
 
 
@@ -100,7 +110,7 @@ wildcard_constraints:
 
 def reward_jsons(wildcards):
     """One reward JSON per (config, task) of this run."""
-    return expand("results/rewards/{bits}/{task}.json", bits=all_bits(), task=task_ids())
+    return expand("results/rewards/{bits}/{task}.json", bits=all_bits(), task=reward_tasks())
 
 
 def noise_configs():
@@ -118,14 +128,17 @@ def noise_repeat_jsons(wildcards):
         "results/noise/{seed}/rewards/{bits}/{task}.json",
         seed=config["noise"]["seeds"],
         bits=noise_configs(),
-        task=task_ids(),
+        task=reward_tasks(),
     )
 
 
 def noise_feature_caches(wildcards):
     return " ".join(
         expand(
-            "results/noise/{seed}/features/{bits}/{task}.npz", seed=wildcards.seed, bits=wildcards.bits, task=task_ids()
+            "results/noise/{seed}/features/{bits}/{task}.npz",
+            seed=wildcards.seed,
+            bits=wildcards.bits,
+            task=reward_tasks(),
         )
     )
 
@@ -133,18 +146,21 @@ def noise_feature_caches(wildcards):
 _unknown = sorted(set(noise_configs()) - set(all_bits()))
 if _unknown:
     raise WorkflowError(f"invalid configuration: noise.configs: {_unknown[0]} is not one of this run's configurations")
+_no_reward_seen = [t for t in oneshot_tasks() if task_settings(t)["seen"]]
+if _no_reward_seen:
+    raise WorkflowError(f"invalid configuration: tasks.items.{_no_reward_seen[0]}: reward: false needs seen: false")
 if config["seed"] in config["noise"]["seeds"]:
     raise WorkflowError(f"invalid configuration: noise.seeds: {config['seed']} is the run's own seed")
 
 
 def reward_task_files(wildcards):
     """Every task's data.h5, in task_ids() order (parallel to the reward rule's outputs)."""
-    return expand("results/tasks/{task}/data.h5", task=task_ids())
+    return expand("results/tasks/{task}/data.h5", task=reward_tasks())
 
 
 def reward_feature_caches(wildcards):
     """Per-task feature cache files of one backbone (results/features/{bits}/{task}.npz)."""
-    return " ".join(expand("results/features/{bits}/{task}.npz", bits=wildcards.bits, task=task_ids()))
+    return " ".join(expand("results/features/{bits}/{task}.npz", bits=wildcards.bits, task=reward_tasks()))
 
 
 def evaluate_inputs(wildcards):
@@ -276,3 +292,127 @@ def asg_sweep_metrics(wildcards):
         for t in ASG["targets"]
         for m in ASG_SWEEP_METHODS
     ]
+
+
+# --- final: one-shot backbones and the final comparison (rules/final.smk, docs/final.md) -------
+
+FINAL = config["final"]
+# Keys that pick jobs, not what a job computes: out of the rerun-triggering params.
+FINAL_JOB_KEYS = ["classes", "images_per_class", "scaling_images_per_class", "epochs", "final_budget_methods"]
+_reward_images = config["render"]["classes"] * config["render"]["images_per_class"]
+if FINAL["classes"] * FINAL["images_per_class"] < 2 * _reward_images:
+    raise WorkflowError(
+        f"invalid configuration: final: {FINAL['classes']} x {FINAL['images_per_class']} images is less than twice"
+        f" the reward budget's {_reward_images}"
+    )
+
+
+def final_budget():
+    """The final budget's {budget} wildcard: c<classes>_i<images per class>."""
+    return f"c{FINAL['classes']}_i{FINAL['images_per_class']}"
+
+
+def scaling_budgets():
+    return [f"c{FINAL['classes']}_i{n}" for n in FINAL["scaling_images_per_class"]]
+
+
+def comparison_budgets():
+    """label -> {budget} of the comparison's two columns."""
+    return {"reward": "reward", "final": final_budget()}
+
+
+def final_choices():
+    """Rows (task, split, method, bits) of results/final/choices.tsv, once final_choose has run."""
+    with open(checkpoints.final_choose.get().output.tsv) as f:
+        rows = [dict(zip(["task", "split", "method", "bits"], ln.rstrip("\n").split("\t"))) for ln in f][1:]
+    return rows
+
+
+def final_model(budget, bits):
+    if budget == "reward":
+        return f"results/pretrain/{bits}/model.pt"
+    return f"results/final/budgets/{budget}/pretrain/{bits}/model.pt"
+
+
+def final_score_tasks(wildcards):
+    """The tasks one backbone is scored on: every reward-table task whose method picked it at a
+    comparison budget; seen tasks of Task2Sim / Domain Randomisation at a scaling budget; every
+    reward-table task for scratch and the ImageNet reference."""
+    if wildcards.source in ("scratch", "imagenet"):
+        return reward_tasks()
+    rows = [r for r in final_choices() if r["split"] != "new" and r["bits"] == wildcards.source]
+    tasks = set()
+    if wildcards.budget == "reward":
+        tasks |= {r["task"] for r in rows}
+    if wildcards.budget == final_budget():
+        tasks |= {r["task"] for r in rows if r["method"] in FINAL["final_budget_methods"]}
+    if wildcards.budget in scaling_budgets():
+        tasks |= {
+            r["task"] for r in rows if r["split"] == "seen" and r["method"] in ("task2sim", "domain_randomisation")
+        }
+    return [t for t in reward_tasks() if t in tasks]
+
+
+def final_score_inputs(wildcards):
+    inputs = {"tasks": expand("results/tasks/{task}/data.h5", task=final_score_tasks(wildcards))}
+    if wildcards.source not in ("scratch", "imagenet"):
+        inputs["model"] = final_model(wildcards.budget, wildcards.source)
+    return inputs
+
+
+def final_score_model_args(wildcards):
+    if wildcards.source == "scratch":
+        return f"--model-name {config['pretrain']['model']} --image-size {config['render']['image_size']}"
+    if wildcards.source == "imagenet":
+        return ""
+    return f"--model {final_model(wildcards.budget, wildcards.source)}"
+
+
+def final_score_files(budgets, methods=None, seen_only=False):
+    """The score TSVs behind the given budgets (plus scratch and imagenet when comparing)."""
+    rows = [r for r in final_choices() if r["split"] != "new"]
+    if seen_only:
+        rows = [r for r in rows if r["split"] == "seen"]
+    if methods:
+        rows = [r for r in rows if r["method"] in methods]
+    bits = sorted({r["bits"] for r in rows})
+    return expand("results/final/scores/{budget}/{bits}.tsv", budget=budgets, bits=bits)
+
+
+def final_summary_scores(wildcards):
+    refs = ["results/final/scores/ref/scratch.tsv", "results/final/scores/ref/imagenet.tsv"]
+    at_final = final_score_files([final_budget()], FINAL["final_budget_methods"])
+    return sorted(set(final_score_files(["reward"]) + at_final)) + refs
+
+
+def final_scaling_scores(wildcards):
+    return final_score_files(scaling_budgets(), ["task2sim", "domain_randomisation"], seen_only=True)
+
+
+def final_oneshot_model(wildcards):
+    bits = next(r["bits"] for r in final_choices() if r["task"] == wildcards.task and r["method"] == "task2sim")
+    return final_model(final_budget(), bits)
+
+
+def final_render_config(wildcards):
+    """The render section at the budget's size (classes, images per class)."""
+    classes, ipc = (int(x[1:]) for x in wildcards.budget.split("_"))
+    render = json.loads(config_json("render", drop=["vary_bits"]))
+    return json.dumps({**render, "classes": classes, "images_per_class": ipc}, sort_keys=True)
+
+
+FINAL_SECTIONS = {
+    "evaluate": json.dumps(
+        {k: v for k, v in config["evaluate"].items() if k in ("val_fraction", "linear", "finetune", "scratch")},
+        sort_keys=True,
+    ),
+    "reward": config_json("reward"),
+}
+
+
+def final_pretrain_config(wildcards):
+    """The pretrain section with the final budget's epochs (final.epochs, null: the same)."""
+    return json.dumps(
+        {**json.loads(config_json("pretrain")), "epochs": FINAL["epochs"] or config["pretrain"]["epochs"]},
+        sort_keys=True,
+    )

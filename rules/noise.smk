@@ -40,14 +40,14 @@ use rule reward_knn5 as noise_knn5 with:
         model="results/noise/{seed}/pretrain/{bits}/model.pt",
         tasks=reward_task_files,
     output:
-        json=expand("results/noise/{{seed}}/rewards/{{bits}}/{task}.json", task=task_ids()),
-        meta=expand("results/noise/{{seed}}/rewards/{{bits}}/{task}.meta.json", task=task_ids()),
+        json=expand("results/noise/{{seed}}/rewards/{{bits}}/{task}.json", task=reward_tasks()),
+        meta=expand("results/noise/{{seed}}/rewards/{{bits}}/{task}.meta.json", task=reward_tasks()),
     log:
         "logs/noise/{seed}/rewards/{bits}/knn5.log",
     benchmark:
         "benchmarks/noise/{seed}/rewards/{bits}/knn5.tsv"
     params:
-        task_ids=" ".join(task_ids()),
+        task_ids=" ".join(reward_tasks()),
         features=noise_feature_caches,
         config=config_json("reward"),
 

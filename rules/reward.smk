@@ -10,8 +10,8 @@ rule reward_knn5:
         model="results/pretrain/{bits}/model.pt",
         tasks=reward_task_files,
     output:
-        json=expand("results/rewards/{{bits}}/{task}.json", task=task_ids()),
-        meta=expand("results/rewards/{{bits}}/{task}.meta.json", task=task_ids()),
+        json=expand("results/rewards/{{bits}}/{task}.json", task=reward_tasks()),
+        meta=expand("results/rewards/{{bits}}/{task}.meta.json", task=reward_tasks()),
     log:
         "logs/rewards/{bits}/knn5.log",
     benchmark:
@@ -27,7 +27,7 @@ rule reward_knn5:
         runtime=30,
         gpu=0,
     params:
-        task_ids=" ".join(task_ids()),
+        task_ids=" ".join(reward_tasks()),
         # Feature cache, deliberately not an output (snakemake deletes outputs before a rerun):
         # after a change of k or temperature, or a new task, the network does not run again.
         # Each file carries a key (model, checkpoint, task file, image size); stale ones are redone.

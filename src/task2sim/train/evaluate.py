@@ -184,6 +184,23 @@ def _choose(grid: list[dict], scores: list[dict]) -> dict:
     return {k: best[k] for k in ("lr", "weight_decay", "batch_size")}
 
 
+def linear_probe(f_train, y_train, f_test, y_test, n_classes: int, cfg: EvalConfig,
+                 split: tuple[np.ndarray, np.ndarray], device) -> dict[str, Any]:
+    """The linear probe on already computed pooled features (raw, not normalised): each grid point
+    trained on the fit part of ``split`` and scored on its validation part, the best retrained on
+    all training features, test top-1 (%) reported. ``split`` comes from ``validation_split``."""
+    f_train, f_test = torch.as_tensor(f_train), torch.as_tensor(f_test)
+    y_train, y_test = torch.as_tensor(y_train), torch.as_tensor(y_test)
+    fit_t, val_t = torch.as_tensor(split[0]), torch.as_tensor(split[1])
+    grid, grid_scores = cfg.grid(), []
+    for hp in grid if len(grid) > 1 else ():
+        head = _train_linear(f_train[fit_t], y_train[fit_t], n_classes, hp, cfg, derive_seed(cfg.seed, 2), device)
+        grid_scores.append({**hp, "val_top1": _accuracy_linear(head, f_train[val_t], y_train[val_t], device)})
+    hp = _choose(grid, grid_scores)
+    head = _train_linear(f_train, y_train, n_classes, hp, cfg, derive_seed(cfg.seed, 3), device)
+    return {"test_top1": _accuracy_linear(head, f_test, y_test, device), "chosen": hp, "grid": grid_scores}
+
+
 def evaluate(model_name: str | None, checkpoint: str | os.PathLike | None, task_h5: str | os.PathLike,
              cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
     """Select hyper-parameters on validation, retrain on all training images, report test top-1.
@@ -210,13 +227,8 @@ def evaluate(model_name: str | None, checkpoint: str | os.PathLike | None, task_
         frozen.reset_classifier(0)
         f_train, y_train = _pooled(frozen, train_eval, device, cfg.amp, progress)
         f_test, y_test = _pooled(frozen, test, device, cfg.amp, progress)
-        fit_t, val_t = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
-        for hp in grid if len(grid) > 1 else ():
-            head = _train_linear(f_train[fit_t], y_train[fit_t], n_classes, hp, cfg, derive_seed(cfg.seed, 2), device)
-            grid_scores.append({**hp, "val_top1": _accuracy_linear(head, f_train[val_t], y_train[val_t], device)})
-        hp = _choose(grid, grid_scores)
-        head = _train_linear(f_train, y_train, n_classes, hp, cfg, derive_seed(cfg.seed, 3), device)
-        test_top1 = _accuracy_linear(head, f_test, y_test, device)
+        probe = linear_probe(f_train, y_train, f_test, y_test, n_classes, cfg, (fit_idx, val_idx), device)
+        test_top1, hp, grid_scores = probe["test_top1"], probe["chosen"], probe["grid"]
     else:
         aug = train_transform(cfg.image_size, cfg.crop_scale)
         fit_ds = H5ImageDataset(task_h5, "train", aug, indices=fit_idx)

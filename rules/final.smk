@@ -1,0 +1,237 @@
+# The payoff (docs/final.md): one-shot backbones for tasks outside the reward table, and the final
+# comparison of Task2Sim against its baselines (results/evaluate/summary.md).
+# final_choose (a checkpoint) reads the policy's predictions and the reward table and fixes the
+# configuration of every (task, method); the backbones those configurations need are rendered and
+# pre-trained once per (budget, configuration) through the {budget}/{bits} wildcards, whichever
+# tasks and methods share them. Code: task2sim.compare, CLI task2sim.cli.final.
+
+
+checkpoint final_choose:
+    input:
+        table="results/rewards/table.tsv",
+        predictions="results/policy/predictions.tsv",
+        policy="results/policy/policy.pt",
+    output:
+        tsv="results/final/choices.tsv",
+        meta="results/final/choices.meta.json",
+    log:
+        "logs/final/choose.log",
+    benchmark:
+        "benchmarks/final/choose.tsv"
+    conda:
+        "../envs/task2sim.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        config=json.dumps({"random_seed": FINAL["random_seed"]}),
+        seed=config["seed"],
+    shell:
+        "python -m task2sim.cli.final choose --table {input.table} --predictions {input.predictions}"
+        " --policy {input.policy} --config {params.config:q} --seed {params.seed} --out {output.tsv} > {log} 2>&1"
+
+
+use rule render_dataset as final_render with:
+    output:
+        images="results/final/budgets/{budget}/renders/{bits}/images.h5",
+        preview="results/final/budgets/{budget}/renders/{bits}/preview.png",
+        meta="results/final/budgets/{budget}/renders/{bits}/images.meta.json",
+    log:
+        "logs/final/budgets/{budget}/renders/{bits}/images.log",
+    benchmark:
+        "benchmarks/final/budgets/{budget}/renders/{bits}/images.tsv"
+    wildcard_constraints:
+        budget=r"c\d+_i\d+",
+    params:
+        config=final_render_config,
+        seed=config["seed"],
+
+
+use rule pretrain_backbone as final_pretrain with:
+    input:
+        images="results/final/budgets/{budget}/renders/{bits}/images.h5",
+    output:
+        model="results/final/budgets/{budget}/pretrain/{bits}/model.pt",
+        history="results/final/budgets/{budget}/pretrain/{bits}/history.tsv",
+        meta="results/final/budgets/{budget}/pretrain/{bits}/model.meta.json",
+    log:
+        "logs/final/budgets/{budget}/pretrain/{bits}/model.log",
+    benchmark:
+        "benchmarks/final/budgets/{budget}/pretrain/{bits}/model.tsv"
+    wildcard_constraints:
+        budget=r"c\d+_i\d+",
+    params:
+        out_dir="results/final/budgets/{budget}/pretrain/{bits}",
+        config=final_pretrain_config,
+        seed=config["seed"],
+
+
+# One job per backbone: its features are computed once per task and shared by the 5-NN and the
+# linear probe (the probe trains on cached features, a few seconds per task on a CPU).
+rule final_score:
+    input:
+        unpack(final_score_inputs),
+    output:
+        tsv="results/final/scores/{budget}/{source}.tsv",
+        meta="results/final/scores/{budget}/{source}.meta.json",
+    log:
+        "logs/final/scores/{budget}/{source}.log",
+    benchmark:
+        "benchmarks/final/scores/{budget}/{source}.tsv"
+    wildcard_constraints:
+        budget=r"reward|ref|c\d+_i\d+",
+        source=r"[01]{8}|scratch|imagenet",
+    conda:
+        "../envs/task2sim.yaml"
+    threads: 1
+    resources:
+        device=config["device"],
+        mem_mb=3000,
+        runtime=30,
+        gpu=0,
+    params:
+        tasks=lambda wildcards: " ".join(final_score_tasks(wildcards)),
+        model_args=final_score_model_args,
+        config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed"]),
+        evaluate=FINAL_SECTIONS["evaluate"],
+        reward=FINAL_SECTIONS["reward"],
+        seed=config["seed"],
+    shell:
+        "python -m task2sim.cli.final score --source {wildcards.source} {params.model_args}"
+        " --task {params.tasks} --task-h5 {input.tasks} --config {params.config:q}"
+        " --evaluate {params.evaluate:q} --reward {params.reward:q} --seed {params.seed}"
+        " --device {resources.device} --threads {threads} --no-progress --out {output.tsv} > {log} 2>&1"
+
+
+rule final_oneshot:
+    input:
+        predictions="results/policy/predictions.tsv",
+        model=final_oneshot_model,
+        task="results/tasks/{task}/data.h5",
+    output:
+        model="results/final/{task}/model.pt",
+        prediction="results/final/{task}/prediction.json",
+        evaluation="results/final/{task}/evaluation.json",
+        meta="results/final/{task}/model.meta.json",
+    log:
+        "logs/final/{task}/oneshot.log",
+    benchmark:
+        "benchmarks/final/{task}/oneshot.tsv"
+    conda:
+        "../envs/task2sim.yaml"
+    threads: 1
+    resources:
+        device=config["device"],
+        mem_mb=3000,
+        runtime=30,
+        gpu=0,
+    params:
+        out_dir=subpath(output.model, parent=True),
+        config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed"]),
+        evaluate=FINAL_SECTIONS["evaluate"],
+        reward=FINAL_SECTIONS["reward"],
+        seed=config["seed"],
+    shell:
+        "python -m task2sim.cli.final oneshot --task {wildcards.task} --predictions {input.predictions}"
+        " --model {input.model} --task-h5 {input.task} --config {params.config:q}"
+        " --evaluate {params.evaluate:q} --reward {params.reward:q} --seed {params.seed}"
+        " --device {resources.device} --threads {threads} --no-progress --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule final_summary:
+    input:
+        choices="results/final/choices.tsv",
+        policy="results/policy/policy.pt",
+        scores=final_summary_scores,
+    output:
+        md=report(
+            "results/evaluate/summary.md",
+            category="Final comparison",
+            caption="../docs/report/final_summary.rst",
+            labels={"figure": "Tables 2/3 (summary)"},
+        ),
+        tsv=report(
+            "results/evaluate/summary.tsv",
+            category="Final comparison",
+            caption="../docs/report/final_summary.rst",
+            labels={"figure": "Tables 2/3 (TSV)"},
+        ),
+        seen=report(
+            "results/evaluate/per_task_seen.png",
+            category="Final comparison",
+            caption="../docs/report/final_per_task.rst",
+            labels={"figure": "per-task bars (Fig. 3)", "split": "seen"},
+        ),
+        unseen=report(
+            "results/evaluate/per_task_unseen.png",
+            category="Final comparison",
+            caption="../docs/report/final_per_task.rst",
+            labels={"figure": "per-task bars (Fig. 4)", "split": "unseen"},
+        ),
+        meta="results/evaluate/summary.meta.json",
+    log:
+        "logs/final/summary.log",
+    benchmark:
+        "benchmarks/final/summary.tsv"
+    conda:
+        "../envs/task2sim.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        budgets=" ".join(f"--budget {k}={v}" for k, v in comparison_budgets().items()),
+        config=config_json("final", drop=["scaling_images_per_class"]),
+        model=config["pretrain"]["model"],
+        epochs=config["pretrain"]["epochs"],
+        seed=config["seed"],
+    shell:
+        "python -m task2sim.cli.final summary --choices {input.choices} --policy {input.policy}"
+        " --scores {input.scores} {params.budgets} --model-name {params.model} --pretrain-epochs {params.epochs}"
+        " --config {params.config:q}"
+        " --seed {params.seed} --md {output.md} --tsv {output.tsv} --png-seen {output.seen}"
+        " --png-unseen {output.unseen} > {log} 2>&1"
+
+
+# The scaling study (Fig. 8): a named target, outside `rule all` (snakemake final_scaling).
+rule final_scaling:
+    input:
+        choices="results/final/choices.tsv",
+        scores=final_scaling_scores,
+    output:
+        tsv="results/evaluate/scaling.tsv",
+        png=report(
+            "results/evaluate/scaling.png",
+            category="Final comparison",
+            caption="../docs/report/final_scaling.rst",
+            labels={"figure": "scaling (Fig. 8)"},
+        ),
+        meta="results/evaluate/scaling.meta.json",
+    log:
+        "logs/final/scaling.log",
+    benchmark:
+        "benchmarks/final/scaling.tsv"
+    conda:
+        "../envs/task2sim.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        budgets=" ".join(scaling_budgets()),
+        seed=config["seed"],
+    shell:
+        "python -m task2sim.cli.final scaling --choices {input.choices} --scores {input.scores}"
+        " --budgets {params.budgets} --seed {params.seed} --tsv {output.tsv} --png {output.png} > {log} 2>&1"
+
+
+localrules:
+    final_choose,
+    final_summary,
+    final_scaling,
+
+
+# Only in a workflow that has the policy stage (a Snakefile of a few stages has nothing to compare).
+if hasattr(rules, "policy_train"):
+    FINAL_TARGETS.extend(["results/evaluate/summary.md", "results/evaluate/per_task_seen.png"])
+    FINAL_TARGETS.extend(
+        expand("results/final/{task}/{name}", task=oneshot_tasks(), name=["model.pt", "evaluation.json"])
+    )

@@ -1,0 +1,282 @@
+"""The final stage: configurations per method, backbone scores, one-shot backbones, the comparison.
+
+Usage::
+
+    # the configuration each method gives each task (Task2Sim's predictions, Random, DR, best single)
+    python -m task2sim.cli.final choose --table results/rewards/table.tsv \
+        --predictions results/policy/predictions.tsv --policy results/policy/policy.pt \
+        --config '{"random_seed": 0}' --out results/final/choices.tsv
+
+    # one backbone (a model.pt, or --source scratch / imagenet) on several tasks: 5-NN + linear probe
+    python -m task2sim.cli.final score --source 00000001 --model results/pretrain/00000001/model.pt \
+        --task digits8 faces --task-h5 results/tasks/{digits8,faces}/data.h5 \
+        --config '{"evaluations": ["knn5", "linear"]}' --evaluate '{...evaluate section...}' \
+        --reward '{"k": 5, "temperature": 0.07}' --out results/final/scores/reward/00000001.tsv
+
+    # one-shot: a task's predicted configuration, its final-budget backbone and its evaluation
+    python -m task2sim.cli.final oneshot --task mydata --predictions results/policy/predictions.tsv \
+        --model results/final/budgets/c32_i180/pretrain/00000001/model.pt \
+        --task-h5 results/tasks/mydata/data.h5 --config '{...}' --evaluate '{...}' --reward '{...}' \
+        --out-dir results/final/mydata
+
+    # the comparison tables and figures; the scaling study
+    python -m task2sim.cli.final summary --choices results/final/choices.tsv --budget reward=reward \
+        --budget final=c32_i180 --scores results/final/scores/*/*.tsv --config '{...}' ...
+    python -m task2sim.cli.final scaling --choices results/final/choices.tsv --budgets c32_i60 c32_i180 \
+        --scores ... --tsv results/evaluate/scaling.tsv --png results/evaluate/scaling.png
+
+``--config`` is the ``final`` section; ``--evaluate`` and ``--reward`` are the ``evaluate`` and
+``reward`` sections (linear-probe grid, validation fraction; k and temperature). Every output gets
+its provenance record. Bad input prints one line ``error: ...`` and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from . import add_config_args, add_runtime_args, json_object_arg, stage_config, stage_main, stage_parser
+from ..io import write_json
+from ..provenance import Provenance
+
+
+def _sections(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--evaluate", required=True, help="the config's evaluate section as a JSON object")
+    p.add_argument("--reward", required=True, help="the config's reward section as a JSON object")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = stage_parser(__doc__, "final")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("choose", help="configuration per (task, method)")
+    c.add_argument("--table", required=True, help="reward table.tsv")
+    c.add_argument("--predictions", required=True, help="predictions.tsv of the policy stage")
+    c.add_argument("--policy", required=True, help="policy.pt (names the predictor)")
+    c.add_argument("--out", required=True, help="choices.tsv to write")
+    add_config_args(c, "final")
+    add_runtime_args(c, device=False, threads=False)
+    s = sub.add_parser("score", help="one backbone on several tasks")
+    s.add_argument("--source", required=True, help="config string of the backbone, or scratch / imagenet")
+    s.add_argument("--model", help="model.pt (config-string sources)")
+    s.add_argument("--model-name", help="scratch: the architecture")
+    s.add_argument("--image-size", type=int, help="scratch and imagenet: input size")
+    s.add_argument("--task", nargs="+", required=True, help="task ids")
+    s.add_argument("--task-h5", nargs="+", required=True, help="each task's data.h5")
+    s.add_argument("--out", required=True, help="scores .tsv to write")
+    add_config_args(s, "final")
+    _sections(s)
+    add_runtime_args(s)
+    o = sub.add_parser("oneshot", help="a task's predicted configuration, backbone and evaluation")
+    o.add_argument("--task", required=True)
+    o.add_argument("--predictions", required=True, help="predictions.tsv of the policy stage")
+    o.add_argument("--model", required=True, help="the final-budget backbone of the predicted configuration")
+    o.add_argument("--task-h5", required=True)
+    o.add_argument("--out-dir", required=True, help="writes model.pt, prediction.json, evaluation.json")
+    add_config_args(o, "final")
+    _sections(o)
+    add_runtime_args(o)
+    m = sub.add_parser("summary", help="summary.md/.tsv and the per-task bar charts")
+    m.add_argument("--choices", required=True)
+    m.add_argument("--scores", nargs="+", required=True, help="score TSVs (.../scores/{budget}/{source}.tsv)")
+    m.add_argument("--budget", action="append", required=True, help="label=budget, e.g. final=c32_i180")
+    m.add_argument("--policy", required=True, help="policy.pt (names the predictor)")
+    m.add_argument("--md", required=True)
+    m.add_argument("--tsv", required=True)
+    m.add_argument("--png-seen", required=True)
+    m.add_argument("--png-unseen", required=True)
+    m.add_argument("--model-name", required=True, help="the pre-trained architecture (for the text)")
+    m.add_argument("--pretrain-epochs", type=int, required=True, help="pretrain.epochs (for the text)")
+    add_config_args(m, "final")
+    add_runtime_args(m, device=False, threads=False)
+    g = sub.add_parser("scaling", help="Task2Sim vs Domain Randomisation against the image budget")
+    g.add_argument("--choices", required=True)
+    g.add_argument("--scores", nargs="+", required=True)
+    g.add_argument("--budgets", nargs="+", required=True)
+    g.add_argument("--tsv", required=True)
+    g.add_argument("--png", required=True)
+    add_runtime_args(g, device=False, threads=False)
+    return p.parse_args(argv)
+
+
+def _final_cfg(args):
+    from ..compare import FinalConfig
+
+    return stage_config(args, FinalConfig, "final")
+
+
+def _predictor_name(policy: str) -> str:
+    from ..policy.stage import load_policy
+
+    return str(load_policy(policy)["info"]["predictor"])
+
+
+def run_choose(args: argparse.Namespace) -> dict:
+    from ..compare import CHOICE_COLUMNS, choose_configs, read_tsv, write_tsv
+    from ..policy.data import ConfigSpace
+    from ..reward.table import read_table_tsv
+
+    cfg = _final_cfg(args)
+    table = read_table_tsv(args.table)
+    vary = ConfigSpace.from_configs(b for row in table.values() for b in row).vary_bits
+    predictor = _predictor_name(args.policy)
+    rec = Provenance.start("final_choose", cfg, seeds={"random_seed": cfg.random_seed},
+                           inputs=[args.table, args.predictions, args.policy], vary_bits=list(vary),
+                           predictor=predictor)
+    rows = choose_configs(table, read_tsv(args.predictions), vary, cfg.random_seed)
+    write_tsv(args.out, CHOICE_COLUMNS, rows)
+    rec.finish([args.out])
+    return {"tasks": len({r["task"] for r in rows}), "configs": sorted({r["bits"] for r in rows})}
+
+
+def _eval_cfgs(args, image_size: int, scratch: bool) -> dict:
+    from ..config import config_from_dict
+    from ..train.evaluate import EvalConfig
+
+    ev = json_object_arg(args.evaluate, "--evaluate")
+    out = {}
+    for method in ("linear", "finetune"):
+        section = {**ev.get(method, {}), "val_fraction": ev.get("val_fraction", 0.3)}
+        real = "scratch" if (method == "finetune" and scratch) else method
+        if real == "scratch":
+            section = {**ev.get("scratch", {}), "val_fraction": section["val_fraction"]}
+        out[method] = config_from_dict(EvalConfig, section, f"evaluate.{real}", method=real, image_size=image_size,
+                                       seed=args.seed, device=args.device)
+    return out
+
+
+def _score(args, source: str, model: str | None, tasks: dict[str, str], cfg) -> tuple[list[dict], object]:
+    from ..compare import load_source, score_backbone
+    from ..config import config_from_dict
+    from ..reward.knn import RewardConfig
+
+    rw = config_from_dict(RewardConfig, json_object_arg(args.reward, "--reward"), "reward")
+    bb = load_source(source, model, getattr(args, "model_name", None),
+                     getattr(args, "image_size", None) or cfg.imagenet_image_size, args.seed)
+    cfgs = _eval_cfgs(args, bb.image_size, scratch=source == "scratch")
+    rows = score_backbone(bb, tasks, cfg.evaluations, cfgs, rw.k, rw.temperature, args.seed, args.device)
+    return rows, bb
+
+
+def run_score(args: argparse.Namespace) -> dict:
+    from ..compare import SCORE_COLUMNS, write_tsv
+
+    cfg = _final_cfg(args)
+    if len(args.task) != len(args.task_h5):
+        raise ValueError(f"--task ({len(args.task)}) and --task-h5 ({len(args.task_h5)}) must be parallel lists")
+    if (args.model is None) != (args.source in ("scratch", "imagenet")):
+        raise ValueError(f"source {args.source}: --model is for config-string sources only, and required there")
+    if args.source == "scratch" and not (args.model_name and args.image_size):
+        raise ValueError("source scratch takes --model-name and --image-size")
+    tasks = dict(zip(args.task, args.task_h5))
+    rec = Provenance.start("final_score", cfg, seeds={"seed": args.seed},
+                           inputs=[p for p in [args.model, *args.task_h5] if p], source=args.source,
+                           evaluate=json_object_arg(args.evaluate, "--evaluate"),
+                           reward=json_object_arg(args.reward, "--reward"))
+    rows, bb = _score(args, args.source, args.model, tasks, cfg)
+    write_tsv(args.out, SCORE_COLUMNS, [{**r, "chosen": json.dumps(r["chosen"], sort_keys=True)} for r in rows])
+    rec.finish([args.out], extra={"model_name": bb.name, "image_size": bb.image_size, "rows": rows})
+    return {"source": args.source, "scored": len(rows)}
+
+
+def run_oneshot(args: argparse.Namespace) -> dict:
+    from ..compare import CompareError, read_tsv
+    from ..train.models import load_backbone, save_backbone
+
+    cfg = _final_cfg(args)
+    row = next((r for r in read_tsv(args.predictions) if r["task"] == args.task), None)
+    if row is None:
+        raise CompareError(f"{args.predictions}: no prediction for task {args.task!r}")
+    probs = {k[2:]: float(v) for k, v in row.items() if k.startswith("p_") and v != ""}
+    out = Path(args.out_dir)
+    rec = Provenance.start("final_oneshot", cfg, seeds={"seed": args.seed},
+                           inputs=[args.predictions, args.model, args.task_h5], task=args.task, bits=row["bits"],
+                           p_bits=probs)
+    model, info = load_backbone(args.model)
+    # The backbone, saved again with what it is for: the task and the predicted configuration.
+    model.pretrained_cfg = {**info, "task2sim_task": args.task, "task2sim_bits": row["bits"],
+                            "task2sim_p_bits": probs, "source_checkpoint": str(args.model)}
+    save_backbone(out / "model.pt", model, info["architecture"], int(info["input_size"][-1]), info["mean"],
+                  info["std"])
+    prediction = {"task": args.task, "bits": row["bits"], "p_bits": probs,
+                  "reward_table_row": row.get("reward", "") != "", "predictions": str(args.predictions)}
+    write_json(out / "prediction.json", prediction)
+    rows, bb = _score(args, row["bits"], args.model, {args.task: args.task_h5}, cfg)
+    evaluation = {"task": args.task, "bits": row["bits"], "model": str(out / "model.pt"), "model_name": bb.name,
+                  "image_size": bb.image_size, "results": {r["evaluation"]: r for r in rows}}
+    write_json(out / "evaluation.json", evaluation)
+    rec.finish([out / "model.pt", out / "prediction.json", out / "evaluation.json"],
+               extra={r["evaluation"]: r["top1"] for r in rows})
+    return {"task": args.task, "bits": row["bits"], **{r["evaluation"]: r["top1"] for r in rows}}
+
+
+def run_summary(args: argparse.Namespace) -> dict:
+    from ..compare import (
+        CONFIG_METHODS,
+        SUMMARY_COLUMNS,
+        method_scores,
+        parse_budget,
+        plot_per_task,
+        read_scores,
+        read_tsv,
+        summary_markdown,
+        summary_rows,
+        write_tsv,
+    )
+    from ..io import atomic_path
+
+    cfg = _final_cfg(args)
+    budgets = dict(b.split("=", 1) for b in args.budget)
+    choices = read_tsv(args.choices)
+    scores = read_scores(args.scores)
+    splits = {c["task"]: c["split"] for c in choices if c["split"] != "new"}
+    ms = method_scores(choices, scores, budgets, cfg.evaluations)
+    rows = summary_rows(ms, splits)
+    pick = {(c["task"], c["method"]): c["bits"] for c in choices}
+    first = next(iter(splits))
+    titles = {}
+    for label, b in budgets.items():
+        if b == "reward":
+            titles[label] = (f"{label} budget: the reward table's backbones, {args.pretrain_epochs} epochs "
+                             "(no new pre-training)")
+        else:
+            c, i = parse_budget(b)
+            titles[label] = (f"{label} budget: {c} classes x {i} images = {c * i} rendered images, "
+                             f"{cfg.epochs or args.pretrain_epochs} epochs (methods pre-trained: "
+                             f"{', '.join(cfg.final_budget_methods)}; n/a: not pre-trained at this budget)")
+    n_split = {k: sum(s == k for s in splits.values()) for k in ("seen", "unseen")}
+    info = {"n_seen": n_split["seen"], "n_unseen": n_split["unseen"],
+            "predictor": _predictor_name(args.policy), "random_seed": cfg.random_seed, "seed": args.seed,
+            "dr_bits": pick[(first, "domain_randomisation")], "best_bits": pick[(first, "best_fixed")],
+            "imagenet_size": cfg.imagenet_image_size, "model": args.model_name, "budget_titles": titles}
+    inputs = [args.choices, *args.scores, args.policy]
+    rec = Provenance.start("final_summary", cfg, seeds={"seed": args.seed}, inputs=inputs, budgets=budgets)
+    write_tsv(args.tsv, SUMMARY_COLUMNS, rows)
+    with atomic_path(args.md, suffix=".md.part") as tmp:
+        tmp.write_text(summary_markdown(rows, budgets, cfg.evaluations, choices, info))
+    for split, png in (("seen", args.png_seen), ("unseen", args.png_unseen)):
+        plot_per_task(ms, splits, split, list(budgets), cfg.evaluations, png,
+                      f"Per-task top-1 on the {split} tasks (seed {args.seed})")
+    rec.finish([args.md, args.tsv, args.png_seen, args.png_unseen],
+               extra={"methods": list(CONFIG_METHODS), "rows": rows})
+    return {"rows": len(rows)}
+
+
+def run_scaling(args: argparse.Namespace) -> dict:
+    from ..compare import plot_scaling, read_scores, read_tsv, scaling_rows, write_tsv
+
+    rec = Provenance.start("final_scaling", seeds={"seed": args.seed}, inputs=[args.choices, *args.scores],
+                           budgets=args.budgets)
+    rows = scaling_rows(read_tsv(args.choices), read_scores(args.scores), args.budgets)
+    write_tsv(args.tsv, ("budget", "classes", "images", "method", "seen_mean", "n_tasks"), rows)
+    plot_scaling(rows, args.png, f"Linear probe vs pre-training images (seen tasks, seed {args.seed})")
+    rec.finish([args.tsv, args.png], extra={"rows": rows})
+    return {"rows": rows}
+
+
+def run(args: argparse.Namespace) -> dict:
+    return {"choose": run_choose, "score": run_score, "oneshot": run_oneshot, "summary": run_summary,
+            "scaling": run_scaling}[args.command](args)
+
+
+main = stage_main(run, parse_args, __name__)

@@ -1,0 +1,432 @@
+"""The payoff of Task2Sim: one-shot pre-training for a task and the final comparison (docs/final.md).
+
+- ``choose_configs``: the configuration each method picks per task (Task2Sim's predictions, Random
+  with a fixed seed per task, Domain Randomisation = every varied bit on, the best single
+  configuration on the seen tasks of the reward table).
+- ``score_backbone``: one backbone (pre-trained, random-init "scratch", or the real ImageNet
+  EfficientNet-Lite0 reference) on several tasks: pooled features computed once per task, then the
+  5-NN accuracy (docs/algorithms.md, "Reward") and the linear probe of ``train.evaluate`` on those
+  features (grid chosen on a validation split of the training set), and optionally the full
+  fine-tune (profiles/paper).
+- ``summary_rows``/``summary_markdown``/``plot_per_task``: the paper's Tables 2/3 (seen and unseen
+  averages per method, evaluation and budget) and its per-task bar charts (Figs. 3/4);
+  ``scaling_rows``/``plot_scaling``: its Fig. 8 (Task2Sim vs Domain Randomisation against the
+  number of pre-training images).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bits import configs_for
+from .errors import Task2SimError
+from .io import atomic_path
+
+log = logging.getLogger(__name__)
+
+# Methods in the order of the tables; the last two are not simulator configurations.
+CONFIG_METHODS = ("task2sim", "random", "domain_randomisation", "best_fixed")
+METHODS = CONFIG_METHODS + ("scratch", "imagenet")
+LABELS = {"task2sim": "Task2Sim", "random": "Random", "domain_randomisation": "Domain Randomisation",
+          "best_fixed": "Best single config (seen)", "scratch": "Scratch (random init)",
+          "imagenet": "ImageNet EfficientNet-Lite0 (reference)"}
+EVALUATIONS = ("knn5", "linear", "finetune")
+CHOICE_COLUMNS = ("task", "split", "method", "bits")
+SCORE_COLUMNS = ("task", "source", "evaluation", "top1", "chosen", "n_train", "n_test", "seconds")
+
+
+class CompareError(Task2SimError, ValueError):
+    """An input of the final stage is missing or inconsistent; the message names it."""
+
+
+@dataclass
+class FinalConfig:
+    """The ``final`` config section (defaults: schemas/config.schema.yaml)."""
+
+    classes: int
+    images_per_class: int
+    epochs: int | None
+    final_budget_methods: list[str]
+    random_seed: int
+    evaluations: list[str]
+    imagenet_image_size: int
+    scaling_images_per_class: list[int]
+
+
+def budget_name(classes: int, images_per_class: int) -> str:
+    """The ``{budget}`` wildcard of a render size: ``c32_i180`` = 32 classes x 180 images."""
+    return f"c{int(classes)}_i{int(images_per_class)}"
+
+
+def parse_budget(name: str) -> tuple[int, int]:
+    try:
+        c, i = name.split("_")
+        if c[0] != "c" or i[0] != "i":
+            raise ValueError
+        return int(c[1:]), int(i[1:])
+    except (ValueError, IndexError):
+        raise CompareError(f"budget {name!r} is not c<classes>_i<images per class>") from None
+
+
+# --- choices --------------------------------------------------------------------------------------
+
+
+def read_tsv(path: str | os.PathLike) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f, delimiter="\t"))
+    except OSError as e:
+        raise CompareError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def write_tsv(path: str | os.PathLike, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    with atomic_path(path, suffix=".tsv.part") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), delimiter="\t", lineterminator="\n", restval="",
+                           extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def random_config(task: str, configs: Sequence[str], seed: int) -> str:
+    """Random's configuration for ``task``: uniform over ``configs`` from a generator seeded by
+    (seed, crc32 of the task id), so that adding a task changes no other task's draw."""
+    rng = np.random.default_rng([int(seed), zlib.crc32(task.encode())])
+    return configs[int(rng.integers(len(configs)))]
+
+
+def best_fixed_config(table: Mapping[str, Mapping[str, float]], seen: Sequence[str], configs: Sequence[str]) -> str:
+    """The configuration with the best mean reward over the seen tasks (first of equals)."""
+    missing = [(t, b) for t in seen for b in configs if b not in table.get(t, {})]
+    if missing:
+        raise CompareError(f"reward table: no reward for task {missing[0][0]!r}, configuration {missing[0][1]}")
+    means = [np.mean([table[t][b] for t in seen]) for b in configs]
+    return configs[int(np.argmax(means))]
+
+
+def choose_configs(table: Mapping[str, Mapping[str, float]], predictions: Sequence[Mapping[str, str]],
+                   vary_bits: Sequence[int], random_seed: int) -> list[dict[str, str]]:
+    """One row per (task, method): the configuration each configuration-choosing method gives
+    each task of ``predictions`` (predictions.tsv of the policy stage). ``split``: seen/unseen as
+    the policy had it, ``new`` for a task outside the reward table (the one-shot path)."""
+    configs = configs_for(vary_bits)
+    seen = [p["task"] for p in predictions if p["split"] == "seen"]
+    if not seen:
+        raise CompareError("predictions: no seen task")
+    best = best_fixed_config(table, seen, configs)
+    rows = []
+    for p in predictions:
+        task = p["task"]
+        split = p["split"] if task in table else "new"
+        picks = {"task2sim": p["bits"], "random": random_config(task, configs, random_seed),
+                 "domain_randomisation": configs[-1], "best_fixed": best}
+        rows += [{"task": task, "split": split, "method": m, "bits": picks[m]} for m in CONFIG_METHODS]
+    return rows
+
+
+# --- scoring --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Backbone:
+    """What to score: ``source`` (a config string, ``scratch`` or ``imagenet``), the feature
+    network (classifier dropped), its timm name, input size and normalisation, and the
+    checkpoint that fine-tuning starts from (None: scratch / not available)."""
+
+    source: str
+    model: Any
+    name: str
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    checkpoint: str | None
+
+
+def load_source(source: str, checkpoint: str | None, model_name: str | None, image_size: int | None,
+                seed: int) -> Backbone:
+    """The network behind ``source``: a pre-trained checkpoint (its own size and normalisation),
+    ``scratch`` (``model_name`` at random init from ``seed``, ``image_size``) or ``imagenet`` (the
+    packaged EfficientNet-Lite0 with real ImageNet weights, fed ``image_size`` pixels)."""
+    from .reward.knn import feature_model
+    from .train.data import IMAGENET_MEAN, IMAGENET_STD
+    from .train.models import backbone_cfg
+
+    if source == "imagenet":
+        from .imagenet import imagenet_model
+
+        model = imagenet_model()
+        model.reset_classifier(0)
+        cfg = model.pretrained_cfg
+        return Backbone(source, model, "efficientnet_lite0", int(image_size), tuple(cfg["mean"]), tuple(cfg["std"]),
+                        None)
+    if source == "scratch":
+        net, name = feature_model(None, model_name, seed=seed)
+        return Backbone(source, net, name, int(image_size), tuple(IMAGENET_MEAN), tuple(IMAGENET_STD), None)
+    if checkpoint is None:
+        raise CompareError(f"source {source}: a pre-trained source needs its model.pt")
+    info = backbone_cfg(checkpoint)
+    net, name = feature_model(checkpoint)
+    return Backbone(source, net, name, int(info["input_size"][-1]), tuple(info.get("mean", IMAGENET_MEAN)),
+                    tuple(info.get("std", IMAGENET_STD)), checkpoint)
+
+
+def _features(bb: Backbone, task_h5: str, device, batch_size: int = 256):
+    from timm.data import create_transform
+
+    from .reward.knn import extract_features
+    from .train.data import H5ImageDataset
+
+    tf = create_transform(input_size=bb.image_size, is_training=False, crop_pct=1.0, interpolation="bilinear",
+                          mean=bb.mean, std=bb.std)
+    train, test = H5ImageDataset(task_h5, "train", tf), H5ImageDataset(task_h5, "test", tf)
+    ftr, ytr = extract_features(bb.model, train, batch_size, device, progress=False, normalize=False)
+    fte, yte = extract_features(bb.model, test, batch_size, device, progress=False, normalize=False)
+    return ftr, ytr, fte, yte, int(train.n_classes)
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def score_backbone(bb: Backbone, tasks: Mapping[str, str], evaluations: Sequence[str],
+                   eval_cfgs: Mapping[str, Any], k: int, temperature: float, seed: int,
+                   device: str = "auto") -> list[dict[str, Any]]:
+    """Rows (task, source, evaluation, top1, chosen, n_train, n_test, seconds) of ``bb`` on each
+    task ``{task: data.h5}``. ``eval_cfgs``: ``EvalConfig`` per probe method (linear, finetune).
+    Features are computed once per task and shared by the 5-NN and the linear probe; fine-tuning
+    trains the whole network from ``bb.checkpoint`` (or from random init for scratch)."""
+    from .reward.knn import knn_accuracy
+    from .train.common import derive_seed, resolve_device
+    from .train.evaluate import evaluate, linear_probe, validation_split
+
+    dev = resolve_device(device)
+    rows = []
+    for task, h5 in tasks.items():
+        t0 = time.perf_counter()
+        ftr, ytr, fte, yte, n_classes = _features(bb, h5, dev)
+        base = {"task": task, "source": bb.source, "n_train": len(ytr), "n_test": len(yte)}
+        t_feat = time.perf_counter() - t0
+        for ev in evaluations:
+            t1 = time.perf_counter()
+            if ev == "knn5":
+                top1 = knn_accuracy(_l2(ftr), ytr, _l2(fte), yte, n_classes=n_classes, k=k, temperature=temperature,
+                                    device=dev)
+                chosen = {"k": k, "temperature": temperature}
+            elif ev == "linear":
+                cfg = eval_cfgs["linear"]
+                split = validation_split(ytr, cfg.val_fraction, derive_seed(cfg.seed, 7), where=h5)
+                r = linear_probe(ftr, ytr, fte, yte, n_classes, cfg, split, dev)
+                top1, chosen = r["test_top1"], r["chosen"]
+            elif ev == "finetune":
+                if bb.source == "imagenet":
+                    log.info("%s: no fine-tune of the ImageNet reference (knn5 and linear only)", task)
+                    continue
+                cfg = eval_cfgs["finetune"]
+                r = evaluate(bb.name, bb.checkpoint, h5, cfg, progress=False)
+                top1, chosen = r["test_top1"], r["chosen"]
+            else:
+                raise CompareError(f"unknown evaluation {ev!r} (known: {', '.join(EVALUATIONS)})")
+            secs = time.perf_counter() - t1 + (t_feat if ev != "finetune" else 0.0)
+            rows.append({**base, "evaluation": ev, "top1": round(float(top1), 4), "chosen": chosen,
+                         "seconds": round(secs, 2)})
+            log.info("%s %s %s: %.2f", bb.source, task, ev, top1)
+    return rows
+
+
+def read_scores(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str, str, str], float]:
+    """{(budget, source, task, evaluation): top1} from score TSVs at .../scores/{budget}/{source}.tsv."""
+    out = {}
+    for p in paths:
+        budget = Path(p).parent.name
+        for r in read_tsv(p):
+            out[(budget, r["source"], r["task"], r["evaluation"])] = float(r["top1"])
+    return out
+
+
+# --- tables and figures ---------------------------------------------------------------------------
+
+
+def method_scores(choices: Sequence[Mapping[str, str]], scores: Mapping[tuple, float], budgets: Mapping[str, str],
+                  evaluations: Sequence[str], ref_budget: str = "ref") -> dict[tuple[str, str, str], dict[str, float]]:
+    """{(budget label, evaluation, method): {task: top1}} for the tasks of the reward table.
+    ``budgets``: label -> budget wildcard (e.g. {"reward": "reward", "final": "c32_i180"});
+    scratch and imagenet are budget-free (scored once, under ``ref_budget``)."""
+    pick = {(c["task"], c["method"]): c["bits"] for c in choices if c["split"] != "new"}
+    tasks = list(dict.fromkeys(c["task"] for c in choices if c["split"] != "new"))
+    out: dict[tuple[str, str, str], dict[str, float]] = {}
+    for label, budget in budgets.items():
+        for ev in evaluations:
+            for m in METHODS:
+                per = {}
+                for t in tasks:
+                    key = (ref_budget, m, t, ev) if m in ("scratch", "imagenet") else (budget, pick[(t, m)], t, ev)
+                    if key in scores:
+                        per[t] = scores[key]
+                if per:
+                    out[(label, ev, m)] = per
+    return out
+
+
+def summary_rows(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits: Mapping[str, str]) -> list[dict]:
+    """One row per (budget, evaluation, method): seen and unseen means (and task counts)."""
+    rows = []
+    for (label, ev, m), per in ms.items():
+        row = {"budget": label, "evaluation": ev, "method": m}
+        for split in ("seen", "unseen"):
+            v = [x for t, x in per.items() if splits.get(t) == split]
+            row[f"{split}_mean"] = f"{np.mean(v):.2f}" if v else ""
+            row[f"{split}_n"] = str(len(v))
+        rows.append(row)
+    return rows
+
+
+SUMMARY_COLUMNS = ("budget", "evaluation", "method", "seen_mean", "seen_n", "unseen_mean", "unseen_n")
+
+
+def _bold_best(values: dict[str, str], keys: Sequence[str]) -> dict[str, str]:
+    """Cells with the best value (config methods and scratch; the ImageNet reference stands apart)
+    in bold."""
+    nums = {k: float(values[k]) for k in keys if values.get(k)}
+    best = max(nums.values()) if nums else None
+    return {k: (f"**{values[k]}**" if best is not None and k in nums and nums[k] == best else values.get(k, ""))
+            for k in values}
+
+
+def _complete(row: Mapping[str, str], split: str, info: Mapping[str, Any]) -> str:
+    """A split's mean only when every task of the split has a score (else no number: a mean over
+    fewer tasks would not compare)."""
+    return row.get(f"{split}_mean", "") if row.get(f"{split}_n") == str(info[f"n_{split}"]) else ""
+
+
+def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, str], evaluations: Sequence[str],
+                     choices: Sequence[Mapping[str, str]], info: Mapping[str, Any]) -> str:
+    """summary.md: one table per budget in the layout of the paper's Tables 2/3, the configurations
+    chosen, and every place where Task2Sim loses to a baseline, by how much."""
+    by = {(r["budget"], r["evaluation"], r["method"]): r for r in rows}
+    lines = ["# Final comparison: Task2Sim against the baselines", "",
+             (f"Top-1 accuracy (%) on the downstream test sets, averaged over the {info['n_seen']} seen and "
+              f"{info['n_unseen']} unseen tasks of the reward table. Task2Sim = the policy stage's default predictor "
+              f"(`{info['predictor']}`). Random: one configuration per task, drawn with seed {info['random_seed']} "
+              f"(and the task id). Domain Randomisation: every varied bit on ({info['dr_bits']}). Best single "
+              f"config: the best mean reward over the seen tasks ({info['best_bits']}). Scratch: the same "
+              "architecture at random initialisation, no pre-training (the same number at both budgets). "
+              f"Seeds: run seed {info['seed']} for rendering, pre-training and every probe; one run per cell, no "
+              "repeats (see the measured seed noise in results/rewards/noise.tsv). Best per column in bold, "
+              "the ImageNet reference excluded from the ranking."), "",
+             (f"The ImageNet row is a labelled reference, not a competitor: timm's EfficientNet-Lite0 with real "
+              f"ImageNet-1k weights (1.28M real images, a different architecture), fed {info['imagenet_size']} px "
+              "images; the other rows pre-train "
+              f"`{info['model']}` on our renders."), ""]
+    for label, budget in budgets.items():
+        lines += [f"## {info['budget_titles'][label]}", "",
+                  "| method | " + " | ".join(f"{ev} seen | {ev} unseen" for ev in evaluations) + " |",
+                  "|---|" + "---|---|" * len(evaluations)]
+        cells = {m: {} for m in METHODS}
+        for ev in evaluations:
+            for split in ("seen", "unseen"):
+                col = {m: _complete(by.get((label, ev, m), {}), split, info) for m in METHODS}
+                bolded = _bold_best(col, [m for m in METHODS if m != "imagenet"])
+                for m in METHODS:
+                    cells[m][(ev, split)] = bolded[m]
+        for m in METHODS:
+            if any(cells[m].values()):
+                lines.append(f"| {LABELS[m]} | " + " | ".join(cells[m][(ev, s)] or "n/a" for ev in evaluations
+                                                            for s in ("seen", "unseen")) + " |")
+        lines.append("")
+    lines += ["## Where Task2Sim loses", ""]
+    losses = []
+    for label in budgets:
+        for ev in evaluations:
+            for split in ("seen", "unseen"):
+                t2s = _complete(by.get((label, ev, "task2sim"), {}), split, info)
+                for m in METHODS:
+                    if m in ("task2sim", "imagenet"):
+                        continue
+                    other = _complete(by.get((label, ev, m), {}), split, info)
+                    if t2s and other and float(other) > float(t2s):
+                        losses.append(f"- {label} budget, {ev}, {split} tasks: {LABELS[m]} beats Task2Sim by "
+                                      f"{float(other) - float(t2s):.2f} points ({other} vs {t2s}).")
+    lines += losses or ["- Nowhere: Task2Sim's average is at least as high as every baseline's in every column."]
+    lines += ["", "## Configurations chosen", "", "| task | split | " + " | ".join(LABELS[m] for m in CONFIG_METHODS)
+              + " |", "|---|---|" + "---|" * len(CONFIG_METHODS)]
+    pick = {(c["task"], c["method"]): c["bits"] for c in choices}
+    for t in dict.fromkeys(c["task"] for c in choices):
+        split = next(c["split"] for c in choices if c["task"] == t)
+        lines.append(f"| {t} | {split} | " + " | ".join(pick[(t, m)] for m in CONFIG_METHODS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_per_task(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits: Mapping[str, str], split: str,
+                  budgets: Sequence[str], evaluations: Sequence[str], path: str | os.PathLike, title: str) -> Path:
+    """Grouped bars, one panel per (budget, evaluation): each task's accuracy per method (Figs. 3/4)."""
+    from matplotlib.figure import Figure
+
+    from .figures import save_figure
+
+    tasks = [t for t, s in splits.items() if s == split]
+    panels = [(b, ev) for b in budgets for ev in evaluations]
+    fig = Figure(figsize=(max(6.0, 1.3 * len(tasks) + 2.5), 2.8 * len(panels) + 0.6))
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    methods = [m for m in METHODS if any((b, ev, m) in ms for b, ev in panels)]
+    width = 0.8 / max(len(methods), 1)
+    colours = {"task2sim": "#d62728", "random": "#7f7f7f", "domain_randomisation": "#1f77b4",
+               "best_fixed": "#2ca02c", "scratch": "#bcbd22", "imagenet": "#9467bd"}
+    for ax, (b, ev) in zip(axes, panels):
+        for i, m in enumerate(methods):
+            per = ms.get((b, ev, m), {})
+            ys = [per.get(t, np.nan) for t in tasks]
+            ax.bar(np.arange(len(tasks)) + (i - (len(methods) - 1) / 2) * width, ys, width, label=LABELS[m],
+                   color=colours[m], hatch="//" if m == "imagenet" else None, edgecolor="white", linewidth=0.3)
+        ax.set_xticks(np.arange(len(tasks)))
+        ax.set_xticklabels(tasks)
+        ax.set_ylabel("top-1 (%)")
+        ax.set_title(f"{b} budget, {ev}", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=3, loc="lower left", bbox_to_anchor=(0, 1.15))
+    fig.suptitle(title, fontsize=11)
+    return save_figure(fig, path, tight={})
+
+
+def scaling_rows(choices: Sequence[Mapping[str, str]], scores: Mapping[tuple, float], budgets: Sequence[str],
+                 evaluation: str = "linear") -> list[dict[str, str]]:
+    """Task2Sim and Domain Randomisation at each image budget: the mean over the seen tasks."""
+    pick = {(c["task"], c["method"]): c["bits"] for c in choices}
+    seen = list(dict.fromkeys(c["task"] for c in choices if c["split"] == "seen"))
+    rows = []
+    for b in budgets:
+        classes, ipc = parse_budget(b)
+        for m in ("task2sim", "domain_randomisation"):
+            v = [scores[k] for t in seen if (k := (b, pick[(t, m)], t, evaluation)) in scores]
+            rows.append({"budget": b, "classes": str(classes), "images": str(classes * ipc), "method": m,
+                         "seen_mean": f"{np.mean(v):.2f}" if v else "", "n_tasks": str(len(v))})
+    return rows
+
+
+def plot_scaling(rows: Sequence[Mapping[str, str]], path: str | os.PathLike, title: str) -> Path:
+    from matplotlib.figure import Figure
+
+    from .figures import save_figure
+
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
+    for m, colour in (("task2sim", "#d62728"), ("domain_randomisation", "#1f77b4")):
+        pts = [(int(r["images"]), float(r["seen_mean"])) for r in rows if r["method"] == m and r["seen_mean"]]
+        if pts:
+            x, y = zip(*sorted(pts))
+            ax.plot(x, y, "o-", color=colour, label=LABELS[m])
+    ax.set_xscale("log")
+    ax.set_xlabel("pre-training images")
+    ax.set_ylabel("linear probe top-1 (%), seen-task mean")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, path, tight={})
