@@ -133,6 +133,11 @@ def noise_feature_caches(wildcards):
 _unknown = sorted(set(noise_configs()) - set(all_bits()))
 if _unknown:
     raise WorkflowError(f"invalid configuration: noise.configs: {_unknown[0]} is not one of this run's configurations")
+_unknown = sorted(set(config["evaluate"]["sources"]) - set(all_bits()))
+if _unknown:
+    raise WorkflowError(
+        f"invalid configuration: evaluate.sources: {_unknown[0]} is not one of this run's configurations"
+    )
 if config["seed"] in config["noise"]["seeds"]:
     raise WorkflowError(f"invalid configuration: noise.seeds: {config['seed']} is the run's own seed")
 

@@ -47,3 +47,30 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, os.PathLike):
         return os.fspath(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save`` atomically and byte-reproducibly: through a file object, so the archive's
+    inner folder name does not come from the (random) temporary file name."""
+    import torch
+
+    with atomic_path(path, suffix=".pt.part") as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+
+
+# Zip entries carry a modification time; a fixed one makes equal arrays give equal files.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
+    """``np.savez`` atomically and byte-reproducibly (no timestamps, no pickles): ``np.load``
+    reads it like any .npz."""
+    import zipfile
+
+    import numpy as np
+
+    with atomic_path(path, suffix=".npz.part") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
