@@ -7,6 +7,7 @@ atomic rename on one filesystem) and moved into place only after it was closed s
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -23,6 +24,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A writer killed before its rename (kill -9, pre-emption) left its temporary behind; one job
+    # writes one path, so any such sibling is stale.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*{glob.escape(suffix or '.part')}"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".part", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
