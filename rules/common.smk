@@ -149,6 +149,11 @@ if _unknown:
 _no_reward_seen = [t for t in oneshot_tasks() if task_settings(t)["seen"]]
 if _no_reward_seen:
     raise WorkflowError(f"invalid configuration: tasks.items.{_no_reward_seen[0]}: reward: false needs seen: false")
+_unknown = sorted(set(config["evaluate"]["sources"]) - set(all_bits()))
+if _unknown:
+    raise WorkflowError(
+        f"invalid configuration: evaluate.sources: {_unknown[0]} is not one of this run's configurations"
+    )
 if config["seed"] in config["noise"]["seeds"]:
     raise WorkflowError(f"invalid configuration: noise.seeds: {config['seed']} is the run's own seed")
 

@@ -7,6 +7,7 @@ atomic rename on one filesystem) and moved into place only after it was closed s
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -23,6 +24,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A writer killed before its rename (kill -9, pre-emption) left its temporary behind; one job
+    # writes one path, so any such sibling is stale.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*{glob.escape(suffix or '.part')}"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".part", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -47,3 +52,30 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, os.PathLike):
         return os.fspath(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save`` atomically and byte-reproducibly: through a file object, so the archive's
+    inner folder name does not come from the (random) temporary file name."""
+    import torch
+
+    with atomic_path(path, suffix=".pt.part") as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+
+
+# Zip entries carry a modification time; a fixed one makes equal arrays give equal files.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
+    """``np.savez`` atomically and byte-reproducibly (no timestamps, no pickles): ``np.load``
+    reads it like any .npz."""
+    import zipfile
+
+    import numpy as np
+
+    with atomic_path(path, suffix=".npz.part") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)

@@ -48,7 +48,7 @@ from torch.nn.modules.conv import _ConvNd
 from torch.utils.data import WeightedRandomSampler
 
 from .errors import Task2SimError
-from .io import atomic_path
+from .io import atomic_path, save_npz
 from .figures import save_figure
 
 log = logging.getLogger(__name__)
@@ -313,11 +313,10 @@ def write_embedding_npz(path: str | os.PathLike, res: Task2VecResult) -> Path:
     if sum(res.layer_sizes) != res.embedding.size:
         raise Task2VecError(f"layer sizes sum to {sum(res.layer_sizes)}, embedding has {res.embedding.size}")
     path = Path(path)
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, embedding=np.asarray(res.embedding, np.float32),
-                 layer_names=np.asarray(res.layer_names, dtype=str),
-                 layer_sizes=np.asarray(res.layer_sizes, np.int64),
-                 probe=np.asarray(res.probe, dtype=str), bn_mode=np.asarray(res.bn_mode, dtype=str))
+    save_npz(path, embedding=np.asarray(res.embedding, np.float32),
+             layer_names=np.asarray(res.layer_names, dtype=str),
+             layer_sizes=np.asarray(res.layer_sizes, np.int64),
+             probe=np.asarray(res.probe, dtype=str), bn_mode=np.asarray(res.bn_mode, dtype=str))
     return path
 
 
@@ -398,7 +397,10 @@ def task_distances(embeddings: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Both distance matrices of the tasks (in ``embeddings``' order), keyed by metric name."""
     sizes = {e.size for e in embeddings.values()}
     if len(sizes) > 1:
-        raise Task2VecError(f"embeddings of different sizes {sorted(sizes)}: computed with different probes?")
+        first = next(iter(embeddings.values())).size
+        odd = next(t for t, e in embeddings.items() if e.size != first)
+        raise Task2VecError(f"embeddings of different sizes {sorted(sizes)}: {odd!r} has {embeddings[odd].size}, "
+                            f"{next(iter(embeddings))!r} {first} (computed with different probes?)")
     values = list(embeddings.values())
     return {name: distance_matrix(values, name) for name in DISTANCES}
 

@@ -18,9 +18,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..io import atomic_path
+from ..io import atomic_path, save_torch
 from ..figures import save_figure
 
 COLUMNS = ("epoch", "step", "train_ce", "train_kl", "train_loss", "source_val_acc", "target_acc",
@@ -74,8 +73,7 @@ def save_asg_model(path: str | os.PathLike, net, cfg, method: str, class_names: 
             "asg_config": dataclasses.asdict(cfg)}
     state = {k: v.detach().cpu() for k, v in student.state_dict().items()}
     head = {k: v.detach().cpu() for k, v in net.new_head.state_dict().items()}
-    with atomic_path(path, suffix=".pt.part") as tmp:
-        torch.save({"state_dict": state, "new_head": head, "pretrained_cfg": pcfg}, tmp)
+    save_torch(path, {"state_dict": state, "new_head": head, "pretrained_cfg": pcfg})
     return pcfg
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     session.close()
     med = {k: statistics.median(v) for k, v in res.items()}
     summary = {
-        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "backend": backend_version,
         "images": cfg.classes * cfg.images_per_class, "image_size": cfg.image_size,
         "blur_method": cfg.blur_method, "blur_passes": cfg.blur_passes,

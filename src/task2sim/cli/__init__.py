@@ -89,6 +89,12 @@ def set_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+def _close_progress_bars() -> None:
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or ()):
+        bar.close()
+
+
 def stage_main(run: Callable[[argparse.Namespace], Any],
                parse_args: Callable[[list[str] | None], argparse.Namespace],
                module: str) -> Callable[..., int]:
@@ -104,6 +110,7 @@ def stage_main(run: Callable[[argparse.Namespace], Any],
             out = run(args)
         except KNOWN_ERRORS as e:
             msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+            _close_progress_bars()  # an interrupted bar would otherwise glue itself to the error line
             print(f"error: {msg.splitlines()[0] if msg else type(e).__name__}", file=sys.stderr)
             return 2
         if isinstance(out, int):  # a stage that answers with its exit code (trace --check)

@@ -102,13 +102,11 @@ def run_render(args: argparse.Namespace) -> dict:
 
 
 def run_policy(args: argparse.Namespace) -> dict:
-    import torch
-
     from ..asg.data import load_source
     from ..asg.report import plot_schedule
     from ..asg.train import train_policy
     from ..imagenet import weights_file
-    from ..io import atomic_path
+    from ..io import save_torch
 
     cfg = _cfg(args)
     rec = Provenance.start("asg_policy", cfg, seeds={"seed": args.seed},
@@ -116,14 +114,14 @@ def run_policy(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     src = load_source(args.source, cfg.input_size, cfg.source_val_fraction, args.seed)
     policy, info = train_policy(cfg, src, args.seed)
-    with atomic_path(args.out, suffix=".pt.part") as tmp:
-        torch.save({"state_dict": policy.state_dict(),
-                    "policy_cfg": {"what": "ASG learning-rate policy: LSTM + one Categorical over scales per group",
-                                   "n_groups": policy.n_groups, "hidden": policy.hidden,
-                                   "group_names": info["group_names"], "scales": list(_scales()),
-                                   "observation": ["ce", "kl", "progress", "head_weight_mean", "head_weight_std",
-                                                   "previous scales per group"],
-                                   "model": cfg.model, "input_size": cfg.input_size}}, tmp)
+    what = "ASG learning-rate policy: LSTM + one Categorical over scales per group"
+    save_torch(args.out, {"state_dict": policy.state_dict(),
+                          "policy_cfg": {"what": what,
+                                         "n_groups": policy.n_groups, "hidden": policy.hidden,
+                                         "group_names": info["group_names"], "scales": list(_scales()),
+                                         "observation": ["ce", "kl", "progress", "head_weight_mean",
+                                                         "head_weight_std", "previous scales per group"],
+                                         "model": cfg.model, "input_size": cfg.input_size}})
     eps = info["episodes"]
     plot_schedule([(f"episode {e['episode']} (held-out loss {e['start_loss']:.2f}->{e['end_loss']:.2f})",
                     e["schedule"]) for e in eps], info["group_names"], args.figure,

@@ -194,10 +194,9 @@ def run_oneshot(args: argparse.Namespace) -> dict:
                            p_bits=probs)
     model, info = load_backbone(args.model)
     # The backbone, saved again with what it is for: the task and the predicted configuration.
-    model.pretrained_cfg = {**info, "task2sim_task": args.task, "task2sim_bits": row["bits"],
-                            "task2sim_p_bits": probs, "source_checkpoint": str(args.model)}
     save_backbone(out / "model.pt", model, info["architecture"], int(info["input_size"][-1]), info["mean"],
-                  info["std"])
+                  info["std"], task2sim_task=args.task, task2sim_bits=row["bits"], task2sim_p_bits=probs,
+                  source_checkpoint=str(args.model))
     prediction = {"task": args.task, "bits": row["bits"], "p_bits": probs,
                   "reward_table_row": row.get("reward", "") != "", "predictions": str(args.predictions)}
     write_json(out / "prediction.json", prediction)

@@ -76,7 +76,11 @@ def run_knn(args: argparse.Namespace) -> dict:
         raise ValueError(f"--task ({n}), --task-h5 ({len(args.task_h5)}), --out ({len(args.out)})"
                          f"{' and --features (%d)' % len(args.features) if args.features else ''}"
                          " must have one entry per task")
-    size = int(backbone_cfg(args.model)["input_size"][-1])
+    pcfg = backbone_cfg(args.model)
+    trained_on = pcfg.get("render_bits")
+    if trained_on and trained_on != bits:  # its reward would land in another configuration's cell
+        raise ValueError(f"{args.model}: a backbone pre-trained on the {trained_on} render, scored as --bits {bits}")
+    size = int(pcfg["input_size"][-1])
     net, name = feature_model(args.model)
     for i, (task, task_h5, out_path) in enumerate(zip(args.task, args.task_h5, args.out)):
         features = args.features[i] if args.features else None

@@ -87,7 +87,9 @@ class RewardMatrix:
                                        f" ({len(missing)} of {len(configs)} missing)")
             values[i] = [row[c] for c in configs]
         if not np.isfinite(values).all():
-            raise PolicyInputError(f"{source}: non-finite reward")
+            i, j = np.argwhere(~np.isfinite(values))[0]
+            raise PolicyInputError(f"{source}: non-finite reward {values[i, j]} for task {list(table)[i]!r}, "
+                                   f"configuration {configs[j]}")
         return cls(list(table), space, values)
 
     def rows(self, tasks: Sequence[str]) -> np.ndarray:

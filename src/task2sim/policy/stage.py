@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..io import atomic_path
+from ..io import atomic_path, save_torch
 from .controller import ControllerSettings, Task2SimController
 from .data import PolicyInputError, RewardMatrix, l2_normalise
 from .evaluate import MethodScores, evaluate_methods
@@ -119,8 +119,7 @@ def predictor_state(p: Predictor) -> dict[str, Any]:
 def save_policy(path: str | os.PathLike, p: Predictor, info: dict[str, Any]) -> None:
     """``policy.pt``: the fitted predictor's state plus ``info`` saying what it is (predictor
     name, varied bits, seen tasks, embedding dimension, hyper-parameters)."""
-    with atomic_path(path, suffix=".pt.part") as tmp:
-        torch.save({"info": info, "state": predictor_state(p)}, tmp)
+    save_torch(path, {"info": info, "state": predictor_state(p)})
 
 
 def load_policy(path: str | os.PathLike) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..io import atomic_path
+from ..io import save_npz
 from ..provenance import sha256_file
 from ..train.common import autocast_for, resolve_device, to_device
 from ..train.data import H5ImageDataset, eval_transform
@@ -126,10 +126,8 @@ def task_features(model: nn.Module, task_h5: str | os.PathLike, image_size: int,
     fte, yte = extract_features(model, test, batch_size, dev, progress=progress, desc="test features")
     fs = FeatureSet(ftr, ytr, fte, yte, int(train.n_classes))
     if cache:
-        with atomic_path(cache, suffix=".npz") as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, train=ftr, train_labels=ytr, test=fte, test_labels=yte,
-                         n_classes=fs.n_classes, key=np.array(cache_key))
+        save_npz(cache, train=ftr, train_labels=ytr, test=fte, test_labels=yte,
+                 n_classes=fs.n_classes, key=np.array(cache_key))
     return fs
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import h5py
 import numpy as np
@@ -31,6 +31,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class DataError(ValueError):
     """An input HDF5 file is missing, incomplete or not in the documented layout."""
+
+
+def _open_h5(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:  # truncated or not HDF5 at all: name the file
+        raise DataError(f"{path}: not a readable HDF5 file ({str(e).splitlines()[0]})") from None
 
 
 def _render(f: h5py.File, path: str | os.PathLike) -> h5py.Group:
@@ -71,15 +78,19 @@ def _read(path: str | os.PathLike, split: str | None,
         meta = {"n": int(images.shape[0]), "shape": tuple(images.shape[1:]), "n_classes": task.n_classes,
                 "class_names": list(task.class_names)}
         return meta, images, labels
-    with h5py.File(path, "r") as f:
+    with _open_h5(path) as f:
         g = _render(f, path)
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["class_names"][()]] \
             if "class_names" in f else None
         labels = g["labels"][()].astype(np.int64)
         n_classes = int(f.attrs.get("n_classes", len(names) if names else int(labels.max()) + 1))
         meta = {"n": int(g["images"].shape[0]), "shape": tuple(g["images"].shape[1:]),
-                "n_classes": n_classes, "class_names": names}
+                "n_classes": n_classes, "class_names": names, "bits": _attr_str(f.attrs.get("bits"))}
         return meta, (g["images"][()] if pixels else None), labels
+
+
+def _attr_str(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else (None if value is None else str(value))
 
 
 def read_meta(path: str | os.PathLike, split: str | None = None) -> dict:

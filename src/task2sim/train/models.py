@@ -24,7 +24,7 @@ from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
 from ..errors import Task2SimError
-from ..io import atomic_path
+from ..io import save_torch
 
 
 class CheckpointError(Task2SimError):
@@ -93,17 +93,17 @@ def create_backbone(name: str, num_classes: int, checkpoint_path: str | os.PathL
 
 
 def save_backbone(path: str | os.PathLike, model: nn.Module, name: str, image_size: int,
-                  mean: tuple[float, ...], std: tuple[float, ...]) -> dict[str, Any]:
+                  mean: tuple[float, ...], std: tuple[float, ...], **info: Any) -> dict[str, Any]:
     """Write ``model.pt``: the weights plus a timm-style ``pretrained_cfg`` saying what they are
     (architecture, input size, classes, feature size, normalisation). ``timm.create_model(name,
-    checkpoint_path=path)`` still loads it (timm reads the ``state_dict`` key)."""
+    checkpoint_path=path)`` still loads it (timm reads the ``state_dict`` key). ``info``: more about
+    the weights (``render_bits``: the configuration they were trained on)."""
     cfg = {**dict(getattr(model, "pretrained_cfg", None) or {}), "architecture": name,
            "input_size": (3, int(image_size), int(image_size)), "num_classes": int(model.num_classes),
-           "num_features": int(model.num_features), "mean": tuple(mean), "std": tuple(std)}
+           "num_features": int(model.num_features), "mean": tuple(mean), "std": tuple(std), **info}
     # contiguous: a channels-last training layout (train.common.to_device) is not part of the weights
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path, suffix=".pt.part") as tmp:
-        torch.save({"state_dict": state, "pretrained_cfg": cfg}, tmp)
+    save_torch(path, {"state_dict": state, "pretrained_cfg": cfg})
     return cfg
 
 

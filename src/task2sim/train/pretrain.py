@@ -36,7 +36,7 @@ from timm.scheduler import CosineLRScheduler
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..io import atomic_path
+from ..io import atomic_path, save_torch
 from ..provenance import sha256_file
 from .common import (amp_dtype, derive_seed, grad_scaler, resolve_device, seed_everything, seed_worker,
                      to_device, train_one_epoch)
@@ -112,8 +112,7 @@ def _loader(ds, cfg: PretrainConfig, epoch: int, pin: bool = False) -> DataLoade
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path, suffix=".pt.part") as tmp:
-        torch.save(state, tmp)
+    save_torch(path, state)
 
 
 @dataclass
@@ -232,7 +231,8 @@ def pretrain(cfg: PretrainConfig, images_h5: str | os.PathLike, out_dir: str | o
             return {"finished": False, "epoch": epoch + 1, "history": history}
 
     model_path, hist_path = out_dir / "model.pt", out_dir / "history.tsv"
-    save_backbone(model_path, run.model, cfg.model, run.image_size, IMAGENET_MEAN, IMAGENET_STD)
+    save_backbone(model_path, run.model, cfg.model, run.image_size, IMAGENET_MEAN, IMAGENET_STD,
+                  render_bits=read_meta(images_h5).get("bits"))
     _write_history(hist_path, history)
     ckpt_path.unlink(missing_ok=True)  # finished: model.pt is the artifact, the checkpoint only served resuming
     return {"finished": True, "model": cfg.model, "n_classes": run.n_classes, "n_images": len(run.dataset),

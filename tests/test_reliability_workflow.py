@@ -1,0 +1,339 @@
+"""A tiny but complete workflow (every stage, 3 tasks, 2 configurations), run once with the network
+blocked, then killed with SIGKILL inside each heavy stage and resumed with ``--rerun-incomplete``
+(README, Reliability).
+
+One uninterrupted reference run (module fixture) is the yardstick: after each kill, every file
+under results/ that looks complete must equal the reference's, and after the rerun every file must
+again equal it: byte for byte, except the fields that measure time (``seconds``, ``images_per_s``,
+provenance timestamps, host and command), which are dropped before comparing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SNAKEMAKE, WORKFLOW_FILES
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
+TINY = """\
+seed: 0
+device: cpu
+tasks:
+  max_train: 40
+  max_test: 20
+  items:
+    digits8: {source: digits8, seen: true}
+    fashion: {source: fashion, seen: true, image_size: 16}
+    faces: {source: faces, seen: false, image_size: 16}
+render:
+  vary_bits: [7]
+  classes: 4
+  meshes_per_class: 2
+  images_per_class: 8
+  image_size: 32
+  blur_passes: 2
+  cache_dir: CACHE
+pretrain: {model: t2s_resnet18_w8, epochs: 3, warmup_epochs: 0, batch_size: 8, amp: false}
+noise: {configs: [], seeds: [1]}
+evaluate:
+  methods: [linear]
+  sources: ["00000001"]
+  linear: {epochs: 2, lrs: [0.1], weight_decays: [0.0], batch_sizes: [32]}
+task2vec: {input_size: 32, samples: 64, batch_size: 32, head_epochs: 2}
+policy: {methods: [task2sim, similarity, best_fixed], leave_one_out: [similarity], n_seeds: 1, epochs: 20,
+         hidden: 16}
+asg:
+  targets: [digits8]
+  source_images_per_class: 4
+  source_meshes_per_class: 2
+  source_image_size: 32
+  input_size: 32
+  epochs: 1
+  batch_size: 8
+  probe_size: 16
+  methods: [all_lr, asg]
+  policy_window: 2
+  policy_unroll: 2
+  policy_episodes: 1
+  policy_episode_epochs: 1
+  eval_batch_size: 64
+"""
+
+# Imported by every Python process of the run (snakemake and each job) through PYTHONPATH: any
+# connection to a non-loopback address, or a name lookup of a non-local host, is refused and logged.
+NETWORK_GUARD = '''\
+import errno, ipaddress, os, socket, sys
+
+_LOG = os.environ.get("T2S_NET_LOG")
+try:  # (sys.argv is not final yet under -m; the kernel's copy is)
+    _CMD = open("/proc/self/cmdline", "rb").read().replace(b"\\0", b" ").decode(errors="replace")[:300]
+except OSError:
+    _CMD = " ".join(sys.argv)[:300]
+
+
+def _note(path, text):
+    with open(path, "a") as f:
+        f.write(text + "\\n")
+
+
+def _loopback(host):
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return host in ("localhost", "")
+
+
+def _guard(orig):
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(str(address[0])):
+            _note(_LOG, f"{os.getpid()} connect {address!r} {_CMD}")
+            raise OSError(errno.ENETUNREACH, f"network blocked by the reliability test: {address!r}")
+        return orig(self, address)
+    return connect
+
+
+def _lookup(orig):
+    def getaddrinfo(host, *args, **kwargs):
+        if host is not None and not _loopback(host if isinstance(host, str) else host.decode()):
+            _note(_LOG, f"{os.getpid()} getaddrinfo {host!r} {_CMD}")
+            raise socket.gaierror(socket.EAI_NONAME, f"name lookup blocked by the reliability test: {host!r}")
+        return orig(host, *args, **kwargs)
+    return getaddrinfo
+
+
+if _LOG:
+    _note(_LOG + ".armed", f"{os.getpid()} {_CMD}")
+    socket.socket.connect = _guard(socket.socket.connect)
+    socket.socket.connect_ex = _guard(socket.socket.connect_ex)
+    socket.getaddrinfo = _lookup(socket.getaddrinfo)
+'''
+
+# Side files a stage may keep between an interruption and its rerun (never declared outputs).
+RESUME_FILES = ("checkpoint.pt",)
+VOLATILE_KEYS = ("seconds", "images_per_s")
+RECORD_KEYS = ("stage", "params", "seeds", "inputs", "outputs")
+
+
+class TinyRun:
+    def __init__(self, root: Path, env: dict[str, str]):
+        self.root, self.env = root, env
+        self.ref = root.parent / "reference"
+
+    def snakemake(self, *args: str, timeout: int = 2400) -> subprocess.CompletedProcess:
+        cmd = [str(SNAKEMAKE), "--directory", str(self.root), *args]
+        with subprocess.Popen(cmd, cwd=self.root, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True) as proc:
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # the jobs too, not only snakemake
+                raise
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+    def start(self, *args: str) -> subprocess.Popen:
+        """snakemake in its own session: its process group holds every job it starts."""
+        return subprocess.Popen([str(SNAKEMAKE), "--directory", str(self.root), *args], cwd=self.root,
+                                env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    def ref_seconds(self, benchmark: str) -> float:
+        with open(self.ref.parent / "reference_benchmarks" / benchmark) as f:
+            return float(list(csv.DictReader(f, delimiter="\t"))[-1]["s"])
+
+
+def _drop_volatile(obj):
+    if isinstance(obj, dict):
+        return {k: _drop_volatile(v) for k, v in obj.items() if not any(w in k for w in VOLATILE_KEYS)}
+    if isinstance(obj, list):
+        return [_drop_volatile(v) for v in obj]
+    return obj
+
+
+def normalised(path: Path) -> bytes:
+    """The file's bytes, less what measures time (provenance: only what was computed from what)."""
+    data = path.read_bytes()
+    if path.name.endswith(".meta.json"):
+        rec = json.loads(data)
+        return json.dumps({k: rec.get(k) for k in RECORD_KEYS}, sort_keys=True).encode()
+    if path.suffix == ".json":
+        return json.dumps(_drop_volatile(json.loads(data)), sort_keys=True).encode()
+    if path.suffix == ".tsv":
+        rows = list(csv.reader(io.StringIO(data.decode()), delimiter="\t"))
+        if rows:
+            keep = [i for i, name in enumerate(rows[0]) if not any(w in name for w in VOLATILE_KEYS)]
+            return "\n".join("\t".join(r[i] for i in keep if i < len(r)) for r in rows).encode()
+    return data
+
+
+def result_files(root: Path) -> dict[str, Path]:
+    return {str(p.relative_to(root)): p for p in sorted((root / "results").rglob("*")) if p.is_file()}
+
+
+def differences(run: TinyRun, allow_missing: bool) -> list[str]:
+    """Files that differ from the reference run (missing ones too unless ``allow_missing``)."""
+    ref, now = result_files(run.ref.parent / "reference_root"), result_files(run.root)
+    out = []
+    for rel, path in now.items():
+        if allow_missing and path.name.startswith("."):
+            continue  # a killed writer's hidden temporary: never mistaken for a result (removed on rerun)
+        if rel not in ref:
+            if path.name not in RESUME_FILES:
+                out.append(f"{rel}: not in the reference run")
+        elif normalised(path) != normalised(ref[rel]):
+            out.append(f"{rel}: differs from the reference run")
+    if not allow_missing:
+        out += [f"{rel}: missing" for rel in ref if rel not in now]
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> TinyRun:
+    if not SNAKEMAKE.exists():
+        pytest.skip("snakemake is not installed in this environment")
+    base = tmp_path_factory.mktemp("reliability")
+    root = base / "wf"
+    root.mkdir()
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(src, root / name)
+    (root / "config.yaml").write_text(TINY.replace("CACHE", str(REPO / ".cache" / "assets")))
+    guard = base / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(NETWORK_GUARD)
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home()), "LANG": "C.UTF-8",
+           "PYTHONPATH": str(guard), "T2S_NET_LOG": str(base / "network.log")}
+    run = TinyRun(root, env)
+    t0 = time.monotonic()
+    res = run.snakemake("--cores", "2")
+    assert res.returncode == 0, res.stderr[-4000:]
+    run.seconds = time.monotonic() - t0
+    # the yardstick: a frozen copy of what the uninterrupted run wrote
+    (base / "reference_root").mkdir()
+    shutil.copytree(root / "results", base / "reference_root" / "results")
+    shutil.copytree(root / "benchmarks", base / "reference_benchmarks")
+    return run
+
+
+def test_tiny_run_opens_no_network_connection(tiny):
+    base = tiny.root.parent
+    armed = (base / "network.log.armed").read_text().splitlines()
+    # the guard sat in snakemake and in every job's interpreter (one line per Python process)
+    assert any("task2sim.cli.pretrain" in ln for ln in armed) and any("snakemake" in ln for ln in armed)
+    assert sum("task2sim.cli." in ln for ln in armed) >= 20
+    log = base / "network.log"
+    assert not log.exists(), log.read_text()
+
+
+def test_no_op_rerun_schedules_nothing(tiny):
+    res = tiny.snakemake("-n")
+    assert res.returncode == 0
+    assert "Nothing to be done" in res.stdout + res.stderr, res.stdout[-3000:]
+
+
+def _job_process(session: int, stage: str) -> int | None:
+    """The pid of ``python -m task2sim.cli.<stage>`` in snakemake's session, if running."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if int(fields[3]) == session and argv[1:3] == [b"-m", f"task2sim.cli.{stage}".encode()]:
+            return int(d.name)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# stage CLI, one output of one job, its benchmark file, and a file whose appearance marks a point
+# worth killing at (pre-training: after its first epoch's resume checkpoint)
+STAGES = {
+    "render": ("render", "results/renders/00000001/images.h5", "renders/00000001/images.tsv", None),
+    "pretrain": ("pretrain", "results/pretrain/00000001/model.pt", "pretrain/00000001/model.tsv",
+                 "results/pretrain/00000001/checkpoint.pt"),
+    "reward": ("reward", "results/rewards/00000001/faces.json", "rewards/00000001/knn5.tsv", None),
+    "task2vec": ("task2vec", "results/task2vec/faces.npz", "task2vec/faces.tsv", None),
+    "policy": ("policy", "results/policy/summary.md", "policy/train.tsv", None),
+    "asg_finetune": ("asg", "results/asg/digits8/asg/metrics.tsv", "asg/finetune.tsv", None),
+    "evaluate": ("evaluate", "results/evaluate/linear/00000001/faces.json",
+                 "evaluate/linear/00000001/faces.tsv", None),
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_kill_9_then_rerun_incomplete_gives_the_reference_outputs(tiny, stage):
+    cli, target, bench, mark = STAGES[stage]
+    rng = random.Random(f"{stage}-{time.time_ns()}")
+    proc = tiny.start("--cores", "2", "--force", target)
+    deadline = time.monotonic() + 600
+    job = None
+    while job is None and proc.poll() is None and time.monotonic() < deadline:
+        job = _job_process(proc.pid, cli)
+        time.sleep(0.05)
+    assert job is not None, f"the {stage} job never started"
+    if mark:  # wait for the resume point, then kill soon after it
+        while not (tiny.root / mark).exists() and _alive(job) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        delay = rng.uniform(0.0, 0.3)
+    else:  # anywhere in the first 80% of the reference run's time
+        delay = rng.uniform(0.05, 0.8) * tiny.ref_seconds(bench)
+    t_kill = time.monotonic() + delay
+    while _alive(job) and time.monotonic() < t_kill:
+        time.sleep(0.02)
+    killed_mid_job = _alive(job)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(60)
+    print(f"{stage}: SIGKILL {delay:.2f} s in, job still running: {killed_mid_job}")
+
+    # nothing that looks complete is half-written: every present result equals the reference's
+    assert differences(tiny, allow_missing=True) == []
+
+    assert tiny.snakemake("--unlock").returncode == 0
+    res = tiny.snakemake("--cores", "2", "--rerun-incomplete", target)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert differences(tiny, allow_missing=False) == []
+    leftovers = [p for p in (tiny.root / "results").rglob(".*") if p.is_file() or p.is_dir()]
+    assert leftovers == [], leftovers
+    if stage == "pretrain" and killed_mid_job:
+        # resumed from the checkpoint: fewer epochs trained than a fresh run's 3
+        rec = json.loads((tiny.root / "results/pretrain/00000001/model.meta.json").read_text())
+        assert rec["extra"]["resumed_from_epoch"] >= 1, rec["extra"]
+        assert not (tiny.root / "results/pretrain/00000001/checkpoint.pt").exists()
+
+
+def test_same_config_and_seed_give_identical_table_predictions_and_summaries(tiny):
+    """The reward table, the controller's predictions and every summary, computed again from the
+    same inputs: byte-identical (the kill tests above already recompute each heavy stage)."""
+    targets = ["results/rewards/table.tsv", "results/policy/summary.md", "results/asg/summary.md",
+               "results/task2vec/distances.tsv", "results/rewards/00000000/digits8.json"]
+    res = tiny.snakemake("--cores", "2", "--force", *targets)
+    assert res.returncode == 0, res.stderr[-4000:]
+    ref = tiny.ref.parent / "reference_root"
+    for rel in ("results/rewards/table.tsv", "results/rewards/table.png", "results/policy/predictions.tsv",
+                "results/policy/summary.md", "results/policy/summary.tsv", "results/policy/policy.pt",
+                "results/asg/summary.md", "results/task2vec/distances.tsv", "results/rewards/00000000/digits8.json",
+                "results/rewards/00000000/faces.json", "results/features/00000000/faces.npz"):
+        assert (tiny.root / rel).read_bytes() == (ref / rel).read_bytes(), rel
+    assert differences(tiny, allow_missing=False) == []
