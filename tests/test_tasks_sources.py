@@ -16,25 +16,38 @@ NEEDS = {  # source -> (folder it reads, Debian package that ships it)
     "materials": (sources.GIMP_PATTERNS_DIR, "gimp-data"),
     "clipart": (sources.OPENCLIPART_DIR, "openclipart-png"),
     "glyphs": (sources.DEJAVU_DIR, "fonts-dejavu-core"),
+    "icons": (sources.OPENCLIPART_DIR, "openclipart-png"),
+    "kanji": (sources.KANJIDRAW_DATA, "python3-kanjidraw"),
+    "strokes": (sources.KANJIDRAW_DATA, "python3-kanjidraw"),
+    "scripts": (sources.NOTO_DIR, "fonts-noto-core"),
+    "devanagari": (sources.NOTO_DIR, "fonts-noto-core"),
+    "georgian": (sources.NOTO_DIR, "fonts-noto-core"),
+    "cherokee": (sources.NOTO_DIR, "fonts-noto-core"),
+    # gimp-data makes the folder too; the extras are the *.pat files at its top level
+    "patterns": (sources.GIMP_EXTRA_PATTERNS_DIR / "3dweave.pat", "gimp-data-extras"),
 }
 # source -> (n_classes, (H, W, C)) at native size
 EXPECTED = {
     "digits8": (10, (8, 8, 1)), "mnist5k": (10, (28, 28, 1)), "fashion": (10, (28, 28, 1)),
     "faces": (2, (25, 25, 1)), "textures": (3, (48, 48, 1)), "materials": (9, (24, 24, 3)),
     "brain": (3, (32, 32, 1)), "glyphs": (10, (32, 32, 1)), "clipart": (8, (40, 40, 3)),
+    "icons": (5, (40, 40, 3)), "kanji": (12, (32, 32, 1)), "strokes": (3, (32, 32, 1)),
+    "scripts": (10, (32, 32, 1)), "orient": (4, (28, 28, 1)),
+    "photos": (10, (32, 32, 1)), "patterns": (20, (24, 24, 3)), "brain16": (3, (16, 16, 1)),
+    "devanagari": (12, (32, 32, 1)), "georgian": (12, (32, 32, 1)), "cherokee": (12, (32, 32, 1)),
 }
 
 
 def _skip_without(source: str) -> None:
     if source in NEEDS:
         folder, package = NEEDS[source]
-        if not Path(folder).is_dir():
+        if not Path(folder).exists():
             pytest.skip(f"Debian package {package} is not installed ({folder} missing)")
 
 
 def _prepare(source: str, seed: int = 0, **kw):
     settings = {"source": source, "max_train": 40, "max_test": 20}
-    if source == "clipart":
+    if source in ("clipart", "icons"):
         settings["image_size"] = 40
     settings.update(kw)
     return prepare_task(f"t_{source}", task_settings(settings), seed)

@@ -19,13 +19,13 @@ def test_default_dag_covers_every_config_and_task(workflow):
     res = workflow.run("-n")
     assert res.returncode == 0, res.stdout + res.stderr
     counts = job_counts(res.stdout)
-    # config.yaml: 9 tasks, 4 varied bits -> 16 configurations
-    assert counts["tasks_prepare"] == 9
+    # config.yaml: 16 tasks, 4 varied bits -> 16 configurations
+    assert counts["tasks_prepare"] == 16
     assert counts["render_dataset"] == counts["pretrain_backbone"] == counts["reward_knn5"] == 16
     assert counts["reward_table"] == counts["render_variations"] == counts["reward_noise"] == 1
     # the noise stage: 2 configurations again at 2 other seeds
     assert counts["noise_render"] == counts["noise_pretrain"] == counts["noise_knn5"] == 4
-    assert counts["task2vec_embed"] == 9 and counts["task2vec_distances"] == 1
+    assert counts["task2vec_embed"] == 16 and counts["task2vec_distances"] == 1
 
 
 def test_paper_profile_is_the_same_workflow_at_paper_scale(workflow):
