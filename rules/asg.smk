@@ -262,3 +262,10 @@ if ASG["targets"]:
     FINAL_TARGETS.extend(expand("results/asg/{task}/curves.png", task=ASG["targets"]))
     FINAL_TARGETS.append("results/asg/policy_schedule.png")
     FINAL_TARGETS.append("results/asg/summary.md")
+
+
+# Summaries of a few TSV files: on a cluster they run on the submit host.
+localrules:
+    asg_summary,
+    asg_seeds,
+    asg_lambda_sweep,

@@ -81,3 +81,8 @@ rule reward_noise:
 
 if noise_configs():
     FINAL_TARGETS.append("results/rewards/noise.tsv")
+
+
+# Seconds of work: on a cluster it runs on the submit host.
+localrules:
+    reward_noise,
