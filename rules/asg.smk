@@ -226,7 +226,12 @@ rule asg_seeds:
     input:
         asg_seed_metrics,
     output:
-        "results/asg/seeds/summary.md",
+        report(
+            "results/asg/seeds/summary.md",
+            category="ASG",
+            caption="../docs/report/asg.rst",
+            labels={"figure": "summary over seeds"},
+        ),
     log:
         "logs/asg/seeds/summary.log",
     conda:
@@ -245,7 +250,12 @@ rule asg_lambda_sweep:
     input:
         asg_sweep_metrics,
     output:
-        "results/asg/sweep/summary.md",
+        report(
+            "results/asg/sweep/summary.md",
+            category="ASG",
+            caption="../docs/report/asg.rst",
+            labels={"figure": "kl_lambda sweep"},
+        ),
     log:
         "logs/asg/sweep/summary.log",
     conda:

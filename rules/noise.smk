@@ -61,6 +61,7 @@ rule reward_noise:
             "results/rewards/noise.tsv",
             category="Rewards",
             caption="../docs/report/reward_noise.rst",
+            labels={"figure": "reward noise (TSV)"},
         ),
         meta="results/rewards/noise.meta.json",
     log:
