@@ -95,6 +95,6 @@ def tiny_run(tmp_path_factory) -> Workflow:
 
     wf = copy_workflow(tmp_path_factory.mktemp("tiny"))
     write_tiny_config(wf)
-    res = wf.run("--cores", "2", timeout=1200)
+    res = wf.run("--cores", "2", timeout=3600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return wf

@@ -91,7 +91,7 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
 JobCompLoc={root}/log/jobcomp.txt
 InactiveLimit=0
-MinJobAge=600
+MinJobAge=7200
 KillWait=5
 SlurmdTimeout=60
 NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN
@@ -201,3 +201,4 @@ class LocalSlurm:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -119,7 +119,7 @@ def test_tiny_workflow_through_slurm_matches_the_local_run(tiny_run: Workflow, c
     (wf.root / "profiles/site").mkdir()
     (wf.root / "profiles/site/config.yaml").write_text(yaml.safe_dump(overlay))
     t0 = time.monotonic()
-    res = wf.run("--profile", "profiles/slurm", "--workflow-profile", "profiles/site", env=cluster.env, timeout=900)
+    res = wf.run("--profile", "profiles/slurm", "--workflow-profile", "profiles/site", env=cluster.env, timeout=3600)
     wall = time.monotonic() - t0
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-5000:] + cluster.logs()

@@ -41,25 +41,28 @@ def write_tiny_config(wf: Workflow) -> None:
 
 
 # Appended to a copy's Snakefile: at parse time, every rule's name, whether it runs on the submit
-# host under a cluster executor, and its declared resources (threads are `_cores`).
-_RULE_DUMP = '''
+# host under a cluster executor, and its declared resources (threads are `_cores`); and the final
+# targets (`rule all`'s input).
+_DUMP = '''
 
 import json as _json
 
 _value = lambda res: None if res.is_evaluable() else res.value
 with open({path!r}, "w") as _f:
-    _json.dump({{r.name: {{"local": r.name in workflow._localrules or r.norun,
-                         "resources": {{k: _value(v) for k, v in r.resources.items()}}}}
-                for r in workflow.rules}}, _f)
+    _json.dump({{"final_targets": FINAL_TARGETS,
+                "rules": {{r.name: {{"local": r.name in workflow._localrules or r.norun,
+                                   "resources": {{k: _value(v) for k, v in r.resources.items()}}}}
+                          for r in workflow.rules}}}}, _f)
 '''
 
 
-def workflow_rules(wf: Workflow) -> dict[str, dict]:
-    """{rule: {"local": bool, "resources": {name: value}}} of the copy's workflow (its config)."""
-    out = wf.root / ".rules.json"
+def parse_workflow(wf: Workflow) -> dict:
+    """{"rules": {rule: {"local": bool, "resources": {name: value}}}, "final_targets": [path]} of
+    the copy's workflow under its config."""
+    out = wf.root / ".workflow.json"
     snakefile = wf.root / "Snakefile"
     original = snakefile.read_text()
-    snakefile.write_text(original + _RULE_DUMP.format(path=str(out)))
+    snakefile.write_text(original + _DUMP.format(path=str(out)))
     try:
         res = wf.run("--list-rules")
         assert res.returncode == 0, res.stdout + res.stderr
@@ -67,6 +70,10 @@ def workflow_rules(wf: Workflow) -> dict[str, dict]:
     finally:
         snakefile.write_text(original)
         out.unlink(missing_ok=True)
+
+
+def workflow_rules(wf: Workflow) -> dict[str, dict]:
+    return parse_workflow(wf)["rules"]
 
 
 def read_profile(root: Path, name: str) -> dict:
