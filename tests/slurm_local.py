@@ -1,10 +1,12 @@
 """A real one-node SLURM on localhost for the tests: munge + slurmctld + slurmd as child processes.
 
 Everything lives in one temporary directory (its own slurm.conf, reached through SLURM_CONF; its own
-munge socket; free ports), so nothing under /etc changes and a SLURM already on the machine is not
-disturbed. Without systemd and with cgroups v1 the node uses proctrack/linuxproc and task/none.
-No accounting database: finished jobs are read from slurmctld (`scontrol show job`, kept for
-MinJobAge seconds) and from the job-completion log (jobcomp/filetxt).
+munge socket; free ports). The one exception: the executor's job step runs a nested `srun` without
+SLURM_CONF, so the same file is also written to /etc/slurm/slurm.conf for the test's duration (only
+when there is none: a machine with its own SLURM makes the test skip). Without systemd and with
+cgroups v1 the node uses proctrack/linuxproc and task/none. No accounting database: finished jobs
+are read from slurmctld (`scontrol show job`, kept for MinJobAge seconds) and from the
+job-completion log (jobcomp/filetxt).
 """
 
 from __future__ import annotations
@@ -99,6 +101,10 @@ PartitionName={partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
 
+# Where SLURM's clients look without SLURM_CONF (the test writes it only when absent, removes it after).
+ETC_CONF = Path("/etc/slurm/slurm.conf")
+
+
 class LocalSlurm:
     """Start with ``start()``, use ``env`` for every SLURM client call, ``stop()`` always."""
 
@@ -112,6 +118,7 @@ class LocalSlurm:
         self.conf = self.root / "slurm.conf"
         self.munge_socket = self.root / "munge" / "munge.socket"
         self.procs: dict[str, subprocess.Popen] = {}
+        self._etc_written = False
         self.env = {"SLURM_CONF": str(self.conf)}
 
     def _client_env(self) -> dict:
@@ -143,6 +150,8 @@ class LocalSlurm:
         return "\n".join(parts)
 
     def start(self) -> "LocalSlurm":
+        if ETC_CONF.exists():
+            raise FileExistsError(f"{ETC_CONF} exists: a SLURM is configured here already; not touching it")
         for d in ("state", "spool", "log", "munge"):
             (self.root / d).mkdir()
         shutil.chown(self.root / "state", "slurm", "slurm")
@@ -166,6 +175,10 @@ class LocalSlurm:
         self.conf.write_text(SLURM_CONF.format(
             host=socket.gethostname(), ctld_port=_free_port(), slurmd_port=_free_port(), root=self.root,
             munge_socket=self.munge_socket, cpus=self.cpus, mem_mb=self.mem_mb, partition=self.partition))
+        # Inside a job the executor's job step drops every SLURM_* variable (SLURM_CONF too) before
+        # its nested `srun`, which then reads only the default path: put our file there as well.
+        shutil.copy(self.conf, ETC_CONF)
+        self._etc_written = True
         self._spawn("slurmctld", ["slurmctld", "-D", "-f", str(self.conf)])
         self._spawn("slurmd", ["slurmd", "-D", "-f", str(self.conf)])
         self._wait("an idle node", lambda: "idle" in self.run("sinfo", "-h", "-o", "%T", check=False).stdout)
@@ -201,4 +214,6 @@ class LocalSlurm:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
+        if self._etc_written:
+            ETC_CONF.unlink(missing_ok=True)
         shutil.rmtree(self.root, ignore_errors=True)
