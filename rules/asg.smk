@@ -226,7 +226,12 @@ rule asg_seeds:
     input:
         asg_seed_metrics,
     output:
-        "results/asg/seeds/summary.md",
+        report(
+            "results/asg/seeds/summary.md",
+            category="ASG",
+            caption="../docs/report/asg.rst",
+            labels={"figure": "summary over seeds"},
+        ),
     log:
         "logs/asg/seeds/summary.log",
     conda:
@@ -245,7 +250,12 @@ rule asg_lambda_sweep:
     input:
         asg_sweep_metrics,
     output:
-        "results/asg/sweep/summary.md",
+        report(
+            "results/asg/sweep/summary.md",
+            category="ASG",
+            caption="../docs/report/asg.rst",
+            labels={"figure": "kl_lambda sweep"},
+        ),
     log:
         "logs/asg/sweep/summary.log",
     conda:
@@ -262,3 +272,10 @@ if ASG["targets"]:
     FINAL_TARGETS.extend(expand("results/asg/{task}/curves.png", task=ASG["targets"]))
     FINAL_TARGETS.append("results/asg/policy_schedule.png")
     FINAL_TARGETS.append("results/asg/summary.md")
+
+
+# Summaries of a few TSV files: on a cluster they run on the submit host.
+localrules:
+    asg_summary,
+    asg_seeds,
+    asg_lambda_sweep,

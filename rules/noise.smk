@@ -61,6 +61,7 @@ rule reward_noise:
             "results/rewards/noise.tsv",
             category="Rewards",
             caption="../docs/report/reward_noise.rst",
+            labels={"figure": "reward noise (TSV)"},
         ),
         meta="results/rewards/noise.meta.json",
     log:
@@ -81,3 +82,8 @@ rule reward_noise:
 
 if noise_configs():
     FINAL_TARGETS.append("results/rewards/noise.tsv")
+
+
+# Seconds of work: on a cluster it runs on the submit host.
+localrules:
+    reward_noise,

@@ -10,14 +10,24 @@ rule policy_train:
         noise=noise_tsv,
     output:
         policy="results/policy/policy.pt",
-        predictions="results/policy/predictions.tsv",
+        predictions=report(
+            "results/policy/predictions.tsv",
+            category="Policy",
+            caption="../docs/report/policy_predictions.rst",
+            labels={"figure": "predictions (TSV)"},
+        ),
         summary_md=report(
             "results/policy/summary.md",
             category="Policy",
             caption="../docs/report/policy_summary.rst",
             labels={"figure": "summary"},
         ),
-        summary_tsv="results/policy/summary.tsv",
+        summary_tsv=report(
+            "results/policy/summary.tsv",
+            category="Policy",
+            caption="../docs/report/policy_summary.rst",
+            labels={"figure": "summary (TSV)"},
+        ),
         heatmap=report(
             "results/policy/heatmap.png",
             category="Policy",

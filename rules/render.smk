@@ -7,7 +7,7 @@ rule render_dataset:
         images="results/renders/{bits}/images.h5",
         preview=report(
             "results/renders/{bits}/preview.png",
-            category="renders",
+            category="Renders",
             caption="../docs/report/render_preview.rst",
             labels={"config": "{bits}", "figure": "preview"},
         ),
@@ -38,8 +38,9 @@ rule render_variations:
     output:
         report(
             "results/renders/variations.png",
-            category="renders",
+            category="Renders",
             caption="../docs/report/render_variations.rst",
+            labels={"figure": "variations"},
         ),
     log:
         "logs/renders/variations.log",

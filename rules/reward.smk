@@ -46,8 +46,18 @@ rule reward_table:
         # noise.tsv when the noise stage is on: the heatmap shows each task's seed sd and ties
         noise=noise_tsv,
     output:
-        tsv=report("results/rewards/table.tsv", category="Rewards", caption="../docs/report/reward_table.rst"),
-        png=report("results/rewards/table.png", category="Rewards", caption="../docs/report/reward_table.rst"),
+        tsv=report(
+            "results/rewards/table.tsv",
+            category="Rewards",
+            caption="../docs/report/reward_table.rst",
+            labels={"figure": "reward table (TSV)"},
+        ),
+        png=report(
+            "results/rewards/table.png",
+            category="Rewards",
+            caption="../docs/report/reward_table.rst",
+            labels={"figure": "reward table"},
+        ),
         # The same table in the published Task2Sim reward_db.json layout (task2sim.reward.table).
         db="results/rewards/reward_db.json",
         meta="results/rewards/table.meta.json",

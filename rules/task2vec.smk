@@ -42,7 +42,12 @@ rule task2vec_distances:
             caption="../docs/report/task2vec_distances.rst",
             labels={"figure": "task distances"},
         ),
-        tsv="results/task2vec/distances.tsv",
+        tsv=report(
+            "results/task2vec/distances.tsv",
+            category="Task2Vec",
+            caption="../docs/report/task2vec_distances.rst",
+            labels={"figure": "task distances (TSV)"},
+        ),
         meta="results/task2vec/distances.meta.json",
     log:
         "logs/task2vec/distances.log",

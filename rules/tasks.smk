@@ -7,7 +7,7 @@ rule tasks_prepare:
         data="results/tasks/{task}/data.h5",
         preview=report(
             "results/tasks/{task}/preview.png",
-            category="tasks",
+            category="Tasks",
             caption="../docs/report/tasks_preview.rst",
             labels={"task": "{task}", "figure": "preview"},
         ),

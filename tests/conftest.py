@@ -31,10 +31,10 @@ class Workflow:
 
     root: Path
 
-    def run(self, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    def run(self, *args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
         # A bare PATH on purpose: jobs must find the interpreter that runs snakemake by themselves
-        # (a user calling .venv/bin/snakemake without activating the venv).
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home()), "LANG": "C.UTF-8"}
+        # (a user calling .venv/bin/snakemake without activating the venv). `env` adds variables.
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home()), "LANG": "C.UTF-8", **(env or {})}
         return subprocess.run([str(SNAKEMAKE), "--directory", str(self.root), *args], cwd=self.root,
                               env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -48,17 +48,22 @@ class Workflow:
         return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
 
 
-@pytest.fixture
-def workflow(tmp_path: Path) -> Workflow:
+def copy_workflow(dest: Path) -> Workflow:
+    """The workflow's files copied into ``dest`` (skips the test without snakemake)."""
     if not SNAKEMAKE.exists():
         pytest.skip("snakemake is not installed in this environment")
     for name in WORKFLOW_FILES:
         src = REPO / name
         if src.is_dir():
-            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
-            shutil.copy(src, tmp_path / name)
-    return Workflow(tmp_path)
+            shutil.copy(src, dest / name)
+    return Workflow(dest)
+
+
+@pytest.fixture
+def workflow(tmp_path: Path) -> Workflow:
+    return copy_workflow(tmp_path)
 
 
 @pytest.fixture
@@ -80,3 +85,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Workflow:
+    """The whole workflow at tiny size (tests/tiny_workflow.py), run once locally per session:
+    the reference of the SLURM test, and the run the report and trace tests read."""
+    from tiny_workflow import write_tiny_config
+
+    wf = copy_workflow(tmp_path_factory.mktemp("tiny"))
+    write_tiny_config(wf)
+    res = wf.run("--cores", "2", timeout=3600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return wf
