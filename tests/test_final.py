@@ -108,6 +108,7 @@ def _image_folder(root, n_classes=3, per_class=12, size=24):
 def test_oneshot_folder_gets_backbone_and_evaluation_without_rewards(workflow: Workflow, tmp_path):
     folder = _image_folder(tmp_path / "my_images")
     cfg = yaml.safe_load((workflow.root / "config.yaml").read_text())
+    n_tasks = len(cfg["tasks"]["items"]) + 1
     cfg["tasks"]["items"]["mine"] = {"source": "imagefolder", "path": str(folder), "seen": False, "reward": False,
                                      "image_size": 32}
     workflow.write_config(cfg)
@@ -115,7 +116,8 @@ def test_oneshot_folder_gets_backbone_and_evaluation_without_rewards(workflow: W
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout
     counts = Workflow.job_counts(out)
-    assert counts["reward_knn5"] == 16 and counts["tasks_prepare"] == 10 and counts["task2vec_embed"] == 10
+    # every task is prepared and embedded, the folder too; the 16 reward jobs score the others only
+    assert counts["reward_knn5"] == 16 and counts["tasks_prepare"] == n_tasks and counts["task2vec_embed"] == n_tasks
     # no reward job scores the folder: no reward JSON or feature file of it anywhere in the plan
     assert "rewards/00000000/mine.json" not in out and "features/00000000/mine.npz" not in out
     assert "results/rewards/00000000/digits8.json" in out
