@@ -24,7 +24,7 @@ from tiny_workflow import parse_workflow
 pytestmark = pytest.mark.workflow
 
 # One category per stage (the noise stage's table sits with the rewards it qualifies).
-STAGE_CATEGORIES = {"Tasks", "Renders", "Rewards", "Task2Vec", "Policy", "ASG"}
+STAGE_CATEGORIES = {"Tasks", "Renders", "Rewards", "Task2Vec", "Policy", "Final comparison", "ASG"}
 # What a final table or figure is.
 REPORTED_SUFFIXES = (".png", ".tsv", ".md")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
