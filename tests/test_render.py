@@ -1,5 +1,6 @@
 """The moderngl renderer and render_dataset: each bit changes what it should and nothing else,
-same seed gives identical data, and an interrupted write leaves nothing that looks complete."""
+same seed gives identical data, and an interrupted write leaves nothing that looks complete
+(resuming it: tests/test_render_resume.py)."""
 
 import json
 import os
@@ -282,15 +283,19 @@ def test_interrupted_render_leaves_no_complete_looking_file(tmp_path, shared_cac
             raise RuntimeError("simulated crash mid-render")
         return real(self, specs, meshes)
 
-    monkeypatch.setattr(ds, "CHUNK", 6)
+    cfg = config_from_dict(RenderConfig, {**SMALL, "chunk_images": 6, "cache_dir": str(shared_cache)}, "render")
     monkeypatch.setattr(ds.RenderSession, "render", failing)
     out = tmp_path / "r" / "images.h5"
     with pytest.raises(RuntimeError):
-        render_dataset(small_cfg(shared_cache), "00000000", out, tmp_path / "r/p.png")
+        render_dataset(cfg, "00000000", out, tmp_path / "r/p.png")
     assert not out.exists()
-    assert not list((tmp_path / "r").glob("*.h5*"))
+    # only the partial file with the first chunk, which no reader takes for a dataset
+    assert [p.name for p in (tmp_path / "r").iterdir()] == ["images.h5.part"]
+    with pytest.raises(ValueError, match="incomplete"):
+        open_render(tmp_path / "r" / "images.h5.part")
     monkeypatch.setattr(ds.RenderSession, "render", real)
-    render_dataset(small_cfg(shared_cache), "00000000", out, tmp_path / "r/p.png")
+    s = render_dataset(cfg, "00000000", out, tmp_path / "r/p.png")
+    assert s["resumed_from_image"] == 6  # tests/test_render_resume.py: resuming in detail
     with open_render(out) as f:
         assert f["images"].shape[0] == 18
 

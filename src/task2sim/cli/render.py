@@ -8,9 +8,10 @@ Usage::
     python -m task2sim.cli.render variations --config '{...}' --out results/renders/variations.png
 
 ``--config`` is the config's ``render`` section as JSON (``vary_bits`` picks datasets, so the
-workflow leaves it out). ``dataset`` writes the provenance record beside ``images.h5``. A backend
-that cannot run here (no EGL, no TDW build, mitsuba missing), an unknown key or bad bits print one
-line ``error: ...`` and exit 2.
+workflow leaves it out). ``dataset`` writes the provenance record beside ``images.h5``; a rerun
+continues an interrupted render from ``images.h5.part`` (its finished chunks) when that was
+written for the same settings. A backend that cannot run here (no EGL, no TDW build, mitsuba
+missing), an unknown key or bad bits print one line ``error: ...`` and exit 2.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     d.add_argument("--bits", required=True, help="8-character config string, e.g. 10000101")
     d.add_argument("--out", required=True, help="images.h5 to write")
     d.add_argument("--preview", required=True, help="preview.png to write")
+    d.add_argument("--stop-after-chunk", type=int, default=None,
+                   help="return after this many chunks, leaving images.h5.part to resume from")
     v = sub.add_parser("variations", help="one row per bit, only that bit on (paper Fig. 17)")
     v.add_argument("--out", required=True, help="PNG to write")
     for q in (d, v):
@@ -45,8 +48,10 @@ def run(args: argparse.Namespace) -> dict | None:
         return None
     bits = validate_bits(args.bits)
     rec = Provenance.start("render", cfg, seeds={"scene": args.seed}, bits=bits)
-    summary = render_dataset(cfg, bits, args.out, args.preview, seed=args.seed)
-    rec.finish([args.out, args.preview], extra=summary)
+    summary = render_dataset(cfg, bits, args.out, args.preview, seed=args.seed,
+                             stop_after_chunk=args.stop_after_chunk)
+    if summary["finished"]:
+        rec.finish([args.out, args.preview], extra=summary)
     return summary
 
 
