@@ -85,6 +85,9 @@ def test_stopped_render_resumes_byte_identical_with_only_the_rest_rendered(sessi
     assert not out.exists() and part.name == "images.h5.part"
     with h5py.File(part, "r") as f:
         assert f.attrs["rows_done"] == 2 * CHUNK and not f.attrs["complete"]
+    # all storage is allocated when the file is created, none later: the layout cannot depend on
+    # where the calls were cut
+    assert part.stat().st_size == len(reference)
 
     counted["images"] = 0
     s = render(session, out)
@@ -115,6 +118,31 @@ def test_crash_mid_chunk_keeps_the_finished_chunks(session, reference, counted, 
     counted["images"] = 0
     s = render(session, out)
     assert s["resumed_from_image"] == 3 * CHUNK and counted["images"] == N - 3 * CHUNK
+    assert out.read_bytes() == reference
+
+
+def test_failure_while_writing_a_chunk_does_not_count_it(session, reference, tmp_path, monkeypatch):
+    """rows_done moves only after all of a chunk's rows are written: a write that fails half-way
+    through the third chunk (a full disk) leaves rows_done at two chunks."""
+    out = tmp_path / "images.h5"
+    real = h5py.Dataset.__setitem__
+    writes = {"n": 0}
+
+    def failing(self, key, value):
+        if self.name == "/mesh_ids":  # written after the chunk's images and labels
+            writes["n"] += 1
+            if writes["n"] == 3:
+                raise OSError("simulated full disk")
+        return real(self, key, value)
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", failing)
+    with pytest.raises(OSError, match="full disk"):
+        render(session, out)
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", real)
+    with h5py.File(ds.partial_path(out), "r") as f:
+        assert f.attrs["rows_done"] == 2 * CHUNK
+    s = render(session, out)
+    assert s["resumed_from_image"] == 2 * CHUNK
     assert out.read_bytes() == reference
 
 
