@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch._dynamo  # noqa: F401  (loads triton's LLVM before a test module loads Mesa's EGL: the reverse order segfaults)
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
