@@ -213,9 +213,16 @@ def task2vec_probe_inputs(wildcards):
 # --- policy --------------------------------------------------------------------------------------
 
 
+def policy_unseen_tasks():
+    """Unseen tasks of the reward table: scored by the policy stage. Tasks outside the table
+    (reward: false) get their prediction from the saved policy instead (final_predict), so
+    adding one refits nothing."""
+    return [t for t in unseen_tasks() if t in reward_tasks()]
+
+
 def policy_task2vec_files(wildcards):
-    """Every configured task's Task2Vec (seen ones train the predictors, unseen ones get predictions)."""
-    return expand("results/task2vec/{task}.npz", task=task_ids())
+    """The reward table's tasks' Task2Vec: seen ones train the predictors, unseen ones get predictions."""
+    return expand("results/task2vec/{task}.npz", task=reward_tasks())
 
 
 # On a cluster these run on the submit host: each takes seconds, less than a SLURM job's start-up.
@@ -395,8 +402,9 @@ def final_scaling_scores(wildcards):
 
 
 def final_oneshot_model(wildcards):
-    bits = next(r["bits"] for r in final_choices() if r["task"] == wildcards.task and r["method"] == "task2sim")
-    return final_model(final_budget(), bits)
+    """The final-budget backbone of the task's predicted configuration (once final_predict has run)."""
+    with open(checkpoints.final_predict.get(task=wildcards.task).output.prediction) as f:
+        return final_model(final_budget(), json.load(f)["bits"])
 
 
 def final_render_config(wildcards):

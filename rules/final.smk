@@ -103,14 +103,40 @@ rule final_score:
         " --device {resources.device} --threads {threads} --no-progress --out {output.tsv} > {log} 2>&1"
 
 
+# A task outside the reward table (reward: false): the saved predictor's configuration for it, from
+# policy.pt and its Task2Vec alone. The policy is not fitted again (its inputs are the reward table's
+# tasks only), so adding such a task reruns nothing that exists. A checkpoint: the configuration
+# decides which final-budget backbone final_oneshot needs.
+checkpoint final_predict:
+    input:
+        policy="results/policy/policy.pt",
+        task2vec="results/task2vec/{task}.npz",
+    output:
+        prediction="results/final/{task}/prediction.json",
+        meta="results/final/{task}/prediction.meta.json",
+    log:
+        "logs/final/{task}/predict.log",
+    benchmark:
+        "benchmarks/final/{task}/predict.tsv"
+    conda:
+        "../envs/task2sim.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        seed=config["seed"],
+    shell:
+        "python -m task2sim.cli.final predict --task {wildcards.task} --policy {input.policy}"
+        " --task2vec {input.task2vec} --seed {params.seed} --out {output.prediction} > {log} 2>&1"
+
+
 rule final_oneshot:
     input:
-        predictions="results/policy/predictions.tsv",
+        prediction="results/final/{task}/prediction.json",
         model=final_oneshot_model,
         task="results/tasks/{task}/data.h5",
     output:
         model="results/final/{task}/model.pt",
-        prediction="results/final/{task}/prediction.json",
         evaluation="results/final/{task}/evaluation.json",
         meta="results/final/{task}/model.meta.json",
     log:
@@ -132,7 +158,7 @@ rule final_oneshot:
         reward=FINAL_SECTIONS["reward"],
         seed=config["seed"],
     shell:
-        "python -m task2sim.cli.final oneshot --task {wildcards.task} --predictions {input.predictions}"
+        "python -m task2sim.cli.final oneshot --task {wildcards.task} --prediction {input.prediction}"
         " --model {input.model} --task-h5 {input.task} --config {params.config:q}"
         " --evaluate {params.evaluate:q} --reward {params.reward:q} --seed {params.seed}"
         " --device {resources.device} --threads {threads} --no-progress --out-dir {params.out_dir} > {log} 2>&1"
@@ -225,6 +251,7 @@ rule final_scaling:
 
 localrules:
     final_choose,
+    final_predict,
     final_summary,
     final_scaling,
 
@@ -233,5 +260,9 @@ localrules:
 if hasattr(rules, "policy_train"):
     FINAL_TARGETS.extend(["results/evaluate/summary.md", "results/evaluate/per_task_seen.png"])
     FINAL_TARGETS.extend(
-        expand("results/final/{task}/{name}", task=oneshot_tasks(), name=["model.pt", "evaluation.json"])
+        expand(
+            "results/final/{task}/{name}",
+            task=oneshot_tasks(),
+            name=["prediction.json", "model.pt", "evaluation.json"],
+        )
     )

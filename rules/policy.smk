@@ -49,7 +49,7 @@ rule policy_train:
         gpu=0,
     params:
         seen=" ".join(seen_tasks()),
-        unseen=" ".join(unseen_tasks()),
+        unseen=" ".join(policy_unseen_tasks()),
         config=config_json("policy"),
         seed=config["seed"],
         noise=lambda wildcards, input: f"--noise {input.noise}" if input.noise else "",

@@ -4,6 +4,7 @@ path for a user's image folder that never enters the reward table."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -121,9 +122,11 @@ def test_oneshot_folder_gets_backbone_and_evaluation_without_rewards(workflow: W
     # no reward job scores the folder: no reward JSON or feature file of it anywhere in the plan
     assert "rewards/00000000/mine.json" not in out and "features/00000000/mine.npz" not in out
     assert "results/rewards/00000000/digits8.json" in out
-    # its one-shot job is planned: the backbone and evaluation under results/final/mine/
-    assert counts["final_oneshot"] == 1 and counts["final_choose"] == 1
+    # its one-shot jobs are planned: the prediction from the saved policy, then the backbone and
+    # evaluation under results/final/mine/; the policy is fitted on the reward table's tasks only
+    assert counts["final_predict"] == 1 and counts["final_oneshot"] == 1 and counts["final_choose"] == 1
     assert "results/final/mine/model.pt" in out and "results/final/mine/evaluation.json" in out
+    assert "results/task2vec/mine.npz" not in re.search(r"--task2vec ([^-]*)--", out)[1]
     # reward: false needs seen: false
     cfg["tasks"]["items"]["mine"]["seen"] = True
     workflow.write_config(cfg)
@@ -131,10 +134,13 @@ def test_oneshot_folder_gets_backbone_and_evaluation_without_rewards(workflow: W
     assert res.returncode != 0 and "tasks.items.mine: reward: false needs seen: false" in res.stdout + res.stderr
 
 
-def test_oneshot_cli_writes_backbone_prediction_and_evaluation(tmp_path, one_torch_thread):
-    """The one-shot job by itself (the workflow runs it after the policy and the final-budget
-    pre-training; a real tiny run of those 18 jobs takes minutes, beyond this suite's budget)."""
+def test_oneshot_cli_predicts_from_the_saved_policy_then_writes_backbone_and_evaluation(tmp_path,
+                                                                                         one_torch_thread):
+    """The one-shot jobs by themselves (tests/test_final_oneshot_workflow.py runs them in the workflow)."""
     from task2sim.cli import final
+    from task2sim.policy.data import ConfigSpace, l2_normalise
+    from task2sim.policy.predictors import make_predictor
+    from task2sim.policy.stage import save_policy
     from task2sim.train.data import IMAGENET_MEAN, IMAGENET_STD
     from task2sim.train.models import backbone_cfg, create_backbone, save_backbone
 
@@ -143,28 +149,43 @@ def test_oneshot_cli_writes_backbone_prediction_and_evaluation(tmp_path, one_tor
     ckpt.parent.mkdir()
     save_backbone(ckpt, create_backbone("t2s_resnet18_w8", num_classes=5), "t2s_resnet18_w8", 32, IMAGENET_MEAN,
                   IMAGENET_STD)
-    pred = tmp_path / "predictions.tsv"
-    pred.write_text("task\tsplit\tbits\treward\tp_rotation\tp_materials\n"
-                    "a\tseen\t00000001\t60.0\t0.1\t0.9\nmine\tunseen\t10000001\t\t0.7\t0.6\n")
-    out = tmp_path / "final" / "mine"
-    rc = final.main(["oneshot", "--task", "mine", "--predictions", str(pred), "--model", str(ckpt),
+    # a similarity policy fitted on four seen tasks: a and b (alike) do best with 10000001, c and d
+    # with 00000000; the new task's Task2Vec is close to a and b
+    space = ConfigSpace((0, 7))
+    emb = l2_normalise(np.array([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 1.0, 0.0], [0.1, 0.9, 0.0]]))
+    rewards = np.array([[50.0, 50, 50, 60], [50, 50, 50, 60], [60, 50, 50, 50], [60, 50, 50, 50]])
+    fitted = make_predictor("similarity").fit(emb, rewards, space)
+    save_policy(tmp_path / "policy.pt", fitted, {"predictor": "similarity", "vary_bits": [0, 7], "dim": 3,
+                                                 "bit_names": space.bit_names, "seen": list("abcd")})
+    np.savez(tmp_path / "mine.npz", embedding=np.array([2.0, 0.1, 0.0]))
+    pred = tmp_path / "final" / "mine" / "prediction.json"
+    rc = final.main(["predict", "--task", "mine", "--policy", str(tmp_path / "policy.pt"), "--task2vec",
+                     str(tmp_path / "mine.npz"), "--out", str(pred)])
+    assert rc == 0
+    p = json.loads(pred.read_text())
+    assert p["bits"] == "10000001" and set(p["p_bits"]) == {"rotation", "materials"}
+    assert p["p_bits"]["rotation"] > 0.5 and p["predictor"] == "similarity" and p["fitted_on"] == list("abcd")
+    assert (pred.parent / "prediction.meta.json").is_file()
+    out = pred.parent
+    rc = final.main(["oneshot", "--task", "mine", "--prediction", str(pred), "--model", str(ckpt),
                      "--task-h5", str(h5), "--out-dir", str(out), "--config", "{}",
                      "--evaluate", json.dumps({"linear": {"epochs": 2, "lrs": [0.1]}}), "--reward", "{}",
                      "--seed", "0", "--device", "cpu", "--no-progress"])
     assert rc == 0
-    p = json.loads((out / "prediction.json").read_text())
-    assert p["bits"] == "10000001" and p["p_bits"] == {"rotation": 0.7, "materials": 0.6}
-    assert p["reward_table_row"] is False
     ev = json.loads((out / "evaluation.json").read_text())
     assert set(ev["results"]) == {"knn5", "linear"} and ev["results"]["linear"]["n_test"] == 9
     info = backbone_cfg(out / "model.pt")
     assert info["task2sim_task"] == "mine" and info["task2sim_bits"] == "10000001"
+    assert info["task2sim_p_bits"] == p["p_bits"]
     assert info["architecture"] == "t2s_resnet18_w8" and (out / "model.meta.json").is_file()
-    # a task without a prediction is one line naming it
-    rc = final.main(["oneshot", "--task", "other", "--predictions", str(pred), "--model", str(ckpt),
+    # another task's prediction, or a Task2Vec of another task, is one line naming it
+    rc = final.main(["oneshot", "--task", "other", "--prediction", str(pred), "--model", str(ckpt),
                      "--task-h5", str(h5), "--out-dir", str(out), "--config", "{}", "--evaluate", "{}",
                      "--reward", "{}"])
     assert rc == 2
+    rc = final.main(["predict", "--task", "other", "--policy", str(tmp_path / "policy.pt"), "--task2vec",
+                     str(tmp_path / "mine.npz"), "--out", str(tmp_path / "other.json")])
+    assert rc == 2 and not (tmp_path / "other.json").exists()
 
 
 def test_scaling_rows_and_figure(tmp_path):
@@ -185,3 +206,29 @@ def test_scaling_rows_and_figure(tmp_path):
     assert by[("c4_i40", "task2sim")]["seen_mean"] == "58.00"
     png = plot_scaling(rows, tmp_path / "scaling.png", "t")
     assert png.stat().st_size > 5000
+
+
+@pytest.mark.parametrize("name", [n for n in __import__("task2sim.policy.predictors", fromlist=["PREDICTORS"])
+                                  .PREDICTORS if n not in ("random", "oracle")])
+def test_saved_policy_predicts_new_tasks_like_the_fitted_predictor(name, tmp_path, one_torch_thread):
+    """The one-shot path predicts from policy.pt without fitting again: every predictor the config
+    may name, restored from its saved state, gives the fitted one's configurations and P(bit=1)."""
+    from task2sim.policy.controller import ControllerSettings
+    from task2sim.policy.data import ConfigSpace, l2_normalise
+    from task2sim.policy.predictors import PredictorOptions, make_predictor
+    from task2sim.policy.stage import load_policy, predict_tasks, save_policy
+
+    rng = np.random.default_rng(3)
+    space = ConfigSpace((0, 5, 7))
+    seen = rng.normal(size=(4, 10))
+    rewards = rng.normal(50, 10, size=(4, 8))
+    options = PredictorOptions(controller=ControllerSettings(epochs=3, hidden=8))
+    fitted = make_predictor(name, options).fit(l2_normalise(seen), rewards, space, seed=0)
+    info = {"predictor": name, "vary_bits": list(space.vary_bits), "bit_names": space.bit_names, "dim": 10}
+    save_policy(tmp_path / "policy.pt", fitted, info)
+    new = {f"new{i}": v for i, v in enumerate(rng.normal(size=(4, 10)) * 3)}
+    rows = predict_tasks(load_policy(tmp_path / "policy.pt"), new)
+    want = fitted.predict(np.stack([l2_normalise(v) for v in new.values()]))
+    assert [r["bits"] for r in rows] == [space.configs[c] for c in want.config]
+    assert np.allclose([list(r["p_bits"].values()) for r in rows], want.p_bits, atol=5e-5)
+    assert {r["p_kind"] for r in rows} == {want.p_kind} and list(rows[0]["p_bits"]) == space.bit_names

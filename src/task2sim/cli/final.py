@@ -13,8 +13,11 @@ Usage::
         --config '{"evaluations": ["knn5", "linear"]}' --evaluate '{...evaluate section...}' \
         --reward '{"k": 5, "temperature": 0.07}' --out results/final/scores/reward/00000001.tsv
 
-    # one-shot: a task's predicted configuration, its final-budget backbone and its evaluation
-    python -m task2sim.cli.final oneshot --task mydata --predictions results/policy/predictions.tsv \
+    # one-shot: a new task's configuration from the saved policy (no refit), then its
+    # final-budget backbone and that backbone's evaluation
+    python -m task2sim.cli.final predict --task mydata --policy results/policy/policy.pt \
+        --task2vec results/task2vec/mydata.npz --out results/final/mydata/prediction.json
+    python -m task2sim.cli.final oneshot --task mydata --prediction results/final/mydata/prediction.json \
         --model results/final/budgets/c32_i180/pretrain/00000001/model.pt \
         --task-h5 results/tasks/mydata/data.h5 --config '{...}' --evaluate '{...}' --reward '{...}' \
         --out-dir results/final/mydata
@@ -67,12 +70,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_config_args(s, "final")
     _sections(s)
     add_runtime_args(s)
-    o = sub.add_parser("oneshot", help="a task's predicted configuration, backbone and evaluation")
+    r = sub.add_parser("predict", help="a new task's configuration from the saved policy, without refitting")
+    r.add_argument("--task", required=True)
+    r.add_argument("--policy", required=True, help="policy.pt of the policy stage")
+    r.add_argument("--task2vec", required=True, help="the task's Task2Vec .npz")
+    r.add_argument("--out", required=True, help="prediction.json to write")
+    add_runtime_args(r, device=False, threads=False)
+    o = sub.add_parser("oneshot", help="a task's backbone at its predicted configuration, and its evaluation")
     o.add_argument("--task", required=True)
-    o.add_argument("--predictions", required=True, help="predictions.tsv of the policy stage")
+    o.add_argument("--prediction", required=True, help="the task's prediction.json (subcommand predict)")
     o.add_argument("--model", required=True, help="the final-budget backbone of the predicted configuration")
     o.add_argument("--task-h5", required=True)
-    o.add_argument("--out-dir", required=True, help="writes model.pt, prediction.json, evaluation.json")
+    o.add_argument("--out-dir", required=True, help="writes model.pt and evaluation.json")
     add_config_args(o, "final")
     _sections(o)
     add_runtime_args(o)
@@ -179,34 +188,48 @@ def run_score(args: argparse.Namespace) -> dict:
     return {"source": args.source, "scored": len(rows)}
 
 
+def run_predict(args: argparse.Namespace) -> dict:
+    from ..policy.data import load_task2vec
+    from ..policy.stage import load_policy, predict_tasks
+
+    ckpt = load_policy(args.policy)
+    emb = load_task2vec([args.task2vec])
+    if list(emb) != [args.task]:
+        raise ValueError(f"{args.task2vec}: holds the Task2Vec of {sorted(emb)}, not of task {args.task!r}")
+    info = ckpt["info"]
+    rec = Provenance.start("final_predict", seeds={"seed": args.seed}, inputs=[args.policy, args.task2vec],
+                           task=args.task, predictor=info["predictor"])
+    row = predict_tasks(ckpt, emb)[0]
+    prediction = {**row, "predictor": info["predictor"], "fitted_on": info["seen"], "policy": str(args.policy)}
+    write_json(args.out, prediction)
+    rec.finish([args.out], extra={"bits": row["bits"], "p_bits": row["p_bits"]})
+    return {"task": args.task, "bits": row["bits"], "p_bits": row["p_bits"]}
+
+
 def run_oneshot(args: argparse.Namespace) -> dict:
-    from ..compare import CompareError, read_tsv
+    from ..compare import CompareError
     from ..train.models import load_backbone, save_backbone
 
     cfg = _final_cfg(args)
-    row = next((r for r in read_tsv(args.predictions) if r["task"] == args.task), None)
-    if row is None:
-        raise CompareError(f"{args.predictions}: no prediction for task {args.task!r}")
-    probs = {k[2:]: float(v) for k, v in row.items() if k.startswith("p_") and v != ""}
+    prediction = json_object_arg(Path(args.prediction).read_text(), args.prediction)
+    if prediction.get("task") != args.task or "bits" not in prediction:
+        raise CompareError(f"{args.prediction}: not a prediction for task {args.task!r}")
+    bits, probs = prediction["bits"], prediction["p_bits"]
     out = Path(args.out_dir)
     rec = Provenance.start("final_oneshot", cfg, seeds={"seed": args.seed},
-                           inputs=[args.predictions, args.model, args.task_h5], task=args.task, bits=row["bits"],
+                           inputs=[args.prediction, args.model, args.task_h5], task=args.task, bits=bits,
                            p_bits=probs)
     model, info = load_backbone(args.model)
     # The backbone, saved again with what it is for: the task and the predicted configuration.
     save_backbone(out / "model.pt", model, info["architecture"], int(info["input_size"][-1]), info["mean"],
-                  info["std"], task2sim_task=args.task, task2sim_bits=row["bits"], task2sim_p_bits=probs,
+                  info["std"], task2sim_task=args.task, task2sim_bits=bits, task2sim_p_bits=probs,
                   source_checkpoint=str(args.model))
-    prediction = {"task": args.task, "bits": row["bits"], "p_bits": probs,
-                  "reward_table_row": row.get("reward", "") != "", "predictions": str(args.predictions)}
-    write_json(out / "prediction.json", prediction)
-    rows, bb = _score(args, row["bits"], args.model, {args.task: args.task_h5}, cfg)
-    evaluation = {"task": args.task, "bits": row["bits"], "model": str(out / "model.pt"), "model_name": bb.name,
+    rows, bb = _score(args, bits, args.model, {args.task: args.task_h5}, cfg)
+    evaluation = {"task": args.task, "bits": bits, "model": str(out / "model.pt"), "model_name": bb.name,
                   "image_size": bb.image_size, "results": {r["evaluation"]: r for r in rows}}
     write_json(out / "evaluation.json", evaluation)
-    rec.finish([out / "model.pt", out / "prediction.json", out / "evaluation.json"],
-               extra={r["evaluation"]: r["top1"] for r in rows})
-    return {"task": args.task, "bits": row["bits"], **{r["evaluation"]: r["top1"] for r in rows}}
+    rec.finish([out / "model.pt", out / "evaluation.json"], extra={r["evaluation"]: r["top1"] for r in rows})
+    return {"task": args.task, "bits": bits, **{r["evaluation"]: r["top1"] for r in rows}}
 
 
 def run_summary(args: argparse.Namespace) -> dict:
@@ -274,7 +297,8 @@ def run_scaling(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    return {"choose": run_choose, "score": run_score, "oneshot": run_oneshot, "summary": run_summary,
+    return {"choose": run_choose, "score": run_score, "predict": run_predict, "oneshot": run_oneshot,
+            "summary": run_summary,
             "scaling": run_scaling}[args.command](args)
 
 

@@ -18,7 +18,7 @@ import torch
 
 from ..io import atomic_path, save_torch
 from .controller import ControllerSettings, Task2SimController
-from .data import PolicyInputError, RewardMatrix, l2_normalise
+from .data import ConfigSpace, PolicyInputError, RewardMatrix, l2_normalise
 from .evaluate import MethodScores, evaluate_methods
 from .predictors import (
     AllOff,
@@ -34,6 +34,7 @@ from .predictors import (
     Shortlist,
     SimilarityTransfer,
     Task2SimPredictor,
+    _FixedConfig,
     make_predictor,
 )
 
@@ -133,6 +134,63 @@ def load_policy(path: str | os.PathLike) -> dict[str, Any]:
         model.load_state_dict(ckpt["state"]["state_dict"])
         ckpt["model"] = model.eval()
     return ckpt
+
+
+def _array(value: Any) -> np.ndarray:
+    return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def _restore(p: Predictor, state: dict[str, Any], space: ConfigSpace, ckpt: dict[str, Any]) -> Predictor:
+    """Put ``predictor_state``'s values back into a fresh predictor of the same kind."""
+    p.space = space
+    if isinstance(p, Task2SimPredictor):
+        p.model = ckpt["model"]
+    elif isinstance(p, KnnTransfer):
+        p.emb, p.z, p.temperature = _array(state["emb"]), _array(state["targets"]), state["k"]
+    elif isinstance(p, SimilarityTransfer):
+        p.emb, p.z, p.temperature = _array(state["emb"]), _array(state["targets"]), state["temperature"]
+    elif isinstance(p, RewardModel):
+        p.emb, p.coef, p.features = _array(state["emb"]), _array(state["coef"]), _array(state["features"])
+        p.params = (state["temperature"], state["ridge_alpha"])
+    elif isinstance(p, Ensemble):
+        for m in p.members:
+            _restore(m, state["members"][m.name], space, ckpt)
+    elif isinstance(p, (Gated, Shortlist, CentredEmbedding)):
+        p.base = p.base_factory()
+        _restore(p.base, state["base"][p.base.name], space, ckpt)
+        if isinstance(p, CentredEmbedding):
+            p.centre = _array(state["centre"])
+        else:
+            p.param, p.mean_reward = state["param"], _array(state["mean_reward"])
+    elif isinstance(p, _FixedConfig):
+        p.index = space.configs.index(state["config"])
+    else:
+        raise PolicyInputError(f"predictor {p.name!r} cannot be restored from a policy file")
+    return p
+
+
+def restore_predictor(ckpt: dict[str, Any]) -> Predictor:
+    """The fitted predictor of a loaded ``policy.pt`` (``load_policy``), ready to predict tasks
+    it has never seen without fitting again: the inverse of ``predictor_state``."""
+    info = ckpt["info"]
+    p = make_predictor(info["predictor"])
+    return _restore(p, ckpt["state"], ConfigSpace(tuple(info["vary_bits"])), ckpt)
+
+
+def predict_tasks(ckpt: dict[str, Any], raw_emb: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """The saved predictor's configuration and P(bit=1) for each task's raw Task2Vec (normalised
+    here, as ``run_policy`` does), the values ``predictions.tsv`` would show for them."""
+    info = ckpt["info"]
+    tasks = list(raw_emb)
+    for t in tasks:
+        if raw_emb[t].size != info["dim"]:
+            raise PolicyInputError(f"task {t!r}: Task2Vec of dimension {raw_emb[t].size}, the policy's is "
+                                   f"{info['dim']}")
+    p = restore_predictor(ckpt)
+    out = p.predict(np.stack([l2_normalise(raw_emb[t]) for t in tasks]))
+    return [{"task": t, "bits": p.space.configs[out.config[i]], "p_kind": out.p_kind,
+             "p_bits": {n: round(float(out.p_bits[i, j]), 4) for j, n in enumerate(info["bit_names"])}}
+            for i, t in enumerate(tasks)]
 
 
 def _fmt(values: Sequence[float]) -> tuple[str, str]:
