@@ -356,7 +356,6 @@ class FinetuneCheckpoint:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-
 def _epoch_row(method: str, epoch: int, n_steps: int, sums: dict, spe: int, fit: Fit, src: Source,
                targets: dict[str, Split], photos: torch.Tensor, t_ref: torch.Tensor, eb: int, t0: float,
                progress: Callable[[str], None]) -> dict:
