@@ -232,3 +232,64 @@ def test_cli_rejects_mismatched_target_in_one_line(cli_files, tmp_path, capsys):
                      "--out-root", str(tmp_path / "o"), "--config", conf, "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "class names differ" in err[-1] and str(bad) in err[-1]
+
+
+def _finetune(d, src, task, policy, out_root, conf, *extra):
+    from task2sim.cli import asg as cli
+
+    assert cli.main(["finetune", "--source", str(src), "--policy", str(policy), "--target", "digits",
+                     "--target-h5", str(task), "--out-root", str(out_root), "--config", json.dumps(conf),
+                     "--device", "cpu", "--threads", "1", *extra]) == 0
+    metas = {m: out_root / "digits" / m / "model.meta.json" for m in conf["methods"]}
+    return {m: json.loads(p.read_text())["extra"] for m, p in metas.items() if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def resume_setup(cli_files):
+    """Two methods x 2 epochs of 4 steps; the policy acts every 3 steps, so a resume at an epoch
+    boundary lands inside one of its windows."""
+    from task2sim.cli import asg as cli
+
+    d, src, task, ckpt = cli_files
+    conf = {**{k: v for k, v in TINY.items() if k != "eval_batch_size"}, "checkpoint": str(ckpt), "epochs": 2,
+            "policy_window": 3, "methods": ["all_lr", "asg"], "policy_act": "sample"}
+    policy = d / "resume_policy.pt"
+    assert cli.main(["policy", "--source", str(src), "--out", str(policy), "--figure", str(d / "resume_policy.png"),
+                     "--config", json.dumps(conf), "--device", "cpu", "--threads", "1"]) == 0
+    full = _finetune(d, src, task, policy, d / "full", conf)
+    return d, src, task, policy, conf, full
+
+
+def test_interrupted_finetune_resumes_to_identical_outputs(resume_setup):
+    from task2sim.asg.train import CHECKPOINT_DIR
+
+    d, src, task, policy, conf, full = resume_setup
+    assert {m: (r["resumed_from_epoch"], r["epochs_run"]) for m, r in full.items()} == {"all_lr": (0, 2),
+                                                                                       "asg": (0, 2)}
+    cut = d / "cut"
+    # stopped after 3 epochs: all_lr trained, asg after its first epoch
+    assert _finetune(d, src, task, policy, cut, conf, "--stop-after-epoch", "3") == {}
+    assert sorted(p.name for p in (cut / CHECKPOINT_DIR).iterdir()) == ["all_lr.pt", "asg.pt"]
+    resumed = _finetune(d, src, task, policy, cut, conf)
+    assert {m: (r["resumed_from_epoch"], r["epochs_run"]) for m, r in resumed.items()} == {"all_lr": (2, 0),
+                                                                                          "asg": (1, 1)}
+    assert not (cut / CHECKPOINT_DIR).exists()
+    for m in conf["methods"]:
+        for f in ("model.pt", "schedule.tsv") if m == "asg" else ("model.pt",):
+            assert (cut / "digits" / m / f).read_bytes() == (d / "full" / "digits" / m / f).read_bytes(), (m, f)
+        assert _timeless(cut / "digits" / m / "metrics.tsv") == _timeless(d / "full" / "digits" / m / "metrics.tsv")
+
+
+def _timeless(metrics_tsv):
+    """metrics.tsv less its wall-clock column."""
+    rows = [line.split("\t") for line in metrics_tsv.read_text().splitlines()]
+    assert rows[0][-1] == "seconds"
+    return [r[:-1] for r in rows]
+
+
+def test_finetune_checkpoint_of_other_config_is_ignored(resume_setup, tmp_path):
+    d, src, task, policy, conf, _ = resume_setup
+    _finetune(d, src, task, policy, tmp_path, conf, "--stop-after-epoch", "1")
+    other = _finetune(d, src, task, policy, tmp_path, {**conf, "lr": 0.02})
+    assert {m: (r["resumed_from_epoch"], r["epochs_run"]) for m, r in other.items()} == {"all_lr": (0, 2),
+                                                                                        "asg": (0, 2)}

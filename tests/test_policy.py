@@ -1,6 +1,7 @@
 """The policy stage: the Task2Sim controller, the alternative predictors, their scoring and CLI."""
 
 import csv
+import io
 import time
 from pathlib import Path
 
@@ -243,3 +244,96 @@ def test_published_table_baselines_and_default(published):
 def test_published_default_beats_best_fixed_on_unseen(published):
     rows, _ = published
     assert float(rows["gated_similarity"]["unseen_mean"]) > float(rows["best_fixed"]["unseen_mean"])
+
+
+RESUME_CONF = {"methods": ["task2sim", "best_fixed"], "leave_one_out": ["task2sim"], "predictor": "task2sim",
+               "epochs": 20, "n_seeds": 2, "hidden": 16}
+# 2 seeds x (split + 3 leave-one-out folds + 2 seen-only folds) controller trainings, plus the saved
+# predictor's: 13 x 20 epochs
+RESUME_EPOCHS = 13 * 20
+POLICY_OUTPUTS = ("policy.pt", "predictions.tsv", "summary.tsv", "summary.md", "heatmap.png")
+
+
+def _policy_cli(paths, out, conf, *extra):
+    import json
+
+    rc = main(["--table", str(Path(paths[0]).parent / "table.tsv"), "--task2vec", *paths, "--seen", "a", "b",
+               "--unseen", "c", "--out-dir", str(out), "--config", json.dumps(conf), "--threads", "1", *extra])
+    assert rc == 0
+    meta = out / "policy.meta.json"
+    return json.loads(meta.read_text())["extra"] if meta.is_file() else None
+
+
+def test_interrupted_policy_stage_resumes_to_identical_outputs(tmp_path):
+    from task2sim.policy.resume import CHECKPOINT
+
+    paths = _workflow_inputs(tmp_path)
+    full = _policy_cli(paths, tmp_path / "full", RESUME_CONF)
+    # fits: the 13 controller trainings and best_fixed's one
+    assert full["controller_epochs_run"] == RESUME_EPOCHS and full["fits_run"] == 13 + 1
+    assert full["resumed_fits"] == 0 and full["resumed_from_epoch"] == 0
+    assert not (tmp_path / "full" / CHECKPOINT).exists()
+
+    # stop inside the third controller training: two finished fits and 10 epochs of the third are kept
+    cut = tmp_path / "cut"
+    assert _policy_cli(paths, cut, RESUME_CONF, "--stop-after-epoch", "50") is None
+    assert (cut / CHECKPOINT).is_file() and not any((cut / f).exists() for f in POLICY_OUTPUTS)
+    resumed = _policy_cli(paths, cut, RESUME_CONF)
+    assert resumed["resumed_fits"] == 2 and resumed["resumed_from_epoch"] == 10
+    assert resumed["controller_epochs_run"] == RESUME_EPOCHS - 50
+    assert not (cut / CHECKPOINT).exists()
+    for f in POLICY_OUTPUTS:
+        assert (cut / f).read_bytes() == (tmp_path / "full" / f).read_bytes(), f
+
+
+def test_policy_checkpoint_of_other_config_is_ignored(tmp_path):
+    from task2sim.policy.resume import CHECKPOINT
+
+    paths = _workflow_inputs(tmp_path)
+    _policy_cli(paths, tmp_path, RESUME_CONF, "--stop-after-epoch", "50")
+    assert (tmp_path / CHECKPOINT).is_file()
+    s = _policy_cli(paths, tmp_path, {**RESUME_CONF, "lr": 0.002})
+    assert s["resumed_fits"] == 0 and s["resumed_from_epoch"] == 0
+    assert s["controller_epochs_run"] == RESUME_EPOCHS
+
+
+def test_controller_resumes_bit_exactly_from_a_periodic_checkpoint():
+    """The state saved every CHECKPOINT_EVERY epochs (row-space and plain SGD) continues to the
+    uninterrupted training's weights and history."""
+    from task2sim.policy.controller import CHECKPOINT_EVERY
+
+    class Interrupt(Exception):
+        pass
+
+    class Keep:
+        """Saves as a file would: serialised at once, read back with weights_only."""
+
+        def __init__(self, stop_at=None):
+            self.saved, self.stop_at, self.epochs = None, stop_at, 0
+
+        def restore(self):
+            return torch.load(io.BytesIO(self.saved), weights_only=True) if self.saved else None
+
+        def epoch_done(self, epoch, state):
+            self.epochs += 1
+            if epoch % CHECKPOINT_EVERY == 0:
+                buf = io.BytesIO()
+                torch.save(state(), buf)
+                self.saved = buf.getvalue()
+            if epoch == self.stop_at:
+                raise Interrupt
+
+    rng = np.random.default_rng(0)
+    emb, space, rewards = l2_normalise(rng.random((5, 40))), ConfigSpace((0, 5)), rng.uniform(0, 50, (5, 4))
+    s = ControllerSettings(epochs=CHECKPOINT_EVERY + 7, sil_start=3, hidden=8)
+    for row_space in (True, False):
+        ref_hist, hist = [], []
+        ref = train_controller(emb, rewards, space, s, 3, history=ref_hist, row_space=row_space)
+        keep = Keep(stop_at=CHECKPOINT_EVERY + 3)   # killed 3 epochs after the periodic save
+        with pytest.raises(Interrupt):
+            train_controller(emb, rewards, space, s, 3, history=[], row_space=row_space, checkpoint=keep)
+        keep.stop_at, keep.epochs = None, 0
+        got = train_controller(emb, rewards, space, s, 3, history=hist, row_space=row_space, checkpoint=keep)
+        assert keep.epochs == 7 and hist == ref_hist
+        a, b = ref.state_dict(), got.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), row_space

@@ -22,53 +22,20 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, SNAKEMAKE, WORKFLOW_FILES
+from tiny_workflow import tiny_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
-TINY = """\
-seed: 0
-device: cpu
-tasks:
-  max_train: 40
-  max_test: 20
-  items:
-    digits8: {source: digits8, seen: true}
-    fashion: {source: fashion, seen: true, image_size: 16}
-    faces: {source: faces, seen: false, image_size: 16}
-render:
-  vary_bits: [7]
-  classes: 4
-  meshes_per_class: 2
-  images_per_class: 8
-  image_size: 32
-  blur_passes: 2
-  cache_dir: CACHE
-pretrain: {model: t2s_resnet18_w8, epochs: 3, warmup_epochs: 0, batch_size: 8, amp: false}
-noise: {configs: [], seeds: [1]}
-evaluate:
-  methods: [linear]
-  sources: ["00000001"]
-  linear: {epochs: 2, lrs: [0.1], weight_decays: [0.0], batch_sizes: [32]}
-task2vec: {input_size: 32, samples: 64, batch_size: 32, head_epochs: 2}
-policy: {methods: [task2sim, similarity, best_fixed], leave_one_out: [similarity], n_seeds: 1, epochs: 20,
-         hidden: 16}
-asg:
-  targets: [digits8]
-  source_images_per_class: 4
-  source_meshes_per_class: 2
-  source_image_size: 32
-  input_size: 32
-  epochs: 1
-  batch_size: 8
-  probe_size: 16
-  methods: [all_lr, asg]
-  policy_window: 2
-  policy_unroll: 2
-  policy_episodes: 1
-  policy_episode_epochs: 1
-  eval_batch_size: 64
-"""
+def reliability_config() -> dict:
+    """The tiny workflow of tests/tiny_workflow.py, with one change: 3 pre-training epochs instead
+    of 1, so that a kill can fall between two of its resume checkpoints and the rerun has epochs
+    left to skip."""
+    cfg = tiny_config()
+    cfg["pretrain"]["epochs"] = 3
+    return cfg
+
 
 # Imported by every Python process of the run (snakemake and each job) through PYTHONPATH: any
 # connection to a non-loopback address, or a name lookup of a non-local host, is refused and logged.
@@ -119,8 +86,9 @@ if _LOG:
     socket.getaddrinfo = _lookup(socket.getaddrinfo)
 '''
 
-# Side files a stage may keep between an interruption and its rerun (never declared outputs).
-RESUME_FILES = ("checkpoint.pt",)
+# Side files a stage may keep between an interruption and its rerun (never declared outputs):
+# pre-training's and the policy stage's checkpoint.pt, ASG fine-tuning's checkpoint/<method>.pt.
+RESUME_FILES = ("checkpoint.pt", "checkpoint")
 VOLATILE_KEYS = ("seconds", "images_per_s")
 RECORD_KEYS = ("stage", "params", "seeds", "inputs", "outputs")
 
@@ -188,7 +156,7 @@ def differences(run: TinyRun, allow_missing: bool) -> list[str]:
         if allow_missing and path.name.startswith("."):
             continue  # a killed writer's hidden temporary: never mistaken for a result (removed on rerun)
         if rel not in ref:
-            if path.name not in RESUME_FILES:
+            if not set(Path(rel).parts[-2:]) & set(RESUME_FILES):
                 out.append(f"{rel}: not in the reference run")
         elif normalised(path) != normalised(ref[rel]):
             out.append(f"{rel}: differs from the reference run")
@@ -210,7 +178,7 @@ def tiny(tmp_path_factory) -> TinyRun:
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy(src, root / name)
-    (root / "config.yaml").write_text(TINY.replace("CACHE", str(REPO / ".cache" / "assets")))
+    (root / "config.yaml").write_text(yaml.safe_dump(reliability_config(), sort_keys=False))
     guard = base / "guard"
     guard.mkdir()
     (guard / "sitecustomize.py").write_text(NETWORK_GUARD)
@@ -268,18 +236,33 @@ def _alive(pid: int) -> bool:
 
 
 # stage CLI, one output of one job, its benchmark file, and a file whose appearance marks a point
-# worth killing at (pre-training: after its first epoch's resume checkpoint)
+# worth killing at (a resume checkpoint: pre-training's after its first epoch, the policy stage's
+# after its first controller training, ASG's once its first method finished an epoch)
 STAGES = {
     "render": ("render", "results/renders/00000001/images.h5", "renders/00000001/images.tsv", None),
     "pretrain": ("pretrain", "results/pretrain/00000001/model.pt", "pretrain/00000001/model.tsv",
                  "results/pretrain/00000001/checkpoint.pt"),
     "reward": ("reward", "results/rewards/00000001/faces.json", "rewards/00000001/knn5.tsv", None),
     "task2vec": ("task2vec", "results/task2vec/faces.npz", "task2vec/faces.tsv", None),
-    "policy": ("policy", "results/policy/summary.md", "policy/train.tsv", None),
-    "asg_finetune": ("asg", "results/asg/digits8/asg/metrics.tsv", "asg/finetune.tsv", None),
+    "policy": ("policy", "results/policy/summary.md", "policy/train.tsv", "results/policy/checkpoint.pt"),
+    "asg_finetune": ("asg", "results/asg/digits8/asg/metrics.tsv", "asg/finetune.tsv",
+                     "results/asg/checkpoint/all_lr.pt"),
     "evaluate": ("evaluate", "results/evaluate/linear/00000001/faces.json",
                  "evaluate/linear/00000001/faces.tsv", None),
 }
+
+
+def resumed_work(root: Path, stage: str) -> int:
+    """What the stage's rerun read back from its checkpoint instead of recomputing (its provenance
+    records): epochs for pre-training and ASG fine-tuning, finished fits and epochs for the policy."""
+    if stage == "pretrain":
+        return json.loads((root / "results/pretrain/00000001/model.meta.json").read_text())["extra"][
+            "resumed_from_epoch"]
+    if stage == "policy":
+        extra = json.loads((root / "results/policy/policy.meta.json").read_text())["extra"]
+        return extra["resumed_fits"] + extra["resumed_from_epoch"]
+    return sum(json.loads(p.read_text())["extra"]["resumed_from_epoch"]
+               for p in (root / "results/asg/digits8").glob("*/model.meta.json"))
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
@@ -320,10 +303,9 @@ def test_kill_9_then_rerun_incomplete_gives_the_reference_outputs(tiny, stage):
     leftovers = [p for p in (tiny.root / "results").rglob(".*") if p.is_file() or p.is_dir()]
     assert leftovers == [], leftovers
     if resumable:
-        # resumed from the checkpoint: fewer epochs trained than a fresh run's 3
-        rec = json.loads((tiny.root / "results/pretrain/00000001/model.meta.json").read_text())
-        assert rec["extra"]["resumed_from_epoch"] >= 1, rec["extra"]
-        assert not (tiny.root / "results/pretrain/00000001/checkpoint.pt").exists()
+        # resumed from the checkpoint (less work than a fresh run), which is gone once the outputs are
+        assert resumed_work(tiny.root, stage) >= 1
+        assert not (tiny.root / mark).exists()
 
 
 def test_same_config_and_seed_give_identical_table_predictions_and_summaries(tiny):

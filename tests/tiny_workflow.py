@@ -1,5 +1,6 @@
 """A tiny configuration of the whole workflow (every stage, a few seconds of work per job), and a
-way to see the workflow's rules as Snakemake parsed them. Used by the SLURM, report and trace tests.
+way to see the workflow's rules as Snakemake parsed them. Used by the SLURM, report, trace and
+reliability tests (the one tiny configuration of the test suite).
 """
 
 from __future__ import annotations

@@ -17,20 +17,29 @@ Methods (same seed, same data order, same number of steps):
 - ``head_only`` (e) backbone frozen, new head at ``lr``.
 
 Nothing here reads a real target's labels for any decision: targets are only evaluated.
+
+Fine-tuning resumes: with a ``FinetuneCheckpoint`` each method's complete state (weights,
+optimiser, data order, the policy's LSTM state and sampler, history) is saved after every epoch,
+and a rerun continues each method from its last epoch, bit-exactly.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoint import StopRequested, fingerprint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ..imagenet import imagenet_model
 from .data import Source, Split
 from .model import ASGNet, asg_loss, layer_groups
@@ -162,8 +171,29 @@ class Fit:
         self.scales = [1.0] * len(self.groups)
         self.kl_lambda = kl_lambda
         self.norm = Normaliser(imagenet, device)
-        self.data = batches(data, cfg.batch_size, torch.Generator().manual_seed(seed))
+        self.data_generator = torch.Generator().manual_seed(seed)
+        self.data = batches(data, cfg.batch_size, self.data_generator)
         self.teacher_needed = not frozen
+
+    def weights(self) -> dict[str, Any]:
+        """What training changes in the network (the teacher is a frozen copy)."""
+        return {"student": self.net.student.state_dict(), "new_head": self.net.new_head.state_dict()}
+
+    def load_weights(self, w: dict[str, Any]) -> None:
+        self.net.student.load_state_dict(w["student"])
+        self.net.new_head.load_state_dict(w["new_head"])
+
+    def state_dict(self) -> dict[str, Any]:
+        """At an epoch boundary: the batch iterator has drawn exactly one permutation per epoch,
+        so its generator's state is its whole position."""
+        return {"weights": self.weights(), "opt": self.opt.state_dict(), "scales": list(self.scales),
+                "data_generator": self.data_generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.load_weights(state["weights"])
+        self.opt.load_state_dict(state["opt"])
+        self.scales = list(state["scales"])
+        self.data_generator.set_state(state["data_generator"])
 
     def set_scales(self, scales: list[float]) -> None:
         """lr of group g = base lr of g * scales[g] (the policy's action)."""
@@ -197,6 +227,14 @@ class PolicyDriver:
 
     def probe_loss(self) -> dict[str, float]:
         return heldout_loss(self.fit.net, self.x, self.y, self.fit.kl_lambda)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lstm": self.state, "generator": self.generator.get_state(), "schedule": list(self.schedule)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state = state["lstm"]
+        self.generator.set_state(state["generator"])
+        self.schedule = list(state["schedule"])
 
     def act(self, step: int, current: dict[str, float]):
         obs = observation(current["ce"], current["kl"], step / self.total, self.fit.net.new_head.weight,
@@ -278,6 +316,46 @@ def _probe_batch(split: Split, n: int, seed: int) -> tuple[torch.Tensor, torch.T
 # ---- fine-tuning: every method, same seed and budget --------------------------------------------
 
 
+CHECKPOINT_DIR = "checkpoint"
+
+
+def finetune_fingerprint(cfg: ASGConfig, seed: int, input_shas: list[str], targets: list[str]) -> str:
+    """The config (less what cannot change a result), the seed, the inputs' checksums (source,
+    ImageNet weights, policy, target files) and the target names."""
+    d = {k: v for k, v in asdict(cfg).items() if k != "eval_batch_size"}
+    return fingerprint(d, seed, input_shas, targets)
+
+
+class FinetuneCheckpoint:
+    """``<dir>/<method>.pt``: a method's state after its last finished epoch (with ``done`` once it
+    is trained), one file per method so that an epoch rewrites only its own method's state.
+
+    ``stop_after_epoch``: raise ``StopRequested`` once that many epochs (over all methods) were
+    trained by this call and saved. ``resumed_from_epoch``/``epochs_run``: per method, the epochs
+    read back and the epochs trained by this call.
+    """
+
+    def __init__(self, directory: str | os.PathLike, fp: str, stop_after_epoch: int | None = None):
+        self.dir, self.fp, self.stop_after_epoch = Path(directory), fp, stop_after_epoch
+        self.resumed_from_epoch: dict[str, int] = {}
+        self.epochs_run: dict[str, int] = {}
+
+    def restore(self, method: str) -> dict[str, Any] | None:
+        state = load_checkpoint(self.dir / f"{method}.pt", self.fp)
+        self.resumed_from_epoch[method] = int(state["epoch"]) if state else 0
+        self.epochs_run.setdefault(method, 0)
+        return state
+
+    def epoch_done(self, method: str, state: dict[str, Any]) -> None:
+        save_checkpoint(self.dir / f"{method}.pt", self.fp, state)
+        self.epochs_run[method] = self.epochs_run.get(method, 0) + 1
+        if self.stop_after_epoch is not None and sum(self.epochs_run.values()) >= self.stop_after_epoch:
+            raise StopRequested(f"stopped after {sum(self.epochs_run.values())} fine-tuning epochs")
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def _epoch_row(method: str, epoch: int, n_steps: int, sums: dict, spe: int, fit: Fit, src: Source,
                targets: dict[str, Split], photos: torch.Tensor, t_ref: torch.Tensor, eb: int, t0: float,
                progress: Callable[[str], None]) -> dict:
@@ -296,11 +374,14 @@ def _epoch_row(method: str, epoch: int, n_steps: int, sums: dict, spe: int, fit:
 
 def finetune(cfg: ASGConfig, src: Source, targets: dict[str, Split], photos: torch.Tensor, seed: int,
              policy: LRPolicy | None = None, imagenet: nn.Module | None = None,
-             progress: Callable[[str], None] = log.info) -> dict[str, dict]:
+             progress: Callable[[str], None] = log.info,
+             checkpoint: FinetuneCheckpoint | None = None) -> dict[str, dict]:
     """Train each of ``cfg.methods``; per epoch (0 = before training) record the training loss
     terms, synthetic held-out accuracy, every target's top-1 and mean per-class accuracy, and the
     ImageNet agreement with the teacher on ``photos``. Returns {method: {"history", "net",
-    "schedule", "group_names", "base_lrs"}}."""
+    "schedule", "group_names", "base_lrs"}}. ``checkpoint``: each method continues from (or, when
+    trained, is read back from) its saved state, and saves its state after every epoch; it may
+    raise ``StopRequested``."""
     if "asg" in cfg.methods and policy is None:
         raise ValueError("asg.methods includes 'asg' but no policy was given")
     device = torch.device(cfg.device)
@@ -324,12 +405,29 @@ def finetune(cfg: ASGConfig, src: Source, targets: dict[str, Split], photos: tor
                                generator=torch.Generator().manual_seed(seed + 7919))
         history = []
         sums = {"ce": 0.0, "kl": 0.0, "loss": 0.0}
+        saved = checkpoint.restore(method) if checkpoint is not None else None
+        if saved is not None and saved["done"]:
+            fit.load_weights(saved["weights"])
+            out[method] = {"history": saved["history"], "net": fit.net, "schedule": saved["schedule"],
+                           "group_names": fit.group_names, "base_lrs": fit.base_lrs}
+            progress(f"{method}: trained, read back from the checkpoint")
+            continue
 
         ctx = (spe, fit, src, targets, photos, t_ref, eb, t0, progress)
-        history.append(_epoch_row(method, 0, 0, sums, *ctx))
-        with torch.no_grad():
-            current = drv.probe_loss() if drv else None
-        for step in range(total):
+        start, current = 0, None
+        if saved is not None:
+            # an epoch boundary: the next step computes the policy's observation afresh if it acts
+            start, history = int(saved["epoch"]) * spe, saved["history"]
+            fit.load_state_dict(saved["fit"])
+            if drv is not None:
+                drv.load_state_dict(saved["driver"])
+            set_rng_state(saved["rng"])
+            progress(f"{method}: resuming from epoch {saved['epoch']}")
+        else:
+            history.append(_epoch_row(method, 0, 0, sums, *ctx))
+            with torch.no_grad():
+                current = drv.probe_loss() if drv else None
+        for step in range(start, total):
             if drv is not None and step % cfg.policy_window == 0:
                 if step:
                     current = drv.probe_loss()
@@ -341,6 +439,14 @@ def finetune(cfg: ASGConfig, src: Source, targets: dict[str, Split], photos: tor
             if (step + 1) % spe == 0:
                 history.append(_epoch_row(method, (step + 1) // spe, spe, sums, *ctx))
                 sums = {k: 0.0 for k in sums}
+                if checkpoint is not None:
+                    done = step + 1 == total
+                    state = {"epoch": (step + 1) // spe, "done": done, "history": history,
+                             "schedule": drv.schedule if drv else []}
+                    state.update({"weights": fit.weights()} if done else
+                                 {"fit": fit.state_dict(), "rng": rng_state(),
+                                  "driver": drv.state_dict() if drv else None})
+                    checkpoint.epoch_done(method, state)
         out[method] = {"history": history, "net": fit.net, "schedule": drv.schedule if drv else [],
                        "group_names": fit.group_names, "base_lrs": fit.base_lrs}
     return out

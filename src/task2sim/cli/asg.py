@@ -23,7 +23,9 @@ Usage::
 own size and count come from ``asg``. ``finetune`` trains each method once and, for every target,
 writes ``<out-root>/<target>/<method>/metrics.tsv``, ``model.pt`` (+ provenance),
 ``<out-root>/<target>/curves.png`` and, with method asg, ``schedule.tsv`` and ``schedule.png``.
-Training reads only the synthetic source; the targets are only evaluated.
+Training reads only the synthetic source; the targets are only evaluated. ``finetune`` saves each
+method's state after every epoch under ``<out-root>/checkpoint/`` (removed once the outputs are
+written); a rerun with the same config and inputs continues from it.
 Bad input prints one line ``error: ...`` and exits 2.
 """
 
@@ -64,6 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     f.add_argument("--out-root", required=True, help="writes <out-root>/<target>/<method>/... per target")
     add_config_args(f, "asg", runtime=True)
     add_runtime_args(f)
+    f.add_argument("--stop-after-epoch", type=int, default=None,
+                   help="return after this many epochs (over all methods), leaving a checkpoint to resume from")
 
     s = sub.add_parser("summary", help="markdown summary of metrics.tsv files")
     s.add_argument("metrics", nargs="+", help="<root>/<label...>/<target>/<method>/metrics.tsv files")
@@ -164,9 +168,11 @@ def run_finetune(args: argparse.Namespace) -> dict:
         write_metrics_tsv,
         write_schedule_tsv,
     )
-    from ..asg.train import finetune
+    from ..asg.train import CHECKPOINT_DIR, FinetuneCheckpoint, finetune, finetune_fingerprint
+    from ..checkpoint import StopRequested
     from ..errors import Task2SimError
     from ..imagenet import weights_file
+    from ..provenance import sha256_file
 
     cfg = _cfg(args)
     if len(args.target) != len(args.target_h5):
@@ -183,9 +189,15 @@ def run_finetune(args: argparse.Namespace) -> dict:
         inputs.append(args.policy)
     src = load_source(args.source, cfg.input_size, cfg.source_val_fraction, args.seed)
     targets = {t: load_target(p, src.class_names, cfg.input_size) for t, p in zip(args.target, args.target_h5)}
+    fp = finetune_fingerprint(cfg, args.seed, [sha256_file(p) for p in inputs + list(args.target_h5)],
+                              list(args.target))
+    ckpt = FinetuneCheckpoint(Path(args.out_root) / CHECKPOINT_DIR, fp, args.stop_after_epoch)
     t0 = time.perf_counter()
     # One training per method: the targets are only evaluated, so every target shares it.
-    runs = finetune(cfg, src, targets, probe_photos(cfg.probe_size), args.seed, policy=policy)
+    try:
+        runs = finetune(cfg, src, targets, probe_photos(cfg.probe_size), args.seed, policy=policy, checkpoint=ckpt)
+    except StopRequested as stop:
+        return {"finished": False, "message": str(stop), "epochs_run": ckpt.epochs_run}
     seconds = round(time.perf_counter() - t0, 1)
     final: dict[str, dict] = {}
     for target, task_h5 in zip(args.target, args.target_h5):
@@ -205,13 +217,17 @@ def run_finetune(args: argparse.Namespace) -> dict:
             final[target][method] = {k: last[k] for k in ("target_acc", "target_mean_class_acc", "source_val_acc",
                                                           "imagenet_agreement")}
             rec.finish(outputs, extra={"final": final[target][method], "history": metrics_rows(r["history"], target),
-                                       "train_seconds_all_methods": seconds})
+                                       "train_seconds_all_methods": seconds,
+                                       "resumed_from_epoch": ckpt.resumed_from_epoch[method],
+                                       "epochs_run": ckpt.epochs_run[method]})
         plot_curves({m: metrics_rows(r["history"], target) for m, r in runs.items()}, target, out / "curves.png")
         if "asg" in runs:
             plot_schedule([(f"ASG fine-tuning (frozen policy, {cfg.policy_act})", runs["asg"]["schedule"])],
                           runs["asg"]["group_names"], out / "schedule.png",
                           "Learned lr scale per layer group over training")
-    return {"final": final, "seconds": seconds}
+    ckpt.remove()  # finished: the outputs are written, the checkpoint only served resuming
+    return {"finished": True, "final": final, "seconds": seconds, "resumed_from_epoch": ckpt.resumed_from_epoch,
+            "epochs_run": ckpt.epochs_run}
 
 
 def run_summary(args: argparse.Namespace) -> dict:

@@ -17,7 +17,9 @@ task: seen/unseen, predicted bits, reward when the table has the task, P(bit=1) 
 ``summary.md``/``summary.tsv`` (every method on seen, unseen and leave-one-task-out, over seeds),
 ``heatmap.png`` (tasks x bits, P(bit=1)) and the provenance record of ``policy.pt``. Tasks with a
 Task2Vec but no row in the table get a prediction with an empty reward. ``--noise`` (``results/rewards/noise.tsv``)
-adds each task's measured seed sd beside the predictions. Bad input prints ``error: ...`` and exits 2.
+adds each task's measured seed sd beside the predictions. An interrupted run resumes from
+``out-dir/checkpoint.pt`` (finished fits and the controller training in progress) when it was
+written for the same config and inputs. Bad input prints ``error: ...`` and exits 2.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out-dir", required=True, help="folder for policy.pt, predictions.tsv, summary.*, heatmap.png")
     add_config_args(p, "policy")
     add_runtime_args(p, device=False)
+    p.add_argument("--stop-after-epoch", type=int, default=None,
+                   help="return after this many controller epochs, leaving a checkpoint to resume from")
     args = p.parse_args(argv)
     if args.split and (args.seen is not None or args.unseen is not None):
         p.error("--split paper and --seen/--unseen are exclusive")
@@ -76,7 +80,9 @@ def run(args: argparse.Namespace) -> dict:
     inputs = [table_path, *args.task2vec] + ([args.noise] if noise is not None else [])
     rec = Provenance.start("policy", cfg, seeds={"seeds": cfg.seeds}, inputs=inputs, seen=seen, unseen=unseen,
                            vary_bits=list(rm.space.vary_bits))
-    summary = run_policy(cfg, rm, emb, seen, unseen, args.out_dir, noise=noise)
+    summary = run_policy(cfg, rm, emb, seen, unseen, args.out_dir, noise=noise, stop_after_epoch=args.stop_after_epoch)
+    if not summary["finished"]:
+        return summary
     out = Path(args.out_dir)
     rec.finish([out / "policy.pt", out / "predictions.tsv", out / "summary.md", out / "summary.tsv",
                 out / "heatmap.png"], extra=summary)

@@ -2,6 +2,8 @@
 
 Every score is the mean, over a set of tasks, of the table's reward for the configuration a
 predictor chose for each task. Stochastic predictors run once per seed; deterministic ones once.
+With a ``PolicyCheckpoint`` (``memo``), finished fits are read back instead of fitted again and
+controller trainings resume (policy/resume.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import RewardMatrix
-from .predictors import Oracle, Predictor
+from .predictors import Oracle, Predictor, Task2SimPredictor
+from .resume import PolicyCheckpoint, fit_key
 
 
 @dataclass
@@ -35,42 +38,55 @@ def _mean(x: np.ndarray) -> float:
 
 
 def fit_predict(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: RewardMatrix,
-                train: Sequence[str], targets: Sequence[str], seed: int) -> np.ndarray:
+                train: Sequence[str], targets: Sequence[str], seed: int,
+                memo: PolicyCheckpoint | None = None) -> np.ndarray:
     """Configuration index per target task of a predictor fitted on ``train`` only: the only place
     where rewards reach a predictor, and only the training tasks' rows do (``oracle`` excepted)."""
     p = make()
+    key = fit_key(p.name, seed, train, targets)
+    if memo is not None and (done := memo.result(key)) is not None:
+        return np.asarray(done, dtype=np.int64)
     if isinstance(p, Oracle):
-        return p.fit(None, None, rm.space).predict_from_rewards(rm.rows(targets)).config
-    p.fit(np.stack([emb[t] for t in train]), rm.rows(train), rm.space, seed)
-    return p.predict(np.stack([emb[t] for t in targets])).config
+        config = p.fit(None, None, rm.space).predict_from_rewards(rm.rows(targets)).config
+    else:
+        if memo is not None and isinstance(p, Task2SimPredictor):
+            p.checkpoint = memo.controller(key)
+        p.fit(np.stack([emb[t] for t in train]), rm.rows(train), rm.space, seed)
+        config = p.predict(np.stack([emb[t] for t in targets])).config
+    if memo is not None:
+        # a controller training is worth saving at once; the other fits are saved per (method, seed)
+        memo.done(key, config, flush=isinstance(p, Task2SimPredictor))
+    return config
 
 
 def split_scores(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: RewardMatrix,
-                 seen: Sequence[str], unseen: Sequence[str], seed: int) -> tuple[float, float]:
+                 seen: Sequence[str], unseen: Sequence[str], seed: int,
+                 memo: PolicyCheckpoint | None = None) -> tuple[float, float]:
     """Fit on ``seen``; mean reward of the predictions on ``seen`` and on ``unseen`` (table tasks)."""
     unseen = [t for t in unseen if t in rm.tasks]
     targets = list(seen) + unseen
-    cfg = fit_predict(make, emb, rm, seen, targets, seed)
+    cfg = fit_predict(make, emb, rm, seen, targets, seed, memo)
     r = rm.rows(targets)[np.arange(len(targets)), cfg]
     return _mean(r[:len(seen)]), _mean(r[len(seen):])
 
 
 def leave_one_out_configs(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: RewardMatrix,
-                          tasks: Sequence[str], seed: int) -> dict[str, int]:
+                          tasks: Sequence[str], seed: int, memo: PolicyCheckpoint | None = None) -> dict[str, int]:
     """Each task's configuration from a predictor fitted on all the other tasks."""
-    return {t: int(fit_predict(make, emb, rm, [u for u in tasks if u != t], [t], seed)[0]) for t in tasks}
+    return {t: int(fit_predict(make, emb, rm, [u for u in tasks if u != t], [t], seed, memo)[0]) for t in tasks}
 
 
 def leave_one_out(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: RewardMatrix,
-                  tasks: Sequence[str], seed: int) -> dict[str, float]:
+                  tasks: Sequence[str], seed: int, memo: PolicyCheckpoint | None = None) -> dict[str, float]:
     """Reward of each task's leave-one-out configuration."""
-    cfg = leave_one_out_configs(make, emb, rm, tasks, seed)
+    cfg = leave_one_out_configs(make, emb, rm, tasks, seed, memo)
     return {t: float(rm.rows([t])[0, c]) for t, c in cfg.items()}
 
 
 def evaluate_methods(factories: dict[str, Callable[[], Predictor]], emb: dict[str, np.ndarray], rm: RewardMatrix,
                      seen: Sequence[str], unseen: Sequence[str], seeds: Sequence[int],
-                     loo: bool = True, log: Callable[[str], None] = lambda s: None) -> list[MethodScores]:
+                     loo: bool = True, log: Callable[[str], None] = lambda s: None,
+                     memo: PolicyCheckpoint | None = None) -> list[MethodScores]:
     """Scores of every method: split and (optionally) leave-one-task-out over every table task
     that has an embedding; stochastic methods once per seed, the others once."""
     loo_tasks = [t for t in rm.tasks if t in emb]
@@ -79,19 +95,21 @@ def evaluate_methods(factories: dict[str, Callable[[], Predictor]], emb: dict[st
         run_seeds = list(seeds) if make().stochastic else list(seeds[:1])
         s = MethodScores(name)
         for seed in run_seeds:
-            a, b = split_scores(make, emb, rm, seen, unseen, seed)
+            a, b = split_scores(make, emb, rm, seen, unseen, seed, memo)
             s.seeds.append(seed)
             s.seen.append(a)
             s.unseen.append(b)
             if loo:
-                per_task = leave_one_out(make, emb, rm, loo_tasks, seed)
+                per_task = leave_one_out(make, emb, rm, loo_tasks, seed, memo)
                 s.loo.append(_mean(np.array(list(per_task.values()))))
                 if not s.loo_per_task:
                     s.loo_per_task = per_task
-                s.loo_seen.append(_mean(np.array(list(leave_one_out(make, emb, rm, seen, seed).values()))))
+                s.loo_seen.append(_mean(np.array(list(leave_one_out(make, emb, rm, seen, seed, memo).values()))))
             else:
                 s.loo.append(float("nan"))
                 s.loo_seen.append(float("nan"))
+            if memo is not None:
+                memo.flush()
             log(f"{name} seed {seed}: seen {a:.2f} unseen {b:.2f} loo {s.loo[-1]:.2f} loo_seen {s.loo_seen[-1]:.2f}")
         results.append(s)
     return results

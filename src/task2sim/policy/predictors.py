@@ -33,6 +33,7 @@ from scipy.stats import rankdata
 from sklearn.linear_model import Ridge
 
 from .controller import (
+    ControllerCheckpoint,
     ControllerSettings,
     Task2SimController,
     controller_probs,
@@ -181,10 +182,13 @@ class Task2SimPredictor(Predictor):
 
     def __init__(self, settings: ControllerSettings):
         self.settings = settings
+        # where the training keeps its state to resume from (policy/resume.py); None: nowhere
+        self.checkpoint: ControllerCheckpoint | None = None
 
     def fit(self, emb, rewards, space, seed=0):
         self.space = space
-        self.model: Task2SimController = train_controller(emb, rewards, space, self.settings, seed)
+        self.model: Task2SimController = train_controller(emb, rewards, space, self.settings, seed,
+                                                          checkpoint=self.checkpoint)
         return self
 
     def predict(self, emb):

@@ -1,6 +1,7 @@
 """The policy stage: fit every method on the seen tasks, score them, write the chosen predictor,
 its predictions, the summary tables and the heatmap. The CLI (``task2sim.cli.policy``) adds
-argument parsing and provenance."""
+argument parsing and provenance. An interrupted run resumes from ``checkpoint.pt`` in the output
+folder (policy/resume.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checkpoint import StopRequested
 from ..io import atomic_path, save_torch
 from .controller import ControllerSettings, Task2SimController
 from .data import ConfigSpace, PolicyInputError, RewardMatrix, l2_normalise
@@ -37,6 +39,7 @@ from .predictors import (
     _FixedConfig,
     make_predictor,
 )
+from .resume import CHECKPOINT, PolicyCheckpoint, fit_key, stage_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -274,25 +277,40 @@ def _noise_cols(noise: dict[str, dict[str, float]] | None) -> list[str]:
 
 def run_policy(cfg: PolicyConfig, rm: RewardMatrix, raw_emb: dict[str, np.ndarray], seen: Sequence[str],
                unseen: Sequence[str], out_dir: str | os.PathLike,
-               noise: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+               noise: dict[str, dict[str, float]] | None = None, stop_after_epoch: int | None = None) -> dict[str, Any]:
     """Score every method, then fit ``cfg.predictor`` on the seen tasks and write policy.pt,
-    predictions.tsv, summary.tsv, summary.md and heatmap.png under ``out_dir``."""
+    predictions.tsv, summary.tsv, summary.md and heatmap.png under ``out_dir``.
+
+    Resumes from ``out_dir/checkpoint.pt`` when it was written for the same config and inputs.
+    ``stop_after_epoch``: return (``finished`` False, no outputs) after that many controller epochs
+    trained by this call, leaving the checkpoint; the next call resumes.
+    """
     from .plot import plot_bit_heatmap
 
     check_split(rm, raw_emb, seen, unseen)
     emb = {t: l2_normalise(v) for t, v in raw_emb.items()}
     options = cfg.options()
     methods = list(dict.fromkeys(cfg.methods + [cfg.predictor]))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    memo = PolicyCheckpoint(out_dir / CHECKPOINT, stage_fingerprint(cfg, rm, emb, seen, unseen), stop_after_epoch)
     t0 = time.process_time()
     scores = []
-    for name in methods:
-        scores += evaluate_methods({name: lambda n=name: make_predictor(n, options)}, emb, rm, seen, unseen,
-                                   cfg.seeds, loo=name in cfg.leave_one_out, log=log.info)
+    try:
+        for name in methods:
+            scores += evaluate_methods({name: lambda n=name: make_predictor(n, options)}, emb, rm, seen, unseen,
+                                       cfg.seeds, loo=name in cfg.leave_one_out, log=log.info, memo=memo)
+        # The saved predictor: fitted on all seen tasks with the master seed.
+        pred = make_predictor(cfg.predictor, options)
+        if isinstance(pred, Task2SimPredictor):
+            pred.checkpoint = memo.controller(fit_key("saved " + pred.name, cfg.seed, seen, []))
+        pred.fit(np.stack([emb[t] for t in seen]), rm.rows(seen), rm.space, cfg.seed)
+        memo.fits_run += 1   # (not kept: the fitted predictor itself is the output)
+    except StopRequested as stop:
+        log.info("%s; resume from %s", stop, memo.path)
+        return {"finished": False, **memo.summary()}
     rows = summary_rows(scores, rm, seen, unseen)
 
-    # The saved predictor: fitted on all seen tasks with the master seed.
-    pred = make_predictor(cfg.predictor, options).fit(np.stack([emb[t] for t in seen]), rm.rows(seen), rm.space,
-                                                      cfg.seed)
     others = [t for t in emb if t not in seen]
     tasks = list(seen) + [t for t in unseen] + [t for t in others if t not in unseen]
     out = pred.predict(np.stack([emb[t] for t in tasks]))
@@ -308,7 +326,6 @@ def run_policy(cfg: PolicyConfig, rm: RewardMatrix, raw_emb: dict[str, np.ndarra
             "bit_names": names, "dim": int(next(iter(emb.values())).size), "seen": list(seen),
             "n_seen": len(seen), "n_table_tasks": sum(t in emb for t in rm.tasks), "seed": cfg.seed,
             "fitted": pred.describe(), "embedding": "L2-normalised Task2Vec"}
-    out_dir = Path(out_dir)
     save_policy(out_dir / "policy.pt", pred, info)
     write_tsv(out_dir / "predictions.tsv", ["task", "split", "bits", "reward"] + [f"p_{n}" for n in names],
               predictions)
@@ -317,7 +334,8 @@ def run_policy(cfg: PolicyConfig, rm: RewardMatrix, raw_emb: dict[str, np.ndarra
         tmp.write_text(summary_markdown(rows, cfg, info, noise, predictions))
     plot_bit_heatmap(tasks, [p["split"] for p in predictions], names, out.p_bits, out_dir / "heatmap.png",
                      f"P(bit = 1) from {cfg.predictor} ({out.p_kind}), fitted on {len(seen)} seen tasks")
-    return {"predictor": cfg.predictor, "p_kind": out.p_kind, "fitted": pred.describe(),
-            "cpu_seconds": round(time.process_time() - t0, 1),
+    memo.remove()  # finished: the outputs are written, the checkpoint only served resuming
+    return {"finished": True, "predictor": cfg.predictor, "p_kind": out.p_kind, "fitted": pred.describe(),
+            "cpu_seconds": round(time.process_time() - t0, 1), **memo.summary(),
             "summary": {r["method"]: {k: r.get(k, "") for k in ("seen_mean", "unseen_mean", "loo_mean")}
                         for r in rows}}

@@ -18,8 +18,6 @@ run ends with exactly the weights of an uninterrupted one (no RNG state needs st
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import logging
 import os
 import time
@@ -36,7 +34,8 @@ from timm.scheduler import CosineLRScheduler
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..io import atomic_path, save_torch
+from ..checkpoint import fingerprint, load_checkpoint, remove_checkpoint, save_checkpoint
+from ..io import atomic_path
 from ..provenance import sha256_file
 from .common import (amp_dtype, derive_seed, grad_scaler, resolve_device, seed_everything, seed_worker,
                      to_device, train_one_epoch)
@@ -97,7 +96,7 @@ class PretrainConfig:
         result (loader plumbing) stay out."""
         skip = ("num_workers", "in_memory", "device", "amp")
         d = {k: v for k, v in asdict(self).items() if k not in skip}
-        return hashlib.sha256(json.dumps([d, input_sha, device, amp], sort_keys=True).encode()).hexdigest()
+        return fingerprint(d, input_sha, device, amp)
 
 
 def _loader(ds, cfg: PretrainConfig, epoch: int, pin: bool = False) -> DataLoader:
@@ -109,10 +108,6 @@ def _loader(ds, cfg: PretrainConfig, epoch: int, pin: bool = False) -> DataLoade
                       num_workers=cfg.num_workers,
                       worker_init_fn=seed_worker, pin_memory=pin,
                       persistent_workers=False)
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    save_torch(path, state)
 
 
 @dataclass
@@ -172,12 +167,8 @@ def _set_up(cfg: PretrainConfig, images_h5: Path) -> _Run:
 
 def _resume(run: _Run, ckpt_path: Path) -> tuple[int, list[dict[str, float]]]:
     """(epochs done, history) from a checkpoint of the same run; (0, []) otherwise."""
-    if not ckpt_path.is_file():
-        return 0, []
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    if ckpt.get("fingerprint") != run.fingerprint:
-        log.warning("ignoring %s: written for another config, input, device or AMP dtype; "
-                    "starting fresh", ckpt_path)
+    ckpt = load_checkpoint(ckpt_path, run.fingerprint)
+    if ckpt is None:
         return 0, []
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
@@ -223,8 +214,8 @@ def pretrain(cfg: PretrainConfig, images_h5: str | os.PathLike, out_dir: str | o
         history.append(row)
         log.info("epoch %d/%d loss %.4f acc %.3f lr %.2e %.0f img/s", row["epoch"], cfg.epochs,
                  row["loss"], row["accuracy"], row["lr"], row["images_per_s"])
-        _save_checkpoint(ckpt_path, {
-            "fingerprint": run.fingerprint, "epoch": epoch + 1, "model": run.model.state_dict(),
+        save_checkpoint(ckpt_path, run.fingerprint, {
+            "epoch": epoch + 1, "model": run.model.state_dict(),
             "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
             "scaler": run.scaler.state_dict(), "history": history})
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
@@ -234,7 +225,7 @@ def pretrain(cfg: PretrainConfig, images_h5: str | os.PathLike, out_dir: str | o
     save_backbone(model_path, run.model, cfg.model, run.image_size, IMAGENET_MEAN, IMAGENET_STD,
                   render_bits=read_meta(images_h5).get("bits"))
     _write_history(hist_path, history)
-    ckpt_path.unlink(missing_ok=True)  # finished: model.pt is the artifact, the checkpoint only served resuming
+    remove_checkpoint(ckpt_path)  # finished: model.pt is the artifact, the checkpoint only served resuming
     return {"finished": True, "model": cfg.model, "n_classes": run.n_classes, "n_images": len(run.dataset),
             "image_size": run.image_size, "device": str(run.device), "feature_dim": int(run.model.num_features),
             "final_loss": history[-1]["loss"], "final_accuracy": history[-1]["accuracy"],
