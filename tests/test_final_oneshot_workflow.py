@@ -80,8 +80,6 @@ def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_r
     cfg["tasks"]["items"].pop("faces")
     cfg["noise"] = {"configs": [], "seeds": [1]}
     cfg["policy"].update({"methods": ["best_fixed"], "leave_one_out": []})
-    # final budget: 4 classes x 16 images, twice the reward budget's 4 x 8
-    cfg["final"] = {"classes": 4, "images_per_class": 16}
     wf.write_config(cfg)
     # What a finished run has: the reward table, the Task2Vec of its tasks, the policy.
     res = wf.run("--cores", "2", "results/policy/policy.pt", timeout=3600)
@@ -107,7 +105,7 @@ def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_r
     res = _bash(wf, f"{command}\n{show}")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     # What ran: the plan plus one render and one pre-training of the predicted configuration at the
-    # final budget (4 classes x 16 images); no render or pre-training of the 2^M reward backbones.
+    # final budget (tiny_config's 4 classes x 16 images); no render or pre-training of the 2^M reward backbones.
     ran = Counter(re.findall(r"^Finished jobid: \d+ \(Rule: (\w+)\)", res.stdout + res.stderr, re.M))
     assert ran == {"tasks_prepare": 1, "task2vec_embed": 1, "final_predict": 1, "final_render": 1,
                    "final_pretrain": 1, "final_oneshot": 1}, res.stderr

@@ -29,11 +29,12 @@ from tiny_workflow import tiny_config
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 def reliability_config() -> dict:
-    """The tiny workflow of tests/tiny_workflow.py, with one change: 3 pre-training epochs instead
-    of 1, so that a kill can fall between two of its resume checkpoints and the rerun has epochs
-    left to skip."""
+    """The tiny workflow of tests/tiny_workflow.py, with two changes so that a kill can fall between
+    two resume points and the rerun has work left to skip: 3 pre-training epochs instead of 1, and
+    renders written in chunks of 8 images (4 chunks) instead of one."""
     cfg = tiny_config()
     cfg["pretrain"]["epochs"] = 3
+    cfg["render"]["chunk_images"] = 8
     return cfg
 
 
@@ -88,7 +89,7 @@ if _LOG:
 
 # Side files a stage may keep between an interruption and its rerun (never declared outputs):
 # pre-training's and the policy stage's checkpoint.pt, ASG fine-tuning's checkpoint/<method>.pt.
-RESUME_FILES = ("checkpoint.pt", "checkpoint")
+RESUME_FILES = ("checkpoint.pt", "checkpoint", "images.h5.part")
 VOLATILE_KEYS = ("seconds", "images_per_s")
 RECORD_KEYS = ("stage", "params", "seeds", "inputs", "outputs")
 
@@ -236,10 +237,12 @@ def _alive(pid: int) -> bool:
 
 
 # stage CLI, one output of one job, its benchmark file, and a file whose appearance marks a point
-# worth killing at (a resume checkpoint: pre-training's after its first epoch, the policy stage's
+# worth killing at (a resume point: rendering's partial file after its first chunk,
+# pre-training's checkpoint after its first epoch, the policy stage's
 # after its first controller training, ASG's once its first method finished an epoch)
 STAGES = {
-    "render": ("render", "results/renders/00000001/images.h5", "renders/00000001/images.tsv", None),
+    "render": ("render", "results/renders/00000001/images.h5", "renders/00000001/images.tsv",
+               "results/renders/00000001/images.h5.part"),
     "pretrain": ("pretrain", "results/pretrain/00000001/model.pt", "pretrain/00000001/model.tsv",
                  "results/pretrain/00000001/checkpoint.pt"),
     "reward": ("reward", "results/rewards/00000001/faces.json", "rewards/00000001/knn5.tsv", None),
@@ -254,7 +257,11 @@ STAGES = {
 
 def resumed_work(root: Path, stage: str) -> int:
     """What the stage's rerun read back from its checkpoint instead of recomputing (its provenance
-    records): epochs for pre-training and ASG fine-tuning, finished fits and epochs for the policy."""
+    records): images for rendering, epochs for pre-training and ASG fine-tuning, finished fits and
+    epochs for the policy."""
+    if stage == "render":
+        return json.loads((root / "results/renders/00000001/images.meta.json").read_text())["extra"][
+            "resumed_from_image"]
     if stage == "pretrain":
         return json.loads((root / "results/pretrain/00000001/model.meta.json").read_text())["extra"][
             "resumed_from_epoch"]

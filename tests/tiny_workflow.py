@@ -31,6 +31,9 @@ def tiny_config() -> dict:
                      "linear": {"epochs": 2, "lrs": [0.1], "weight_decays": [0.0], "batch_sizes": [16]}},
         "task2vec": {"input_size": 32, "samples": 32, "batch_size": 16, "head_epochs": 1},
         "policy": {"n_seeds": 1, "epochs": 20, "hidden": 16},
+        # final budget: 4 classes x 16 images, twice the reward budget's 4 x 8 (the default 32 x 180
+        # would be most of the tiny run's time)
+        "final": {"classes": 4, "images_per_class": 16, "scaling_images_per_class": [8, 16, 32]},
         "asg": {"targets": ["digits8"], "source_images_per_class": 4, "source_meshes_per_class": 1,
                 "source_image_size": 32, "input_size": 32, "probe_size": 32, "epochs": 1,
                 "methods": ["all_lr", "asg"], "policy_episodes": 1, "policy_episode_epochs": 1},

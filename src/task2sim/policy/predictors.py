@@ -10,8 +10,9 @@ marked ``uses_target``.
 - ``reward_model``: per-task reward surfaces smoothed on bit features, then kernel ridge regression
   over tasks of their deviation from the shared (mean) surface.
 - ``ensemble``: the mean of the standardised scores of ``similarity`` and ``reward_model``.
-- ``gated_*`` (``gated_similarity`` is the default), ``shortlist_*``: best_fixed unless (gated) or
-  within the best K of (shortlist) what a base predictor prefers, tuned by inner leave-one-out.
+- ``gated_*`` (``gated_similarity`` was the default until the 16-task table), ``shortlist_*``:
+  best_fixed unless (gated) or within the best K of (shortlist) what a base predictor prefers,
+  tuned by inner leave-one-out.
 - ``VARIANTS``: the rest of the search for a default (docs/policy.md): other per-task targets
   (``zscore``, ``rank``, ``top``), centred Task2Vec, k nearest tasks, main effects only.
 - baselines: ``best_fixed`` (best mean reward on the training tasks), ``all_on``, ``all_off``,
