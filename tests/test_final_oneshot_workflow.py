@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, SNAKEMAKE, Workflow, copy_workflow
+
+from task2sim.config import section_defaults
 from tiny_workflow import tiny_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
@@ -121,7 +123,8 @@ def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_r
     assert prediction["task"] == "mydata" and re.fullmatch(r"0{7}[01]", bits)
     assert list(prediction["p_bits"]) == ["materials"]
     assert all(0.0 <= p <= 1.0 for p in prediction["p_bits"].values())
-    assert prediction["predictor"] == "gated_similarity" and prediction["fitted_on"] == ["digits8", "mnist5k"]
+    default = section_defaults("policy")["predictor"]
+    assert prediction["predictor"] == default and prediction["fitted_on"] == ["digits8", "mnist5k"]
     # the policy stage's own predictions are the reward table's tasks'
     assert {r["task"] for r in _tsv(wf.root / "results/policy/predictions.tsv")} == {"digits8", "mnist5k"}
 
