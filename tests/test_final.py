@@ -24,6 +24,7 @@ from task2sim.compare import (
     summary_markdown,
     summary_rows,
 )
+from task2sim.policy.predictors import PREDICTORS
 
 CONFIGS = configs_for([0, 7])  # 00000000 00000001 10000000 10000001
 
@@ -208,8 +209,7 @@ def test_scaling_rows_and_figure(tmp_path):
     assert png.stat().st_size > 5000
 
 
-@pytest.mark.parametrize("name", [n for n in __import__("task2sim.policy.predictors", fromlist=["PREDICTORS"])
-                                  .PREDICTORS if n not in ("random", "oracle")])
+@pytest.mark.parametrize("name", [n for n in PREDICTORS if n not in ("random", "oracle")])
 def test_saved_policy_predicts_new_tasks_like_the_fitted_predictor(name, tmp_path, one_torch_thread):
     """The one-shot path predicts from policy.pt without fitting again: every predictor the config
     may name, restored from its saved state, gives the fitted one's configurations and P(bit=1)."""
