@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ..io import save_npz
 from ..provenance import sha256_file
 from ..train.common import autocast_for, resolve_device, to_device
-from ..train.data import H5ImageDataset, eval_transform
+from ..train.data import H5ImageDataset, eval_transform, normalize_batch
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def extract_features(model: nn.Module, dataset, batch_size: int = 256,
     feats, labels = [], []
     for x, y in tqdm(loader, desc=desc, disable=not progress, mininterval=5.0, leave=False):
         with autocast_for(device, amp):
-            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            x = normalize_batch(x.to(device)).contiguous(memory_format=torch.channels_last)
             f = model.forward_head(model.forward_features(x), pre_logits=True)
         f = f.float().flatten(1)
         feats.append((F.normalize(f, dim=1) if normalize else f).cpu())

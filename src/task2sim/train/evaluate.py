@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .common import autocast_for, derive_seed, grad_scaler, resolve_device, seed_everything, seed_worker, \
     to_device, train_one_epoch
-from .data import H5ImageDataset, eval_transform, train_transform
+from .data import H5ImageDataset, eval_transform, normalize_batch, train_transform
 from ..reward.knn import extract_features
 from .models import create_backbone, load_backbone
 
@@ -172,7 +172,7 @@ def _accuracy_full(model: nn.Module, ds, device, amp: bool) -> float:
     correct = n = 0
     for x, y in DataLoader(ds, batch_size=256, shuffle=False):
         with autocast_for(device, amp):
-            correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
+            correct += int((model(normalize_batch(x.to(device))).argmax(1).cpu() == y).sum())
         n += len(y)
     return 100.0 * correct / max(n, 1)
 
