@@ -194,7 +194,7 @@ def test_cli_rejects_mismatched_task2vec_dimensions(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and "dimension" in err[0] and "c.npz" in err[0]
 
 
-FAST_METHODS = '{"methods": ["similarity", "reward_model", "ensemble", "gated_similarity", "best_fixed", "all_on", ' \
+FAST_METHODS = '{"methods": ["similarity", "reward_model", "ensemble", "gated_reward_model_main", "best_fixed", "all_on", ' \
                '"all_off", "random", "oracle"]}'
 
 
@@ -233,28 +233,30 @@ def test_published_table_baselines_and_default(published):
     # The default predictor is the winner of the selection criterion of docs/policy.md: the mean of
     # two leave-one-task-out gains over best_fixed, (a) over the published table's 12 seen tasks
     # (computed here; the unseen rows are not read) and (b) over the 16 tasks of our default table.
-    # (b) needs a complete default run, so it is the record of the one the choice was made on:
-    # results/policy/summary.md, column "leave-one-out", of the fresh-clone run of commit 0a721cf.
+    # (b) needs a complete default run, so it is the record of the one the choice was made on: the
+    # table of the fresh-clone run of commit 0a721cf, every variant scored by leave-one-task-out
+    # (docs/policy.md, "Selection on the 16-task table"; its best four here).
     default = section_defaults("policy")["predictor"]
-    candidates = ["similarity", "reward_model", "ensemble", "gated_similarity"]
+    candidates = ["similarity", "reward_model", "ensemble", "gated_reward_model_main"]
     loo_seen = {m: float(r["loo_seen_mean"]) for m, r in rows.items() if r.get("loo_seen_mean")}
-    ours_0a721cf = {"similarity": 56.56, "reward_model": 56.26, "ensemble": 57.22, "gated_similarity": 55.71,
+    ours_0a721cf = {"similarity": 56.56, "reward_model": 56.26, "ensemble": 57.22, "gated_reward_model_main": 57.29,
                     "best_fixed": 53.89}
     assert choose_default([loo_seen, ours_0a721cf], candidates) == default
-    # alone, the published seen tasks keep best_fixed's configuration (the gate stays closed)
-    assert choose_default([loo_seen], candidates) == "gated_similarity"
-    assert cpu < 60
+    # with the published half alone the order is the same: the gate keeps best_fixed's
+    # configuration on most published folds, so it loses least there
+    assert choose_default([loo_seen], candidates) == "gated_reward_model_main"
 
 
-@pytest.mark.xfail(strict=True, reason="measured: the default ensemble scores 55.14 on the 8 unseen published tasks "
-                                        "against best_fixed's 55.26 (docs/policy.md); the default is chosen by "
-                                        "leave-one-task-out, never on those tasks")
-def test_published_default_beats_best_fixed_on_unseen(published):
+def test_published_default_beats_best_fixed_on_unseen_within_a_minute(tmp_path):
+    """The issue's acceptance point: the default predictor alone (fitted on the 12 seen tasks, no
+    leave-one-out) beats best_fixed on the 8 unseen published tasks, in under a minute of CPU.
+    Deterministic, so the mean over 5 seeds is its one value (docs/policy.md)."""
     from task2sim.config import section_defaults
 
-    rows, _ = published
+    rows, cpu = _published_run(tmp_path, '{"methods": ["best_fixed"], "leave_one_out": []}')
     default = section_defaults("policy")["predictor"]
     assert float(rows[default]["unseen_mean"]) > float(rows["best_fixed"]["unseen_mean"])
+    assert cpu < 60
 
 
 RESUME_CONF = {"methods": ["task2sim", "best_fixed"], "leave_one_out": ["task2sim"], "predictor": "task2sim",

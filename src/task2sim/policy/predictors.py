@@ -10,7 +10,8 @@ marked ``uses_target``.
 - ``reward_model``: per-task reward surfaces smoothed on bit features, then kernel ridge regression
   over tasks of their deviation from the shared (mean) surface.
 - ``ensemble``: the mean of the standardised scores of ``similarity`` and ``reward_model``.
-- ``gated_*`` (``gated_similarity`` was the default until the 16-task table), ``shortlist_*``:
+- ``gated_*`` (``gated_reward_model_main``, the default, is chosen by docs/policy.md's selection
+  on the 16-task table; ``gated_similarity`` was the default before it), ``shortlist_*``:
   best_fixed unless (gated) or within the best K of (shortlist) what a base predictor prefers,
   tuned by inner leave-one-out.
 - ``VARIANTS``: the rest of the search for a default (docs/policy.md): other per-task targets
