@@ -177,11 +177,10 @@ def normalize_batch(x: torch.Tensor) -> torch.Tensor:
     return x.float().sub_(mean).div_(std)
 
 
-def eval_transform(size: int, uint8: bool = True) -> Callable:
-    """Resize to ``size`` x ``size`` (crop_pct 1: nothing is cut away), then as ``train_transform``:
-    with ``uint8`` (default) a uint8 CHW tensor that the consumer normalises by batch
-    (``normalize_batch``; a third of a reward job's time went to per-image Normalize, BENCHMARKS.md:
-    rewards), otherwise a normalised float tensor."""
+def eval_transform(size: int) -> Callable:
+    """Resize to ``size`` x ``size`` (crop_pct 1: nothing is cut away) and stop at a uint8 CHW
+    tensor, as ``train_transform`` does: the consumer normalises whole batches with
+    ``normalize_batch`` (half the data-loading time of per-image Normalize, BENCHMARKS.md)."""
     return create_transform(input_size=size, is_training=False, crop_pct=1.0,
                             interpolation="bilinear", mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                            use_prefetcher=uint8)
+                            use_prefetcher=True)
