@@ -194,8 +194,8 @@ def test_cli_rejects_mismatched_task2vec_dimensions(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and "dimension" in err[0] and "c.npz" in err[0]
 
 
-FAST_METHODS = '{"methods": ["similarity", "reward_model", "ensemble", "gated_reward_model_main", "best_fixed", "all_on", ' \
-               '"all_off", "random", "oracle"]}'
+FAST_METHODS = '{"methods": ["similarity", "reward_model", "ensemble", "gated_reward_model_main", "best_fixed", ' \
+               '"all_on", "all_off", "random", "oracle"]}'
 
 
 @pytest.fixture(scope="module")
