@@ -99,7 +99,7 @@ def test_settings_name_the_bad_key():
     assert task_settings({"source": "digits8", "max_train": 10}).max_train == 10
     with pytest.raises(TaskDataError, match="task settings: unknown key 'max_trian'"):
         task_settings({"source": "digits8", "max_trian": 10})
-    with pytest.raises(TaskDataError, match="'test_fraction'"):
+    with pytest.raises(TaskDataError, match=r"task settings\.test_fraction: 1\.5 is greater than or equal"):
         task_settings({"source": "digits8", "test_fraction": 1.5})
     with pytest.raises(TaskDataError, match="'source' is a required property"):
         task_settings({})
