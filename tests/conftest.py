@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -17,13 +16,12 @@ import pytest
 import torch._dynamo  # noqa: F401  (loads triton's LLVM before a test module loads Mesa's EGL: the reverse order segfaults)
 import yaml
 
+from task2sim.bench.tiny import copy_workflow_files
+
 REPO = Path(__file__).resolve().parents[1]
 # The shared reference data beside the checkout (published tables); tests skip without it.
 SHARED = REPO.parent / "shared"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-# The workflow's own files, src/ included so that jobs run the code under test; results are
-# produced inside the copy.
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "schemas", "envs", "profiles", "docs", "src")
 
 
 @dataclass
@@ -53,12 +51,7 @@ def copy_workflow(dest: Path) -> Workflow:
     """The workflow's files copied into ``dest`` (skips the test without snakemake)."""
     if not SNAKEMAKE.exists():
         pytest.skip("snakemake is not installed in this environment")
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(src, dest / name)
+    copy_workflow_files(REPO, dest)
     return Workflow(dest)
 
 

@@ -10,7 +10,7 @@ import torch
 from fixtures_h5 import write_render_h5
 
 from task2sim.config import ConfigError, config_from_dict, section_defaults
-from task2sim.train.data import DataError, H5ImageDataset, eval_transform
+from task2sim.train.data import DataError, H5ImageDataset, eval_transform, train_transform
 from task2sim.train.models import CheckpointError, backbone_cfg, load_backbone
 from task2sim.train.pretrain import CHECKPOINT, PretrainConfig, pretrain
 
@@ -134,6 +134,22 @@ def test_mixup_and_randaugment_path_runs(render, tmp_path):
                             randaugment="rand-m9-mstd0.5-inc1")
     s = pretrain(cfg, render, tmp_path, progress=False)
     assert s["finished"] and torch.isfinite(torch.tensor(s["final_loss"]))
+
+
+def test_paper_randaugment_posterizes_to_zero_bits_without_failing():
+    # The paper's rand-m9-mstd0.5-inc1 reaches magnitude 10, where increasing posterize keeps 0
+    # bits: black, as Pillow < 13 gave (Pillow 13 raises ValueError in the loader's worker).
+    import numpy as np
+    from PIL import Image
+    from timm.data import auto_augment
+
+    train_transform(32, randaugment="rand-m9-mstd0.5-inc1")
+    img = Image.fromarray(np.full((8, 8, 3), 200, np.uint8))
+    for name in ("PosterizeIncreasing", "Posterize"):
+        out = np.asarray(auto_augment.AugmentOp(name, prob=1.0, magnitude=10 if "Incr" in name else 0)(img))
+        assert out.shape == (8, 8, 3) and out.max() == 0, name
+    kept = np.asarray(auto_augment.AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=5)(img))
+    assert kept.max() == 192  # 2 bits kept: 200 -> 0b11000000
 
 
 def test_incomplete_render_is_refused(tmp_path):

@@ -1,5 +1,5 @@
-"""A tiny configuration of the whole workflow (every stage, a few seconds of work per job), and a
-way to see the workflow's rules as Snakemake parsed them. Used by the SLURM, report, trace and
+"""The tiny configuration of the whole workflow (tests/tiny_config.yaml), and a way to see the
+workflow's rules as Snakemake parsed them. Used by the SLURM, report, trace and
 reliability tests (the one tiny configuration of the test suite).
 """
 
@@ -11,33 +11,12 @@ from pathlib import Path
 import yaml
 from conftest import REPO, Workflow
 
+from task2sim.bench.tiny import tiny_config as bench_tiny_config
+
 
 def tiny_config() -> dict:
-    """Every stage on: 3 tasks (2 seen), 2 configurations, the noise stage at one more seed, a
-    linear probe of one backbone, Task2Vec, the controller and ASG on one digit target."""
-    return {
-        "seed": 0,
-        "device": "cpu",
-        "tasks": {"max_train": 40, "max_test": 20, "items": {
-            "digits8": {"source": "digits8", "seen": True},
-            "mnist5k": {"source": "mnist5k", "seen": True},
-            "faces": {"source": "faces", "seen": False}}},
-        # the shared asset cache (a runtime key: it changes no pixel), built once per checkout
-        "render": {"vary_bits": [7], "classes": 4, "meshes_per_class": 2, "images_per_class": 8,
-                   "image_size": 32, "blur_passes": 2, "cache_dir": str(REPO / ".cache" / "assets")},
-        "pretrain": {"model": "t2s_resnet18_w8", "epochs": 1, "warmup_epochs": 0, "batch_size": 16},
-        "noise": {"configs": ["00000000"], "seeds": [1]},
-        "evaluate": {"methods": ["linear"], "sources": ["00000001"],
-                     "linear": {"epochs": 2, "lrs": [0.1], "weight_decays": [0.0], "batch_sizes": [16]}},
-        "task2vec": {"input_size": 32, "samples": 32, "batch_size": 16, "head_epochs": 1},
-        "policy": {"n_seeds": 1, "epochs": 20, "hidden": 16},
-        # final budget: 4 classes x 16 images, twice the reward budget's 4 x 8 (the default 32 x 180
-        # would be most of the tiny run's time)
-        "final": {"classes": 4, "images_per_class": 16, "scaling_images_per_class": [8, 16, 32]},
-        "asg": {"targets": ["digits8"], "source_images_per_class": 4, "source_meshes_per_class": 1,
-                "source_image_size": 32, "input_size": 32, "probe_size": 32, "epochs": 1,
-                "methods": ["all_lr", "asg"], "policy_episodes": 1, "policy_episode_epochs": 1},
-    }
+    """Every stage on at a few seconds per job (tests/tiny_config.yaml says what it holds)."""
+    return bench_tiny_config(REPO)
 
 
 def write_tiny_config(wf: Workflow) -> None:

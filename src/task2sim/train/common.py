@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import re
 import time
@@ -15,6 +16,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import normalize_batch
+
+log = logging.getLogger(__name__)
 
 
 def derive_seed(*keys: int) -> int:
@@ -36,11 +39,21 @@ def seed_worker(worker_id: int) -> None:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device for ``name`` (auto: CUDA where torch sees it). Logs ``device: ...`` once a
+    process, the line the GPU check (tools/gpu_check.sh) reads in every job's log."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    elif name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
-    return torch.device(name)
+    device = torch.device(name)
+    _log_device(str(device))
+    return device
+
+
+@functools.lru_cache(maxsize=None)
+def _log_device(name: str) -> None:
+    detail = f" ({torch.cuda.get_device_name()})" if name.startswith("cuda") else ""
+    log.info("device: %s%s", name, detail)
 
 
 @functools.lru_cache(maxsize=1)

@@ -19,8 +19,8 @@ from typing import Any, Callable, Sequence
 import h5py
 import numpy as np
 import torch
-from PIL import Image
-from timm.data import create_transform
+from PIL import Image, ImageOps
+from timm.data import auto_augment, create_transform
 from torch.utils.data import Dataset
 
 from ..tasks.data import TaskData, TaskDataError, load_task_h5
@@ -161,11 +161,31 @@ def train_transform(size: int, scale: tuple[float, float] = (0.35, 1.0), hflip: 
     the training loop normalises whole batches with ``normalize_batch``: half the per-image cost of
     per-image float conversion + Normalize (BENCHMARKS.md).
     """
+    if randaugment:
+        _posterize_keeps_zero_bits()
     return create_transform(input_size=size, is_training=True, scale=tuple(scale), hflip=hflip,
                             auto_augment=randaugment or None,
                             color_jitter=color_jitter if color_jitter > 0 else None,
                             interpolation="bilinear", mean=IMAGENET_MEAN, std=IMAGENET_STD,
                             use_prefetcher=uint8)
+
+
+def _posterize(img: Image.Image, bits_to_keep: int, **_: Any) -> Image.Image:
+    """timm's posterize op, where keeping 0 bits gives a black image as Pillow < 13 did. Pillow 13
+    raises for 0 bits, which the paper's ``rand-m9-mstd0.5-inc1`` reaches (increasing posterize at
+    magnitude 10 keeps 4 - 4 = 0 bits; m9 with std 0.5 is clipped to [0, 10])."""
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _posterize_keeps_zero_bits() -> None:
+    """Point timm's posterize ops at ``_posterize`` (ops look their function up when built)."""
+    for name, fn in auto_augment.NAME_TO_OP.items():
+        if fn is auto_augment.posterize:
+            auto_augment.NAME_TO_OP[name] = _posterize
 
 
 def normalize_batch(x: torch.Tensor) -> torch.Tensor:
