@@ -24,6 +24,7 @@ import csv
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,13 @@ def cuda_line(device: str) -> dict | None:
     return info
 
 
+def _fresh(path: Path) -> Path:
+    """An empty folder at ``path`` (a kept ``--work-dir`` of an earlier check is cleared)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
 def _env() -> dict:
     # Jobs run `python -m task2sim...`: the interpreter of this check first on PATH, the checkout's
     # src importable whether or not the package is installed.
@@ -91,8 +99,7 @@ def stage_lines(root: Path, device: str) -> list[dict]:
 
 
 def check_tiny(repo: Path, work: Path, device: str, cores: int, timeout: int) -> dict:
-    root = work / "tiny"
-    root.mkdir()
+    root = _fresh(work / "tiny")
     copy_workflow_files(repo, root)
     cfg = tiny_config(repo)
     cfg["device"] = device
@@ -138,8 +145,7 @@ def _last_json(text: str) -> dict:
 def check_paper(repo: Path, work: Path, device: str, classes: int, images_per_class: int, epochs: int,
                 timeout: int) -> dict:
     paper = yaml.safe_load((repo / "profiles" / "paper" / "settings.yaml").read_text())
-    root = work / "paper"
-    root.mkdir()
+    root = _fresh(work / "paper")
     render = dict(paper["render"], classes=classes, images_per_class=images_per_class,
                   meshes_per_class=min(paper["render"]["meshes_per_class"], 4))
     render.pop("vary_bits")
