@@ -23,8 +23,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, SNAKEMAKE, WORKFLOW_FILES
+from conftest import REPO, SNAKEMAKE
 from tiny_workflow import tiny_config
+
+from task2sim.bench.tiny import copy_workflow_files
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
@@ -173,12 +175,7 @@ def tiny(tmp_path_factory) -> TinyRun:
     base = tmp_path_factory.mktemp("reliability")
     root = base / "wf"
     root.mkdir()
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(src, root / name)
+    copy_workflow_files(REPO, root)
     (root / "config.yaml").write_text(yaml.safe_dump(reliability_config(), sort_keys=False))
     guard = base / "guard"
     guard.mkdir()
