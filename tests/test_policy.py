@@ -171,7 +171,8 @@ def _workflow_inputs(tmp_path, dims=(16, 16, 16, 16)):
 def test_cli_workflow_mode_predicts_new_tasks(tmp_path):
     paths = _workflow_inputs(tmp_path)
     out = tmp_path / "policy"
-    write_noise_tsv({t: {"seed_sd": sd, "spread": 10.0, "ratio": 10 / sd, "configs": 2, "seeds": 3}
+    write_noise_tsv({t: {"seed_sd": sd, "spread": 10.0, "ratio": 10 / sd, "dof": 4, "p_value": 0.01, "configs": 2,
+                         "seeds": 3}
                      for t, sd in (("a", 1.0), ("b", 2.0), ("c", 3.0))}, tmp_path / "noise.tsv")
     rc = main(["--table", str(tmp_path / "table.tsv"), "--task2vec", *paths, "--seen", "a", "b", "--unseen", "c",
                "--noise", str(tmp_path / "noise.tsv"), "--out-dir", str(out),

@@ -3,10 +3,11 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from task2sim.cli import reward as cli
-from task2sim.reward.noise import read_noise_tsv, reward_noise, ties, write_noise_tsv
+from task2sim.reward.noise import SIGNAL_P, noise_p_value, read_noise_tsv, reward_noise, ties, write_noise_tsv
 from task2sim.reward.table import RewardTableError
 
 
@@ -34,6 +35,28 @@ def test_planted_noise_and_ratio():
     assert len(tied["flat"]) == 16  # every config is a tie when the spread is within the noise
 
 
+def test_p_value_of_the_spread_is_calibrated_on_pure_noise():
+    # The default's noise design: 16 configurations, 2 of them at 2 more seeds (4 dof). Pure noise
+    # (no configuration better than another): "ratio >= 4" passes about half of the tasks, the
+    # p-value passes about 5 %; a planted 10-sd effect passes every time.
+    rng = np.random.default_rng(0)
+    configs = [f"{i:04b}0000" for i in range(16)]
+    passed_ratio, passed_p, n = 0, 0, 400
+    for _ in range(n):
+        table = {"t": {b: float(v) for b, v in zip(configs, rng.normal(50, 2, 16))}}
+        repeats = {s: {b: {"t": float(50 + rng.normal(0, 2))} for b in configs[:2]} for s in (1, 2)}
+        r = reward_noise(table, repeats)["t"]
+        assert r["dof"] == 4
+        passed_ratio += r["ratio"] >= 4
+        passed_p += r["p_value"] < SIGNAL_P
+    assert 0.35 < passed_ratio / n < 0.65
+    assert passed_p / n < 0.10
+    table, repeats = planted()
+    assert reward_noise(table, repeats)["signal"]["p_value"] < 0.01  # 15 sd apart, but only 4 dof
+    assert reward_noise(table, repeats)["flat"]["p_value"] > 0.5
+    assert noise_p_value(8.79, 16, 4) == pytest.approx(0.05, abs=0.002)
+
+
 def test_pooled_sd_weights_configs_by_degrees_of_freedom():
     table = {"t": {"00000000": 10.0, "00000001": 20.0}}
     repeats = {1: {"00000000": {"t": 12.0}, "00000001": {"t": 20.0}}, 2: {"00000000": {"t": 14.0}}}
@@ -48,7 +71,8 @@ def test_errors_name_the_culprit(tmp_path):
     with pytest.raises(RewardTableError, match="11111111 is not in the table"):
         reward_noise(table, {1: {"11111111": {"signal": 1.0}}})
     write_noise_tsv(reward_noise(table, repeats), tmp_path / "noise.tsv")
-    assert read_noise_tsv(tmp_path / "noise.tsv")["signal"]["ratio"] == pytest.approx(15.0)
+    back = read_noise_tsv(tmp_path / "noise.tsv")["signal"]
+    assert back["ratio"] == pytest.approx(15.0) and back["dof"] == 4 and back["p_value"] < 0.01
     (tmp_path / "bad.tsv").write_text("task\tseed_sd\nx\tnot-a-number\n")
     with pytest.raises(RewardTableError, match="bad.tsv: not a noise table"):
         read_noise_tsv(tmp_path / "bad.tsv")

@@ -132,7 +132,7 @@ def run_noise(args: argparse.Namespace) -> dict:
     noise = reward_noise(table, repeats)
     write_noise_tsv(noise, args.tsv)
     rec.finish([args.tsv], extra={"noise": noise})
-    return {t: round(r["ratio"], 2) for t, r in noise.items()}
+    return {t: {"ratio": round(r["ratio"], 2), "p_value": round(r["p_value"], 4)} for t, r in noise.items()}
 
 
 def run_aggregate(args: argparse.Namespace) -> dict:

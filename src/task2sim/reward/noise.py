@@ -7,9 +7,15 @@ seed) and repeated runs of a few configurations at other seeds, and gives per ta
 - ``seed_sd``: the pooled within-configuration standard deviation over seeds,
   sqrt(sum_c sum_s (r_cs - mean_c)^2 / sum_c (n_c - 1)) over the repeated configurations c;
 - ``spread``: max - min of the task's rewards over all configurations of the table;
-- ``ratio``: spread / seed_sd. Sixteen draws of pure noise give a ratio of about 3.5 (the expected
-  range of 16 normal samples is 3.5 standard deviations), so a task needs clearly more than that
-  to say anything about configurations.
+- ``ratio``: spread / seed_sd;
+- ``dof``: the degrees of freedom of ``seed_sd`` (sum_c (n_c - 1));
+- ``p_value``: the chance that pure noise (every configuration equally good) gives a ratio at least
+  this large: the upper tail of the studentized range distribution for ``k`` = the task's number of
+  configurations and ``dof`` (``scipy.stats.studentized_range``). A fixed bar on the ratio means
+  little: for 16 configurations and 4 dof pure noise has a median ratio of 3.8 and a 95 % point
+  of 8.8, so "ratio >= 4" passes about half of pure-noise tasks, while ``p_value < 0.05`` passes 5 %.
+  (The table's value of a repeated configuration also enters ``seed_sd``, so spread and sd are not
+  quite independent; with many configurations and few repeated ones the effect is small.)
 
 ``ties`` marks, per task, the configurations whose reward is within 2 seed_sd of the task's best:
 the table cannot tell them apart from the best.
@@ -26,7 +32,8 @@ from typing import Mapping
 from ..io import atomic_path
 from .table import RewardTableError, Table
 
-COLUMNS = ("task", "seed_sd", "spread", "ratio", "configs", "seeds")
+COLUMNS = ("task", "seed_sd", "spread", "ratio", "dof", "p_value", "configs", "seeds")
+SIGNAL_P = 0.05  # a task's spread is signal when pure noise would reach it less often than this
 
 
 def reward_noise(table: Mapping[str, Mapping[str, float]],
@@ -54,9 +61,23 @@ def reward_noise(table: Mapping[str, Mapping[str, float]],
             raise RewardTableError(f"task {task}: no configuration was repeated at another seed")
         sd = math.sqrt(ss / dof)
         spread = max(row.values()) - min(row.values())
-        out[task] = {"seed_sd": sd, "spread": spread, "ratio": spread / sd if sd > 0 else math.inf,
+        ratio = spread / sd if sd > 0 else math.inf
+        out[task] = {"seed_sd": sd, "spread": spread, "ratio": ratio, "dof": dof,
+                     "p_value": noise_p_value(ratio, len(row), dof),
                      "configs": len(configs), "seeds": len(repeats) + 1}
     return out
+
+
+def noise_p_value(ratio: float, k: int, dof: int) -> float:
+    """P(range / s >= ratio) for ``k`` draws of pure noise, ``s`` an sd estimate with ``dof``
+    degrees of freedom (the studentized range distribution)."""
+    if k < 2:
+        return 1.0
+    if math.isinf(ratio):
+        return 0.0
+    from scipy.stats import studentized_range
+
+    return float(studentized_range.sf(ratio, k, dof))
 
 
 def ties(table: Mapping[str, Mapping[str, float]], noise: Mapping[str, Mapping[str, float]],
@@ -77,7 +98,7 @@ def write_noise_tsv(noise: Mapping[str, Mapping[str, float]], path: str | os.Pat
             w.writerow(COLUMNS)
             for task, r in noise.items():
                 w.writerow([task, f"{r['seed_sd']:.4f}", f"{r['spread']:.4f}", f"{r['ratio']:.3f}",
-                            r["configs"], r["seeds"]])
+                            r["dof"], f"{r['p_value']:.2e}", r["configs"], r["seeds"]])
 
 
 def read_noise_tsv(path: str | os.PathLike) -> dict[str, dict[str, float]]:
@@ -86,11 +107,13 @@ def read_noise_tsv(path: str | os.PathLike) -> dict[str, dict[str, float]]:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f, delimiter="\t"))
         return {r["task"]: {"seed_sd": float(r["seed_sd"]), "spread": float(r["spread"]),
-                            "ratio": float(r["ratio"]), "configs": int(r["configs"]), "seeds": int(r["seeds"])}
+                            "ratio": float(r["ratio"]), "dof": int(r["dof"]), "p_value": float(r["p_value"]),
+                            "configs": int(r["configs"]), "seeds": int(r["seeds"])}
                 for r in rows}
     except (OSError, KeyError, TypeError, ValueError) as e:
         raise RewardTableError(f"{path}: not a noise table ({e})") from None
 
 
 Noise = dict[str, dict[str, float]]
-__all__ = ["COLUMNS", "Noise", "Table", "read_noise_tsv", "reward_noise", "ties", "write_noise_tsv"]
+__all__ = ["COLUMNS", "SIGNAL_P", "Noise", "Table", "noise_p_value", "read_noise_tsv", "reward_noise", "ties",
+           "write_noise_tsv"]

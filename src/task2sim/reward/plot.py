@@ -47,7 +47,8 @@ def plot_reward_heatmap(table: Mapping[str, Mapping[str, float]], path: str | os
                 if configs[j] in tie.get(tasks[i], ()):
                     ax.add_patch(plt.Rectangle((j - 0.46, i - 0.44), 0.92, 0.88, fill=False, lw=1.2,
                                                edgecolor="red"))
-    labels = [f"{t}\nsd {noise[t]['seed_sd']:.1f}, spread/sd {noise[t]['ratio']:.1f}" if noise and t in noise
+    labels = [f"{t}\nsd {noise[t]['seed_sd']:.1f}, spread/sd {noise[t]['ratio']:.1f}, p {noise[t]['p_value']:.2g}"
+              if noise and t in noise
               else t for t in tasks]
     ax.set_yticks(range(len(tasks)), labels, fontsize=7 if noise else None)
     ax.set_xticks(range(len(configs)), [f"{b}\n{describe(b)}".replace("+", "+\n") for b in configs],
