@@ -314,8 +314,9 @@ def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, st
     by = {(r["budget"], r["evaluation"], r["method"]): r for r in rows}
     lines = ["# Final comparison: Task2Sim against the baselines", "",
              (f"Top-1 accuracy (%) on the downstream test sets, averaged over the {info['n_seen']} seen and "
-              f"{info['n_unseen']} unseen tasks of the reward table. Task2Sim = the policy stage's default predictor "
-              f"(`{info['predictor']}`). Random: one configuration per task, drawn with seed {info['random_seed']} "
+              f"{info['n_unseen']} unseen tasks of the reward table. Task2Sim = the configurations of the policy "
+              f"stage's predictor (`{info['predictor']}`; the default, `task2sim`, is the paper's controller). "
+              f"Random: one configuration per task, drawn with seed {info['random_seed']} "
               f"(and the task id). Domain Randomisation: every varied bit on ({info['dr_bits']}). Best single "
               f"config: the best mean reward over the seen tasks ({info['best_bits']}). Scratch: the same "
               "architecture at random initialisation, no pre-training (the same number at both budgets). "

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import RewardMatrix
-from .predictors import Oracle, Predictor, Task2SimPredictor
+from .predictors import FIXED_RULES, Oracle, Predictor, Task2SimPredictor
 from .resume import PolicyCheckpoint, fit_key
 
 
@@ -116,20 +116,33 @@ def evaluate_methods(factories: dict[str, Callable[[], Predictor]], emb: dict[st
 
 
 def selection_criterion(loo_by_table: Sequence[dict[str, float]], reference: str = "best_fixed") -> dict[str, float]:
-    """How the default predictor is chosen (docs/policy.md, "Search for a better default"): each
-    method's leave-one-task-out mean reward minus ``reference``'s on the same table, averaged over
-    the tables (each a dict method -> leave-one-out mean; methods missing from a table are dropped)."""
+    """Each method's leave-one-task-out mean reward minus ``reference``'s on the same table,
+    averaged over the tables (each a dict method -> leave-one-out mean over that table's *seen*
+    tasks; methods missing from a table are dropped)."""
     names = [m for m in loo_by_table[0] if all(m in t for t in loo_by_table)]
     return {m: float(np.mean([t[m] - t[reference] for t in loo_by_table])) for m in names}
 
 
-def choose_default(loo_by_table: Sequence[dict[str, float]], candidates: Sequence[str]) -> str:
-    """The candidate with the highest ``selection_criterion``; ties go to the earlier candidate."""
-    crit = selection_criterion(loo_by_table)
-    best = None
-    for m in candidates:
-        if m in crit and (best is None or crit[m] > crit[best] + 1e-9):
-            best = m
-    if best is None:
-        raise ValueError("no candidate predictor was scored on every table")
-    return best
+def choose_default(loo_seen_by_table: Sequence[dict[str, float]], candidates: Sequence[str],
+                   fixed: Sequence[str] = FIXED_RULES) -> str:
+    """The default predictor (docs/policy.md, "How the default is chosen"), from leave-one-out
+    means over the seen tasks of each table only, so no held-out task is read.
+
+    An adaptive candidate qualifies when it beats every fixed rule on every table; the qualifier
+    with the highest ``selection_criterion`` wins (ties: the earlier candidate). When none
+    qualifies, the default is the fixed rule with the highest criterion (ties: the earlier)."""
+    missing = [m for m in fixed if not all(m in t for t in loo_seen_by_table)]
+    if missing:
+        raise ValueError(f"fixed rule {missing[0]!r} was not scored on every table")
+    crit = selection_criterion(loo_seen_by_table)
+
+    def best_of(names: Sequence[str]) -> str | None:
+        best = None
+        for m in names:
+            if m in crit and (best is None or crit[m] > crit[best] + 1e-9):
+                best = m
+        return best
+
+    qualified = [m for m in candidates if m in crit
+                 and all(t[m] > max(t[f] for f in fixed) + 1e-9 for t in loo_seen_by_table)]
+    return best_of(qualified) or best_of(fixed)

@@ -131,6 +131,17 @@ class BestFixed(_FixedConfig):
         return np.argmax(rewards.mean(axis=0))
 
 
+class BestFixedZ(_FixedConfig):
+    """The configuration with the best mean per-task z-score over the training tasks: each task's
+    rewards standardised across configurations first, so a task with a wide spread does not outvote
+    the others by its scale alone."""
+
+    name = "best_fixed_z"
+
+    def choose(self, rewards, space):
+        return np.argmax(standardise_rows(rewards).mean(axis=0))
+
+
 class AllOn(_FixedConfig):
     name = "all_on"
 
@@ -509,7 +520,9 @@ VARIANTS = tuple([f"{b}_{t}" for t in ("zscore", "rank", "top") for b in ADAPTIV
                  + [f"{b}_centred" for b in ADAPTIVE]
                  # round 2, added after round 1's numbers (docs/policy.md)
                  + ["reward_model_main", "gated_reward_model_main", "similarity_knn"])
-PREDICTORS = ("task2sim",) + ADAPTIVE + VARIANTS + ("best_fixed", "all_on", "all_off", "random", "oracle")
+# The fixed rules: one configuration for every task, chosen from the training tasks' rewards.
+FIXED_RULES = ("best_fixed", "best_fixed_z")
+PREDICTORS = ("task2sim",) + ADAPTIVE + VARIANTS + FIXED_RULES + ("all_on", "all_off", "random", "oracle")
 
 
 def _adaptive(base: str, targets: str) -> Predictor:
@@ -529,7 +542,8 @@ def make_predictor(name: str, options: PredictorOptions | None = None) -> Predic
     options = options or PredictorOptions()
     factories: dict[str, Callable[[], Predictor]] = {
         "task2sim": lambda: Task2SimPredictor(options.controller),
-        "best_fixed": BestFixed, "all_on": AllOn, "all_off": AllOff, "random": RandomConfig, "oracle": Oracle,
+        "best_fixed": BestFixed, "best_fixed_z": BestFixedZ,
+        "all_on": AllOn, "all_off": AllOff, "random": RandomConfig, "oracle": Oracle,
     }
     for b in ADAPTIVE:
         factories[b] = lambda b=b: _adaptive(b, options.targets)
