@@ -15,6 +15,7 @@ import task2sim.cli
 from task2sim.config import ConfigError, config_from_dict, section_defaults, section_schema
 from task2sim.render.dataset import RenderConfig
 from task2sim.asg.train import ASGConfig
+from task2sim.compare import FinalConfig
 from task2sim.policy.stage import PolicyConfig
 from task2sim.reward.knn import RewardConfig
 from task2sim.task2vec import Task2VecConfig
@@ -35,6 +36,7 @@ STAGE_CONFIGS = [
     (Task2VecConfig, "task2vec", {"seed": 0, "device": "cpu"}),
     (PolicyConfig, "policy", {"seed": 0}),
     (ASGConfig, "asg", {"device": "cpu"}),
+    (FinalConfig, "final", {}),
 ]
 
 

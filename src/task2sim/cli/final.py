@@ -139,13 +139,14 @@ def run_choose(args: argparse.Namespace) -> dict:
 
 
 def _eval_cfgs(args, image_size: int, scratch: bool) -> dict:
-    from ..config import config_from_dict
+    from ..config import config_from_dict, section_defaults
     from ..train.evaluate import EvalConfig
 
     ev = json_object_arg(args.evaluate, "--evaluate")
+    val_fraction = ev.get("val_fraction", section_defaults("evaluate")["val_fraction"])
     out = {}
     for method in ("linear", "finetune"):
-        section = {**ev.get(method, {}), "val_fraction": ev.get("val_fraction", 0.3)}
+        section = {**ev.get(method, {}), "val_fraction": val_fraction}
         real = "scratch" if (method == "finetune" and scratch) else method
         if real == "scratch":
             section = {**ev.get("scratch", {}), "val_fraction": section["val_fraction"]}
