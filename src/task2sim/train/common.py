@@ -52,7 +52,12 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 @functools.lru_cache(maxsize=None)
 def _log_device(name: str) -> None:
-    detail = f" ({torch.cuda.get_device_name()})" if name.startswith("cuda") else ""
+    detail = ""
+    if name.startswith("cuda"):
+        try:
+            detail = f" ({torch.cuda.get_device_name()})"
+        except (RuntimeError, AssertionError):  # CUDA reported but not usable: the name is no matter
+            pass
     log.info("device: %s%s", name, detail)
 
 
