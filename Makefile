@@ -5,6 +5,8 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CORES ?= all
 PYTEST_ARGS ?=
+# pytest-xdist workers: the tests that read the shared tiny run stay on one (tests/conftest.py)
+TEST_WORKERS ?= 2
 
 .PHONY: setup run test clean-results
 
@@ -15,7 +17,7 @@ run: setup
 	snakemake --cores $(CORES)
 
 test: setup
-	python -m pytest $(PYTEST_ARGS)
+	python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 clean-results:
 	rm -rf results logs benchmarks

@@ -81,14 +81,27 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test`` runs two workers, ``--dist loadgroup``) a session fixture
+    is built once per worker: every test that reads the tiny run goes to one worker, so the run is
+    built once."""
+    for item in items:
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_run"))
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Workflow:
-    """The whole workflow at tiny size (tests/tiny_workflow.py), run once locally per session:
-    the reference of the SLURM test, and the run the report and trace tests read."""
+    """The whole workflow at tiny size (tests/tiny_config.yaml), run once locally per session
+    with the network guarded (tests/network_guard.py; its log beside the copy): the reference of
+    the SLURM and kill tests, and the run the report, trace and GPU-check tests read."""
+    from network_guard import guard_env
     from tiny_workflow import write_tiny_config
 
-    wf = copy_workflow(tmp_path_factory.mktemp("tiny"))
+    base = tmp_path_factory.mktemp("tiny")
+    (base / "wf").mkdir()
+    wf = copy_workflow(base / "wf")
     write_tiny_config(wf)
-    res = wf.run("--cores", "2", timeout=3600)
+    res = wf.run("--cores", "2", timeout=3600, env=guard_env(base))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return wf

@@ -1,8 +1,8 @@
 """A tiny but complete workflow (every stage, 3 tasks, 2 configurations), run once with the network
-blocked, then killed with SIGKILL inside each heavy stage and resumed with ``--rerun-incomplete``
-(README, Reliability).
+blocked (the session's tiny run, conftest.tiny_run), then killed with SIGKILL inside each heavy
+stage and resumed with ``--rerun-incomplete`` (README, Reliability).
 
-One uninterrupted reference run (module fixture) is the yardstick: after each kill, every file
+That uninterrupted run is the yardstick: after each kill, every file
 under results/ that looks complete must equal the reference's, and after the rerun every file must
 again equal it: byte for byte, except the fields that measure time (``seconds``, ``images_per_s``,
 provenance timestamps, host and command), which are dropped before comparing.
@@ -22,72 +22,10 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import REPO, SNAKEMAKE
-from tiny_workflow import tiny_config
-
-from task2sim.bench.tiny import copy_workflow_files
+from conftest import SNAKEMAKE
+from network_guard import guard_env
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
-
-def reliability_config() -> dict:
-    """The tiny workflow of tests/tiny_workflow.py, with two changes so that a kill can fall between
-    two resume points and the rerun has work left to skip: 3 pre-training epochs instead of 1, and
-    renders written in chunks of 8 images (4 chunks) instead of one."""
-    cfg = tiny_config()
-    cfg["pretrain"]["epochs"] = 3
-    cfg["render"]["chunk_images"] = 8
-    return cfg
-
-
-# Imported by every Python process of the run (snakemake and each job) through PYTHONPATH: any
-# connection to a non-loopback address, or a name lookup of a non-local host, is refused and logged.
-NETWORK_GUARD = '''\
-import errno, ipaddress, os, socket, sys
-
-_LOG = os.environ.get("T2S_NET_LOG")
-try:  # (sys.argv is not final yet under -m; the kernel's copy is)
-    _CMD = open("/proc/self/cmdline", "rb").read().replace(b"\\0", b" ").decode(errors="replace")[:300]
-except OSError:
-    _CMD = " ".join(sys.argv)[:300]
-
-
-def _note(path, text):
-    with open(path, "a") as f:
-        f.write(text + "\\n")
-
-
-def _loopback(host):
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return host in ("localhost", "")
-
-
-def _guard(orig):
-    def connect(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(str(address[0])):
-            _note(_LOG, f"{os.getpid()} connect {address!r} {_CMD}")
-            raise OSError(errno.ENETUNREACH, f"network blocked by the reliability test: {address!r}")
-        return orig(self, address)
-    return connect
-
-
-def _lookup(orig):
-    def getaddrinfo(host, *args, **kwargs):
-        if host is not None and not _loopback(host if isinstance(host, str) else host.decode()):
-            _note(_LOG, f"{os.getpid()} getaddrinfo {host!r} {_CMD}")
-            raise socket.gaierror(socket.EAI_NONAME, f"name lookup blocked by the reliability test: {host!r}")
-        return orig(host, *args, **kwargs)
-    return getaddrinfo
-
-
-if _LOG:
-    _note(_LOG + ".armed", f"{os.getpid()} {_CMD}")
-    socket.socket.connect = _guard(socket.socket.connect)
-    socket.socket.connect_ex = _guard(socket.socket.connect_ex)
-    socket.getaddrinfo = _lookup(socket.getaddrinfo)
-'''
 
 # Side files a stage may keep between an interruption and its rerun (never declared outputs):
 # pre-training's and the policy stage's checkpoint.pt, ASG fine-tuning's checkpoint/<method>.pt.
@@ -169,33 +107,22 @@ def differences(run: TinyRun, allow_missing: bool) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> TinyRun:
-    if not SNAKEMAKE.exists():
-        pytest.skip("snakemake is not installed in this environment")
+def tiny(tiny_run, tmp_path_factory) -> TinyRun:
+    """A copy of the session's tiny run (conftest.tiny_run, built under the network guard): the
+    kill tests below work on the copy, the frozen original files are the yardstick."""
     base = tmp_path_factory.mktemp("reliability")
     root = base / "wf"
-    root.mkdir()
-    copy_workflow_files(REPO, root)
-    (root / "config.yaml").write_text(yaml.safe_dump(reliability_config(), sort_keys=False))
-    guard = base / "guard"
-    guard.mkdir()
-    (guard / "sitecustomize.py").write_text(NETWORK_GUARD)
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home()), "LANG": "C.UTF-8",
-           "PYTHONPATH": str(guard), "T2S_NET_LOG": str(base / "network.log")}
+    shutil.copytree(tiny_run.root, root, symlinks=True)
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home()), "LANG": "C.UTF-8", **guard_env(base)}
     run = TinyRun(root, env)
-    t0 = time.monotonic()
-    res = run.snakemake("--cores", "2")
-    assert res.returncode == 0, res.stderr[-4000:]
-    run.seconds = time.monotonic() - t0
-    # the yardstick: a frozen copy of what the uninterrupted run wrote
     (base / "reference_root").mkdir()
-    shutil.copytree(root / "results", base / "reference_root" / "results")
-    shutil.copytree(root / "benchmarks", base / "reference_benchmarks")
+    shutil.copytree(tiny_run.root / "results", base / "reference_root" / "results")
+    shutil.copytree(tiny_run.root / "benchmarks", base / "reference_benchmarks")
     return run
 
 
-def test_tiny_run_opens_no_network_connection(tiny):
-    base = tiny.root.parent
+def test_tiny_run_opens_no_network_connection(tiny_run):
+    base = tiny_run.root.parent
     armed = (base / "network.log.armed").read_text().splitlines()
     # the guard sat in snakemake and in every job's interpreter (one line per Python process)
     assert any("task2sim.cli.pretrain" in ln for ln in armed) and any("snakemake" in ln for ln in armed)
