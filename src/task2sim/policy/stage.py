@@ -23,9 +23,6 @@ from .controller import ControllerSettings, Task2SimController
 from .data import ConfigSpace, PolicyInputError, RewardMatrix, l2_normalise
 from .evaluate import MethodScores, evaluate_methods
 from .predictors import (
-    AllOff,
-    AllOn,
-    BestFixed,
     CentredEmbedding,
     Ensemble,
     Gated,
@@ -115,7 +112,7 @@ def predictor_state(p: Predictor) -> dict[str, Any]:
                 "mean_reward": torch.as_tensor(p.mean_reward)}
     if isinstance(p, CentredEmbedding):
         return {"base": {p.base.name: predictor_state(p.base)}, "centre": torch.as_tensor(p.centre)}
-    if isinstance(p, (BestFixed, AllOn, AllOff)):
+    if isinstance(p, _FixedConfig):
         return {"config": p.space.configs[p.index]}
     return {}
 
