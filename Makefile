@@ -5,7 +5,7 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CORES ?= all
 PYTEST_ARGS ?=
-# pytest-xdist workers: the tests that read the shared tiny run stay on one (tests/conftest.py)
+# pytest-xdist workers (tests/conftest.py: the heaviest tests start first, one tiny run is shared)
 TEST_WORKERS ?= 2
 
 .PHONY: setup run test clean-results
@@ -17,7 +17,7 @@ run: setup
 	snakemake --cores $(CORES)
 
 test: setup
-	python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	python -m pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 clean-results:
 	rm -rf results logs benchmarks

@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -81,27 +84,43 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+# Tests that take minutes, started first so that the two pytest-xdist workers of `make test`
+# (-n 2 --dist load) share them out from the start instead of one worker ending the run alone.
+HEAVY_FIRST = ("test_slurm.py::test_tiny_workflow_through_slurm", "test_reliability_workflow.py::",
+               "test_final_oneshot_workflow.py::", "test_train_workflow.py::test_real_run",
+               "test_report.py::test_report_figures")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test`` runs two workers, ``--dist loadgroup``) a session fixture
-    is built once per worker: every test that reads the tiny run goes to one worker, so the run is
-    built once."""
-    for item in items:
-        if "tiny_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("tiny_run"))
+    def rank(item):
+        hits = [i for i, key in enumerate(HEAVY_FIRST) if key in item.nodeid]
+        return hits[0] if hits else len(HEAVY_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each rank stays pytest's
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Workflow:
-    """The whole workflow at tiny size (tests/tiny_config.yaml), run once locally per session
-    with the network guarded (tests/network_guard.py; its log beside the copy): the reference of
-    the SLURM and kill tests, and the run the report, trace and GPU-check tests read."""
+    """The whole workflow at tiny size (tests/tiny_config.yaml), run with the network guarded
+    (tests/network_guard.py; its log beside the copy): the reference of the SLURM and kill tests,
+    and the run the report, trace and GPU-check tests read. Built once per test run, also under
+    pytest-xdist: the first worker to ask builds it under a file lock in the folder the workers'
+    temporary folders share, the others wait for it and read it."""
     from network_guard import guard_env
     from tiny_workflow import write_tiny_config
 
-    base = tmp_path_factory.mktemp("tiny")
-    (base / "wf").mkdir()
-    wf = copy_workflow(base / "wf")
-    write_tiny_config(wf)
-    res = wf.run("--cores", "2", timeout=3600, env=guard_env(base))
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return wf
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    base = shared / "tiny_run"
+    with open(shared / "tiny_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (base / "done").exists():
+            shutil.rmtree(base, ignore_errors=True)  # an earlier attempt that failed
+            (base / "wf").mkdir(parents=True)
+            wf = copy_workflow(base / "wf")
+            write_tiny_config(wf)
+            res = wf.run("--cores", "2", timeout=3600, env=guard_env(base))
+            assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+            (base / "done").touch()
+    return Workflow(base / "wf")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import Workflow, copy_workflow
+from conftest import copy_workflow
 from tiny_workflow import read_profile, workflow_rules, write_tiny_config
 
 pytestmark = pytest.mark.workflow
@@ -165,7 +165,7 @@ def _assert_same_checkpoint(a: Path, b: Path) -> None:
          str(a))
 
 
-def test_tiny_workflow_through_slurm_matches_the_local_run(tiny_run: Workflow, cluster, tmp_path):
+def test_tiny_workflow_through_slurm_matches_the_local_run(request, cluster, tmp_path):
     wf = copy_workflow(tmp_path)
     write_tiny_config(wf)
     rules = workflow_rules(wf)
@@ -206,6 +206,8 @@ def test_tiny_workflow_through_slurm_matches_the_local_run(tiny_run: Workflow, c
 
     # the same results as the local run: byte for byte, or (where a file records how long something
     # took, or is a checkpoint) equal in everything but the timings
+    # (the local run is asked for only now: under pytest-xdist another worker builds it meanwhile)
+    tiny_run = request.getfixturevalue("tiny_run")
     ours, ref = _compared_files(wf.root), _compared_files(tiny_run.root)
     assert ours == ref
     differ = [f for f in ours if not filecmp.cmp(wf.root / f, tiny_run.root / f, shallow=False)]
