@@ -69,8 +69,8 @@ def _fresh(path: Path) -> Path:
 
 
 def _env() -> dict:
-    # Jobs run `python -m task2sim...`: the interpreter of this check first on PATH, the checkout's
-    # src importable whether or not the package is installed.
+    # Jobs run `python -m task2sim...`: the interpreter of this check first on PATH (the
+    # workflow puts its own src/ on PYTHONPATH; tools/gpu_check.sh does the same for this process).
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return env
