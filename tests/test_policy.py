@@ -47,15 +47,32 @@ def test_exploration_takes_eps_from_the_argmax():
     assert torch.allclose(mixed, torch.tensor([[0.3, 0.7], [0.6, 0.4]]))
 
 
-def test_row_space_sgd_matches_plain_sgd():
+@pytest.mark.parametrize("schedule", ["constant", "public"])
+def test_row_space_sgd_matches_plain_sgd(schedule):
     rng = np.random.default_rng(0)
     emb = l2_normalise(rng.random((6, 300)))
     space = ConfigSpace((0, 5, 6))
     rewards = rng.uniform(0, 50, (6, 8))
-    s = ControllerSettings(epochs=15, sil_start=5, hidden=32)
+    s = ControllerSettings(epochs=15, sil_start=5, hidden=32, lr_schedule=schedule)
     a = controller_probs(train_controller(emb, rewards, space, s, 3, row_space=True), emb)
     b = controller_probs(train_controller(emb, rewards, space, s, 3, row_space=False), emb)
     assert np.allclose(a, b, atol=1e-4)
+
+
+def test_public_lr_schedule_warms_up_then_decays():
+    from task2sim.policy.controller import controller_lr
+
+    s = ControllerSettings(lr=1e-3, lr_schedule="public")
+    got = [controller_lr(s, e) for e in (0, 24, 49, 50, 499, 500, 999)]
+    assert got == pytest.approx([2e-5, 5e-4, 1e-3, 1e-3, 1e-3, 1e-4, 1e-4])
+    assert controller_lr(ControllerSettings(lr=1e-3), 0) == 1e-3
+    # the schedule changes the training: same seed, other probabilities
+    emb = l2_normalise(np.random.default_rng(1).random((6, 50)))
+    rewards = np.random.default_rng(2).uniform(0, 50, (6, 8))
+    runs = [controller_probs(train_controller(emb, rewards, ConfigSpace((0, 5, 6)),
+                                              ControllerSettings(epochs=8, hidden=16, lr_schedule=k), 0), emb)
+            for k in ("constant", "public")]
+    assert not np.allclose(*runs)
 
 
 def _planted(n_tasks=8, seed=0):

@@ -44,6 +44,23 @@ class ControllerSettings:
     sil_start: int = 50
     sil_updates: int = 5
     reward_scale: float = 1.0
+    lr_schedule: str = "constant"
+
+
+# The public code's learning-rate schedule (``lr_schedule: public``): linear warm-up over the
+# first 50 epochs, then x0.1 from epoch 500 on. The paper states only the base rate.
+WARMUP_EPOCHS = 50
+DECAY_EPOCH = 500
+
+
+def controller_lr(s: ControllerSettings, epoch: int) -> float:
+    """The learning rate of 0-based ``epoch``: ``s.lr`` throughout (``constant``) or the public
+    code's schedule (``public``)."""
+    if s.lr_schedule == "constant":
+        return s.lr
+    if s.lr_schedule != "public":
+        raise ValueError(f"unknown controller lr_schedule {s.lr_schedule!r} (constant, public)")
+    return s.lr * min(1.0, (epoch + 1) / WARMUP_EPOCHS) * (0.1 if epoch >= DECAY_EPOCH else 1.0)
 
 
 class Task2SimController(nn.Module):
@@ -84,6 +101,10 @@ class _PlainSGD:
     def __init__(self, model: Task2SimController, x: torch.Tensor, s: ControllerSettings):
         self.model, self.x = model, x
         self.opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+
+    def set_lr(self, lr: float) -> None:
+        for g in self.opt.param_groups:
+            g["lr"] = lr
 
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
         return self.model(self.x[idx])
@@ -127,7 +148,13 @@ class _RowSpaceSGD:
         self.c_buf = torch.zeros_like(self.c)
         self.rest = [p for n, p in model.named_parameters() if n != "trunk.0.weight"]
         self.opt = torch.optim.SGD(self.rest, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+        self.lr = s.lr
         self.first_step = True
+
+    def set_lr(self, lr: float) -> None:
+        self.lr = lr
+        for g in self.opt.param_groups:
+            g["lr"] = lr
 
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
         first = self.model.trunk[0]
@@ -151,8 +178,8 @@ class _RowSpaceSGD:
         else:
             self.beta_buf = s.momentum * self.beta_buf + d_beta
             self.c_buf = s.momentum * self.c_buf + d_c
-        self.beta -= s.lr * self.beta_buf
-        self.c = self.c - s.lr * self.c_buf
+        self.beta -= self.lr * self.beta_buf
+        self.c = self.c - self.lr * self.c_buf
         self.opt.step()
 
     def finish(self) -> Task2SimController:
@@ -236,6 +263,7 @@ def train_controller(emb: np.ndarray, rewards: np.ndarray, space: ConfigSpace, s
             history[:] = saved["history"]
 
     for epoch in range(start, settings.epochs):
+        sgd.set_lr(controller_lr(settings, epoch))
         eps = exploration_eps(epoch, settings.eps_start, settings.eps_every)
         order = torch.as_tensor(rng.permutation(n))
         for batch in order.split(settings.batch_size):

@@ -66,13 +66,14 @@ class PolicyConfig:
     sil_start: int
     sil_updates: int
     reward_scale: float
+    lr_schedule: str
     seed: int
 
     def options(self) -> PredictorOptions:
         ctrl = ControllerSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
                                   weight_decay=self.weight_decay, hidden=self.hidden, eps_start=self.eps_start,
                                   eps_every=self.eps_every, sil_start=self.sil_start, sil_updates=self.sil_updates,
-                                  reward_scale=self.reward_scale)
+                                  reward_scale=self.reward_scale, lr_schedule=self.lr_schedule)
         return PredictorOptions(controller=ctrl, targets=self.targets)
 
     @property
