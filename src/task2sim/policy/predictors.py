@@ -10,10 +10,12 @@ marked ``uses_target``.
 - ``reward_model``: per-task reward surfaces smoothed on bit features, then kernel ridge regression
   over tasks of their deviation from the shared (mean) surface.
 - ``ensemble``: the mean of the standardised scores of ``similarity`` and ``reward_model``.
-- ``gated_*`` (``gated_reward_model_main``, the default, is chosen by docs/policy.md's selection
-  on the 16-task table; ``gated_similarity`` was the default before it), ``shortlist_*``:
-  best_fixed unless (gated) or within the best K of (shortlist) what a base predictor prefers,
-  tuned by inner leave-one-out.
+- ``gated_*`` (``gated_reward_model_main`` was the default until the selection rule read only
+  seen tasks: docs/policy.md, "How the default is chosen"), ``shortlist_*``: best_fixed unless
+  (gated) or within the best K of (shortlist) what a base predictor prefers, tuned by inner
+  leave-one-out.
+- ``best_fixed`` / ``best_fixed_z``: the fixed rules, one configuration for every task (the best
+  mean reward, or the best mean per-task z-score, over the training tasks).
 - ``VARIANTS``: the rest of the search for a default (docs/policy.md): other per-task targets
   (``zscore``, ``rank``, ``top``), centred Task2Vec, k nearest tasks, main effects only.
 - baselines: ``best_fixed`` (best mean reward on the training tasks), ``all_on``, ``all_off``,
