@@ -30,7 +30,6 @@ import numpy as np
 
 from .bits import configs_for
 from .errors import Task2SimError
-from .io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +88,6 @@ def read_tsv(path: str | os.PathLike) -> list[dict[str, str]]:
         raise CompareError(f"{path}: cannot read ({e.strerror})") from None
 
 
-def write_tsv(path: str | os.PathLike, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-    with atomic_path(path, suffix=".tsv.part") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(columns), delimiter="\t", lineterminator="\n", restval="",
-                           extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
 
 
 def random_config(task: str, configs: Sequence[str], seed: int) -> str:

@@ -7,12 +7,13 @@ atomic rename on one filesystem) and moved into place only after it was closed s
 from __future__ import annotations
 
 import contextlib
+import csv
 import glob
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
 
 @contextlib.contextmanager
@@ -79,3 +80,13 @@ def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
             with zf.open(info, "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
+
+
+def write_tsv(path: str | os.PathLike, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """A tab-separated table with a header, written atomically: ``columns`` in order, a missing
+    value as an empty cell, keys outside ``columns`` left out."""
+    with atomic_path(path, suffix=".tsv.part") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), delimiter="\t", lineterminator="\n", restval="",
+                           extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)

@@ -121,7 +121,8 @@ def _predictor_name(policy: str) -> str:
 
 
 def run_choose(args: argparse.Namespace) -> dict:
-    from ..compare import CHOICE_COLUMNS, choose_configs, read_tsv, write_tsv
+    from ..compare import CHOICE_COLUMNS, choose_configs, read_tsv
+    from ..io import write_tsv
     from ..policy.data import ConfigSpace
     from ..reward.table import read_table_tsv
 
@@ -169,7 +170,8 @@ def _score(args, source: str, model: str | None, tasks: dict[str, str], cfg) -> 
 
 
 def run_score(args: argparse.Namespace) -> dict:
-    from ..compare import SCORE_COLUMNS, write_tsv
+    from ..compare import SCORE_COLUMNS
+    from ..io import write_tsv
 
     cfg = _final_cfg(args)
     if len(args.task) != len(args.task_h5):
@@ -244,9 +246,8 @@ def run_summary(args: argparse.Namespace) -> dict:
         read_tsv,
         summary_markdown,
         summary_rows,
-        write_tsv,
     )
-    from ..io import atomic_path
+    from ..io import atomic_path, write_tsv
 
     cfg = _final_cfg(args)
     budgets = dict(b.split("=", 1) for b in args.budget)
@@ -286,7 +287,8 @@ def run_summary(args: argparse.Namespace) -> dict:
 
 
 def run_scaling(args: argparse.Namespace) -> dict:
-    from ..compare import plot_scaling, read_scores, read_tsv, scaling_rows, write_tsv
+    from ..compare import plot_scaling, read_scores, read_tsv, scaling_rows
+    from ..io import write_tsv
 
     rec = Provenance.start("final_scaling", seeds={"seed": args.seed}, inputs=[args.choices, *args.scores],
                            budgets=args.budgets)

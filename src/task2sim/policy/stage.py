@@ -5,7 +5,6 @@ folder (policy/resume.py)."""
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import time
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import StopRequested
-from ..io import atomic_path, save_torch
+from ..io import atomic_path, save_torch, write_tsv
 from .controller import ControllerSettings, Task2SimController
 from .data import ConfigSpace, PolicyInputError, RewardMatrix, l2_normalise
 from .evaluate import MethodScores, evaluate_methods
@@ -225,11 +224,6 @@ SUMMARY_COLUMNS = ("method", "n_seeds", "seen_mean", "seen_sd", "unseen_mean", "
                    "loo_seen_mean", "loo_seen_sd", "loo_wins_vs_best_fixed", "loo_losses_vs_best_fixed")
 
 
-def write_tsv(path: str | os.PathLike, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path, suffix=".tsv.part") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(columns), delimiter="\t", lineterminator="\n", restval="")
-        w.writeheader()
-        w.writerows(rows)
 
 
 def summary_markdown(rows: list[dict[str, str]], cfg: PolicyConfig, info: dict[str, Any],
