@@ -24,7 +24,7 @@ NEEDS = {  # source -> (folder it reads, Debian package that ships it)
     "georgian": (sources.NOTO_DIR, "fonts-noto-core"),
     "cherokee": (sources.NOTO_DIR, "fonts-noto-core"),
     # gimp-data makes the folder too; the extras are the *.pat files at its top level
-    "patterns": (sources.GIMP_EXTRA_PATTERNS_DIR / "3dweave.pat", "gimp-data-extras"),
+    "patterns": (sources.GIMP_PATTERNS_DIR / "3dweave.pat", "gimp-data-extras"),
 }
 # source -> (n_classes, (H, W, C)) at native size
 EXPECTED = {

@@ -95,10 +95,10 @@ def test_orient_labels_are_the_rotation():
 def test_photos_and_patterns_classes():
     task, inputs = _prepare("photos")
     assert task.class_names == sources.PHOTO_CLASSES and len(inputs) == len(sources.PHOTO_CLASSES)
-    _need(sources.GIMP_EXTRA_PATTERNS_DIR / "3dweave.pat", "gimp-data-extras")
+    _need(sources.GIMP_PATTERNS_DIR / "3dweave.pat", "gimp-data-extras")
     task, inputs = _prepare("patterns")
     assert len(set(task.class_names)) == sources.PATTERN_CLASSES_N == len(inputs)
-    assert all(Path(p).parent == sources.GIMP_EXTRA_PATTERNS_DIR for p in inputs)
+    assert all(Path(p).parent == sources.GIMP_PATTERNS_DIR for p in inputs)
 
 
 @pytest.mark.parametrize("source", sorted(sources.ALPHABETS))

@@ -19,15 +19,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..debian_data import DEJAVU_DIR, GIMP_PATTERNS_DIR
 from ..gimp_pat import PatError, read_pat
 from .common import (IMAGE_EXTENSIONS, MAX_DECODE_PIXELS, Loader, SourceData, SourceRequest,
                      image_pixels, images_per_class_for, open_image, to_nhwc)
 from .data import TaskDataError, load_task_h5
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-GIMP_PATTERNS_DIR = Path("/usr/share/gimp/2.0/patterns")
 OPENCLIPART_DIR = Path("/usr/share/openclipart/png")
-DEJAVU_DIR = Path("/usr/share/fonts/truetype/dejavu")
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]
@@ -497,7 +496,6 @@ def _clipart(req: SourceRequest, classes: list[str], excluded: tuple[str, ...], 
 # ------------------------------------------------------------- added sources (docs/TASKS.md)
 KANJIDRAW_DATA = Path("/usr/lib/python3/dist-packages/kanjidraw/data.json")
 NOTO_DIR = Path("/usr/share/fonts/truetype/noto")
-GIMP_EXTRA_PATTERNS_DIR = Path("/usr/share/gimp/2.0/patterns")
 # Common kanji of 4-7 strokes, several sharing parts (目 田 白, 木 本) so that the task is not easy;
 # class names are their meanings (figure fonts lack CJK glyphs).
 KANJI_CLASSES = {"木": "tree", "水": "water", "火": "fire", "犬": "dog", "王": "king", "本": "book",
@@ -706,7 +704,7 @@ def load_photos(req: SourceRequest) -> SourceData:
 
 
 def load_patterns(req: SourceRequest) -> SourceData:
-    root = _require_dir(GIMP_EXTRA_PATTERNS_DIR, "gimp-data-extras")
+    root = _require_dir(GIMP_PATTERNS_DIR, "gimp-data-extras")
     tiles = []
     for pat in sorted(root.glob("*.pat")):  # the top level: gimp-data-extras (gimp-data uses folders)
         try:

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ...debian_data import GIMP_PATTERNS_DIR
 from ...gimp_pat import PatError, read_pat
 from .types import Material
 
 log = logging.getLogger(__name__)
 
-GIMP_LEGACY_DIR = Path("/usr/share/gimp/2.0/patterns/Legacy")
+GIMP_LEGACY_DIR = GIMP_PATTERNS_DIR / "Legacy"
 TEX = 128  # side of the procedural textures
 
 

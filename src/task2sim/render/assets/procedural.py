@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import trimesh
 from trimesh import creation as C
 
+from ...debian_data import DEJAVU_DIR
 from .materials import list_materials
 from .types import Material
 
@@ -767,7 +767,6 @@ def donut(r):
 
 # ---- extruded glyphs --------------------------------------------------------------------------
 
-DEJAVU_DIR = Path("/usr/share/fonts/truetype/dejavu")
 GLYPH_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
                "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansCondensed-Bold.ttf",
                "DejaVuSerifCondensed.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSerif-Italic.ttf")
