@@ -15,6 +15,10 @@ new head's weights, the previous scales).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 from torch.distributions import Categorical
@@ -95,3 +99,33 @@ def reinforce_loss(logps: list[torch.Tensor], entropies: list[torch.Tensor], adv
     """-sum_k A_k log pi(a_k | s_k) - entropy_coef * sum_k H_k (minimised by the policy optimiser)."""
     lp = torch.stack(logps)
     return -(advantages.detach() * lp).sum() - entropy_coef * torch.stack(entropies).sum()
+
+
+WHAT = "ASG learning-rate policy: LSTM + one Categorical over scales per group"
+OBSERVATION = ("ce", "kl", "progress", "head_weight_mean", "head_weight_std", "previous scales per group")
+
+
+def save_lr_policy(path: str | os.PathLike, policy: LRPolicy, group_names: list[str], model: str,
+                   input_size: int) -> None:
+    """``asg/policy.pt``: the trained policy's weights and ``policy_cfg``, which says what it is."""
+    from ..io import save_torch
+
+    save_torch(path, {"state_dict": policy.state_dict(),
+                      "policy_cfg": {"what": WHAT, "n_groups": policy.n_groups, "hidden": policy.hidden,
+                                     "group_names": group_names, "scales": list(SCALES),
+                                     "observation": list(OBSERVATION), "model": model, "input_size": input_size}})
+
+
+def load_lr_policy(path: str | os.PathLike) -> tuple[LRPolicy, dict[str, Any]]:
+    """The policy of ``save_lr_policy``'s file, in eval mode, with its ``policy_cfg``."""
+    from ..errors import Task2SimError
+
+    if not Path(path).is_file():
+        raise Task2SimError(f"{path}: no such policy file")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "policy_cfg" not in ckpt:
+        raise Task2SimError(f"{path}: not an ASG policy (no policy_cfg)")
+    pc = ckpt["policy_cfg"]
+    pol = LRPolicy(pc["n_groups"], pc["hidden"])
+    pol.load_state_dict(ckpt["state_dict"])
+    return pol.eval(), pc

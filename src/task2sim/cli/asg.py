@@ -109,8 +109,8 @@ def run_policy(args: argparse.Namespace) -> dict:
     from ..asg.data import load_source
     from ..asg.report import plot_schedule
     from ..asg.train import train_policy
+    from ..asg.policy import save_lr_policy
     from ..imagenet import weights_file
-    from ..io import save_torch
 
     cfg = _cfg(args)
     rec = Provenance.start("asg_policy", cfg, seeds={"seed": args.seed},
@@ -118,14 +118,7 @@ def run_policy(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     src = load_source(args.source, cfg.input_size, cfg.source_val_fraction, args.seed)
     policy, info = train_policy(cfg, src, args.seed)
-    what = "ASG learning-rate policy: LSTM + one Categorical over scales per group"
-    save_torch(args.out, {"state_dict": policy.state_dict(),
-                          "policy_cfg": {"what": what,
-                                         "n_groups": policy.n_groups, "hidden": policy.hidden,
-                                         "group_names": info["group_names"], "scales": list(_scales()),
-                                         "observation": ["ce", "kl", "progress", "head_weight_mean",
-                                                         "head_weight_std", "previous scales per group"],
-                                         "model": cfg.model, "input_size": cfg.input_size}})
+    save_lr_policy(args.out, policy, info["group_names"], cfg.model, cfg.input_size)
     eps = info["episodes"]
     plot_schedule([(f"episode {e['episode']} (held-out loss {e['start_loss']:.2f}->{e['end_loss']:.2f})",
                     e["schedule"]) for e in eps], info["group_names"], args.figure,
@@ -136,30 +129,9 @@ def run_policy(args: argparse.Namespace) -> dict:
     return {"episodes": len(eps), "final_source_val_acc": eps[-1]["source_val_acc"], "seconds": extra["seconds"]}
 
 
-def _scales():
-    from ..asg.policy import SCALES
-    return SCALES
-
-
-def load_policy(path: str):
-    import torch
-
-    from ..asg.policy import LRPolicy
-    from ..errors import Task2SimError
-
-    if not Path(path).is_file():
-        raise Task2SimError(f"{path}: no such policy file")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or "policy_cfg" not in ckpt:
-        raise Task2SimError(f"{path}: not an ASG policy (no policy_cfg)")
-    pc = ckpt["policy_cfg"]
-    pol = LRPolicy(pc["n_groups"], pc["hidden"])
-    pol.load_state_dict(ckpt["state_dict"])
-    return pol.eval(), pc
-
-
 def run_finetune(args: argparse.Namespace) -> dict:
     from ..asg.data import load_source, load_target, probe_photos
+    from ..asg.policy import load_lr_policy
     from ..asg.report import (
         metrics_rows,
         plot_curves,
@@ -183,7 +155,7 @@ def run_finetune(args: argparse.Namespace) -> dict:
     if "asg" in cfg.methods:
         if not args.policy:
             raise Task2SimError("method asg needs --policy")
-        policy, pc = load_policy(args.policy)
+        policy, pc = load_lr_policy(args.policy)
         if pc["model"] != cfg.model:
             raise Task2SimError(f"{args.policy}: trained for {pc['model']}, not {cfg.model}")
         inputs.append(args.policy)
