@@ -93,6 +93,23 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
 
 
+def test_shared_atomic_path_keeps_a_concurrent_writers_temporary(tmp_path):
+    """Two jobs building the same asset cache write one file at once: the second must not delete
+    the first's temporary (which made the first job's rename fail); a job output still sweeps."""
+    target = tmp_path / "manifest.tsv"
+    with atomic_path(target, suffix=".tsv", shared=True) as first:
+        first.write_text("a")
+        with atomic_path(target, suffix=".tsv", shared=True) as second:
+            second.write_text("a")
+        assert first.exists()
+    assert target.read_text() == "a" and [p.name for p in tmp_path.iterdir()] == ["manifest.tsv"]
+    stale = tmp_path / ".out.bin.x1.part"
+    stale.write_text("left by a killed writer")
+    with atomic_path(tmp_path / "out.bin") as tmp:
+        tmp.write_bytes(b"whole")
+    assert not stale.exists()
+
+
 def test_provenance_record(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     inp = tmp_path / "in.txt"

@@ -17,17 +17,18 @@ from typing import Any, Iterator, Mapping, Sequence
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None, shared: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
 
     On any exception the temporary file is removed and ``path`` is left untouched (absent if it
-    was absent).
+    was absent). ``shared``: a cache file that several jobs may write at the same time (with the
+    same content; the last rename wins), so another writer's temporary is not stale and is kept.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A writer killed before its rename (kill -9, pre-emption) left its temporary behind; one job
-    # writes one path, so any such sibling is stale.
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*{glob.escape(suffix or '.part')}"):
+    # writes one output path, so any such sibling is stale.
+    for stale in () if shared else path.parent.glob(f".{glob.escape(path.name)}.*{glob.escape(suffix or '.part')}"):
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".part", dir=path.parent)
     os.close(fd)

@@ -83,7 +83,7 @@ def list_environments(cache_dir: Path, fallback: bool = False, height: int = HEI
                 continue
             img = _downsample(read_exr(root / WORLD_DIR / f"{n}.exr"), height)
             img = np.nan_to_num(np.clip(img, 0, None)).astype(np.float32)
-            with atomic_path(p, suffix=".npy") as tmp:
+            with atomic_path(p, suffix=".npy", shared=True) as tmp:
                 with open(tmp, "wb") as fh:
                     np.save(fh, img)
     return [Environment(n, np.load(p), LICENCE, f"Debian {PACKAGE}: {WORLD_DIR}/{n}.exr") for n, p in zip(NAMES, paths)]

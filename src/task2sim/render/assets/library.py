@@ -387,7 +387,7 @@ def save_mesh(path: Path, mesh: Mesh) -> None:
         elif m.texture is not None:
             arrays[f"t{i}"] = m.texture
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    with atomic_path(path, suffix=".npz") as tmp:
+    with atomic_path(path, suffix=".npz", shared=True) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
@@ -462,7 +462,7 @@ class Library:
     def write_manifest(self, path: Path) -> None:
         cols = ["id", "class_id", "class", "mesh", "split", "index", "source", "licence", "attribution",
                 "faces_original", "faces"]
-        with atomic_path(path, suffix=".tsv") as tmp:
+        with atomic_path(path, suffix=".tsv", shared=True) as tmp:
             with open(tmp, "w") as fh:
                 fh.write("\t".join(cols) + "\n")
                 for r in self.manifest:
