@@ -1,41 +1,115 @@
-# ASG: synthetic-to-real fine-tuning of a real ImageNet model on rendered 3-D digits, evaluated on
-# the real digit tasks (results/asg/). Code: task2sim.asg, CLI task2sim.cli.asg; docs/asg.md.
-# Default run: asg_render -> asg_policy -> asg_finetune per target -> asg_summary.
-# Named targets (not in `rule all`): asg_lambda_sweep, asg_seeds.
+# ASG: synthetic-to-real fine-tuning of a real ImageNet model on rendered digits, evaluated on the
+# real digit tasks (results/asg/). Code: task2sim.asg, CLI task2sim.cli.asg; docs/asg.md.
+# Default run (a cheap version): asg_render -> asg_policy -> asg_finetune -> asg_summary.
+# Named targets (not in `rule all`), with the study's full-length training (asg.study):
+# asg_seeds (every seed of asg.seeds), asg_lambda_sweep (the first seed, each asg.lambda_sweep),
+# asg_setting (methods (a) and (e) per source and learning rate: is the paper's precondition met?).
 
+ASG = config["asg"]
 if [t for t in ASG["targets"] if t not in task_ids()]:
     raise WorkflowError(
         f"invalid configuration: asg.targets: {[t for t in ASG['targets'] if t not in task_ids()][0]!r}"
         " is not a task id in tasks.items"
     )
 
-ASG_FINETUNE_SHELL = (
-    "python -m task2sim.cli.asg finetune --source {input.source} --policy {input.policy}"
-    " --target {params.targets} --target-h5 {input.tasks} --out-root {params.out_root}"
-    " --config {params.config:q} --runtime {resources.config_runtime:q} --seed {params.seed}"
-    " --device {resources.device} --threads {threads} > {log} 2>&1"
+# Keys that pick jobs, not what a job computes: left out of the rerun-triggering params.
+ASG_SCIENCE = config_json(
+    "asg", drop=["targets", "lambda_sweep", "seeds", "study", "setting_lrs", "setting_sources"]
 )
-ASG_POLICY_SHELL = (
-    "python -m task2sim.cli.asg policy --source {input.source} --out {output.policy}"
-    " --figure {output.figure} --config {params.config:q} --runtime {resources.config_runtime:q}"
-    " --seed {params.seed} --device {resources.device} --threads {threads} > {log} 2>&1"
-)
+ASG_STUDY = json.dumps({**json.loads(ASG_SCIENCE), **ASG["study"]}, sort_keys=True)
+ASG_SWEEP_METHODS = ["proxy", "asg"]  # the methods that use kl_lambda
+ASG_SWEEP_SEED = ASG["seeds"][0]
+
+
+ASG_SOURCE = f"{ASG['source_style']}/{ASG['source_bits']}"
+ASG_SETTING_METHODS = ["all_lr", "head_only"]
+
+
+def asg_source():
+    return ASG["source_h5"] or f"results/asg/source/{ASG_SOURCE}/images.h5"
+
+
+def asg_render_config(wildcards):
+    return json.dumps({**json.loads(ASG_SCIENCE), "source_style": wildcards.style}, sort_keys=True)
+
+
+def asg_setting_config(wildcards):
+    """The study's asg section at this learning rate, for methods (a) and (e)."""
+    return json.dumps(
+        {**json.loads(ASG_STUDY), "lr": float(wildcards.lr), "methods": ASG_SETTING_METHODS}, sort_keys=True
+    )
+
+
+def asg_setting_prefixes():
+    """The configured source at every lr of asg.setting_lrs, the other sources at asg.lr."""
+    out = [f"results/asg/setting/{ASG_SOURCE}/lr_{lr}" for lr in ASG["setting_lrs"]]
+    return out + [f"results/asg/setting/{s}/lr_{ASG['lr']}" for s in ASG["setting_sources"] if s != ASG_SOURCE]
+
+
+def asg_outputs(prefix, methods=None, for_report=False):
+    """Per target under ``prefix``/<target>/: metrics.tsv, model.pt and model.meta.json of every
+    method, the curves figure, and the learned-schedule figure when method asg runs."""
+    methods = methods or ASG["methods"]
+    targets = ASG["targets"]
+    # plain string paths: ``prefix`` may hold a wildcard ({seed}, {lam}) that expand would fill
+    out = {
+        key: [f"{prefix}/{t}/{m}/{name}" for t in targets for m in methods]
+        for key, name in (("metrics", "metrics.tsv"), ("models", "model.pt"), ("metas", "model.meta.json"))
+    }
+    figures = {"curves": "target accuracy per epoch"}
+    if "asg" in methods:
+        figures["schedule"] = "learned lr schedule"
+    for name, label in figures.items():
+        for t in targets:
+            path = f"{prefix}/{t}/{name}.png"
+            labels = {"figure": label, "target": t}
+            # (a line must not start with `report(`: Snakemake would read it as a directive)
+            flagged = report(path, category="ASG", caption="../docs/report/asg.rst", labels=labels)
+            out[f"{name}_{t}"] = flagged if for_report else path
+    return out
+
+
+def asg_sweep_config(wildcards):
+    """The study's asg section with this sweep point's kl_lambda, for the methods that use it."""
+    return json.dumps(
+        {**json.loads(ASG_STUDY), "kl_lambda": float(wildcards.lam), "methods": ASG_SWEEP_METHODS}, sort_keys=True
+    )
+
+
+def asg_out_root(wildcards, output):
+    """<out-root> of asg finetune: three levels above <out-root>/<target>/<method>/metrics.tsv."""
+    return str(Path(output.metrics[0]).parents[2])
+
+
+def asg_policy_arg(wildcards, input):
+    """--policy for the jobs whose methods read one (asg_setting's (a) and (e) do not)."""
+    return f"--policy {input.policy}" if "policy" in input.keys() else ""
+
+
+def asg_target_files(wildcards):
+    return expand("results/tasks/{task}/data.h5", task=ASG["targets"])
+
+
+def asg_metrics(prefixes, methods):
+    return [f"{p}/{t}/{m}/metrics.tsv" for p in prefixes for t in ASG["targets"] for m in methods]
 
 
 rule asg_render:
     output:
-        images="results/asg/source/{bits}/images.h5",
+        images="results/asg/source/{style}/{bits}/images.h5",
         preview=report(
-            "results/asg/source/{bits}/preview.png",
+            "results/asg/source/{style}/{bits}/preview.png",
             category="ASG",
             caption="../docs/report/asg.rst",
-            labels={"figure": "digit source", "config": "{bits}"},
+            labels={"figure": "digit source", "config": "{style} {bits}"},
         ),
-        meta="results/asg/source/{bits}/images.meta.json",
+        meta="results/asg/source/{style}/{bits}/images.meta.json",
     log:
-        "logs/asg/source/{bits}/images.log",
+        "logs/asg/source/{style}/{bits}/images.log",
     benchmark:
-        "benchmarks/asg/source/{bits}/images.tsv"
+        "benchmarks/asg/source/{style}/{bits}/images.tsv"
+    wildcard_constraints:
+        style="silhouette|shaded",
     conda:
         "../envs/task2sim.yaml"
     threads: 1
@@ -44,7 +118,7 @@ rule asg_render:
         mem_mb=3000,
         runtime=20,
     params:
-        config=ASG_SCIENCE,
+        config=asg_render_config,
         render=config_json(
             "render", drop=["vary_bits", "classes", "images_per_class", "image_size", "meshes_per_class"]
         ),
@@ -84,14 +158,16 @@ rule asg_policy:
         config=ASG_SCIENCE,
         seed=config["seed"],
     shell:
-        ASG_POLICY_SHELL
+        "python -m task2sim.cli.asg policy --source {input.source} --out {output.policy}"
+        " --figure {output.figure} --config {params.config:q} --runtime {resources.config_runtime:q}"
+        " --seed {params.seed} --device {resources.device} --threads {threads} > {log} 2>&1"
 
 
 rule asg_finetune:
     input:
         source=asg_source(),
         tasks=asg_target_files,
-        policy="results/asg/policy.pt",
+        policy=rules.asg_policy.output.policy,
     output:
         **asg_outputs("results/asg", for_report=True),
     log:
@@ -109,35 +185,47 @@ rule asg_finetune:
         gpu=0,
     params:
         out_root=asg_out_root,
+        policy=asg_policy_arg,
         targets=" ".join(ASG["targets"]),
         config=ASG_SCIENCE,
         seed=config["seed"],
     shell:
-        ASG_FINETUNE_SHELL
+        "python -m task2sim.cli.asg finetune --source {input.source} {params.policy}"
+        " --target {params.targets} --target-h5 {input.tasks} --out-root {params.out_root}"
+        " --config {params.config:q} --runtime {resources.config_runtime:q} --seed {params.seed}"
+        " --device {resources.device} --threads {threads} > {log} 2>&1"
 
 
 rule asg_summary:
     input:
-        expand("results/asg/{target}/{method}/metrics.tsv", target=ASG["targets"], method=ASG["methods"]),
+        asg_metrics(["results/asg"], ASG["methods"]),
     output:
-        report("results/asg/summary.md", category="ASG", caption="../docs/report/asg.rst", labels={"figure": "summary"}),
+        summary=report(
+            "results/asg/summary.md", category="ASG", caption="../docs/report/asg.rst", labels={"figure": "summary"}
+        ),
+        meta="results/asg/summary.meta.json",
     log:
         "logs/asg/summary.log",
+    benchmark:
+        "benchmarks/asg/summary.tsv"
     conda:
         "../envs/task2sim.yaml"
     resources:
         mem_mb=500,
         runtime=5,
+    params:
+        root="results/asg",
+        title="ASG summary (default run, seed " + str(config["seed"]) + ")",
+        extra="",
     shell:
-        "python -m task2sim.cli.asg summary --root results/asg --out {output} {input} > {log} 2>&1"
+        "python -m task2sim.cli.asg summary --root {params.root} --title {params.title:q}"
+        " --out {output.summary} {params.extra} {input} > {log} 2>&1"
 
 
-# ---- named targets: three seeds, and the kl_lambda sweep -----------------------------------------
+# ---- named targets: the study's seeds, and the kl_lambda sweep -----------------------------------
 
 
-rule asg_seed_policy:
-    input:
-        source=asg_source(),
+use rule asg_policy as asg_seed_policy with:
     output:
         policy="results/asg/seeds/{seed}/policy.pt",
         meta="results/asg/seeds/{seed}/policy.meta.json",
@@ -146,56 +234,35 @@ rule asg_seed_policy:
         "logs/asg/seeds/{seed}/policy.log",
     benchmark:
         "benchmarks/asg/seeds/{seed}/policy.tsv"
-    conda:
-        "../envs/task2sim.yaml"
-    threads: 2
-    resources:
-        device=config["device"],
-        config_runtime=runtime_json("asg"),
-        mem_mb=4000,
-        runtime=60,
-        gpu=0,
     params:
-        config=ASG_SCIENCE,
+        config=ASG_STUDY,
         seed="{seed}",
-    shell:
-        ASG_POLICY_SHELL
 
 
-rule asg_seed_finetune:
+use rule asg_finetune as asg_seed_finetune with:
     input:
         source=asg_source(),
         tasks=asg_target_files,
-        policy="results/asg/seeds/{seed}/policy.pt",
+        policy=rules.asg_seed_policy.output.policy,
     output:
         **asg_outputs("results/asg/seeds/{seed}"),
     log:
         "logs/asg/seeds/{seed}/finetune.log",
     benchmark:
         "benchmarks/asg/seeds/{seed}/finetune.tsv"
-    conda:
-        "../envs/task2sim.yaml"
-    threads: 2
-    resources:
-        device=config["device"],
-        config_runtime=runtime_json("asg"),
-        mem_mb=6000,
-        runtime=120,
-        gpu=0,
     params:
         out_root=asg_out_root,
+        policy=asg_policy_arg,
         targets=" ".join(ASG["targets"]),
-        config=ASG_SCIENCE,
+        config=ASG_STUDY,
         seed="{seed}",
-    shell:
-        ASG_FINETUNE_SHELL
 
 
-rule asg_sweep_finetune:
+use rule asg_finetune as asg_sweep_finetune with:
     input:
         source=asg_source(),
         tasks=asg_target_files,
-        policy="results/asg/policy.pt",
+        policy=expand(rules.asg_seed_policy.output.policy, seed=ASG_SWEEP_SEED),
     output:
         **asg_outputs("results/asg/sweep/lambda_{lam}", ASG_SWEEP_METHODS),
     log:
@@ -204,74 +271,110 @@ rule asg_sweep_finetune:
         "benchmarks/asg/sweep/lambda_{lam}/finetune.tsv"
     wildcard_constraints:
         lam=r"[0-9.]+",
-    conda:
-        "../envs/task2sim.yaml"
-    threads: 2
-    resources:
-        device=config["device"],
-        config_runtime=runtime_json("asg"),
-        mem_mb=6000,
-        runtime=120,
-        gpu=0,
     params:
         out_root=asg_out_root,
+        policy=asg_policy_arg,
         targets=" ".join(ASG["targets"]),
         config=asg_sweep_config,
-        seed=config["seed"],
-    shell:
-        ASG_FINETUNE_SHELL
+        seed=ASG_SWEEP_SEED,
 
 
-rule asg_seeds:
+use rule asg_summary as asg_seeds with:
     input:
-        asg_seed_metrics,
+        asg_metrics(expand("results/asg/seeds/{seed}", seed=ASG["seeds"]), ASG["methods"]),
     output:
-        report(
+        summary=report(
             "results/asg/seeds/summary.md",
             category="ASG",
             caption="../docs/report/asg.rst",
             labels={"figure": "summary over seeds"},
         ),
+        meta="results/asg/seeds/summary.meta.json",
+        figure=report(
+            "results/asg/seeds/curves.png",
+            category="ASG",
+            caption="../docs/report/asg.rst",
+            labels={"figure": "target accuracy over seeds"},
+        ),
     log:
         "logs/asg/seeds/summary.log",
-    conda:
-        "../envs/task2sim.yaml"
-    resources:
-        mem_mb=500,
-        runtime=5,
+    benchmark:
+        "benchmarks/asg/seeds/summary.tsv"
     params:
-        seeds=" ".join(str(s) for s in ASG["seeds"]),
-    shell:
-        "python -m task2sim.cli.asg summary --root results/asg --title 'ASG over seeds {params.seeds}'"
-        " --out {output} {input} > {log} 2>&1"
+        root="results/asg/seeds",
+        title="ASG over seeds " + ", ".join(str(s) for s in ASG["seeds"]) + " (study settings)",
+        extra="--figure results/asg/seeds/curves.png",
 
 
-rule asg_lambda_sweep:
+use rule asg_finetune as asg_setting_finetune with:
     input:
-        asg_sweep_metrics,
+        source="results/asg/source/{style}/{bits}/images.h5",
+        tasks=asg_target_files,
     output:
-        report(
+        **asg_outputs("results/asg/setting/{style}/{bits}/lr_{lr}", ASG_SETTING_METHODS),
+    log:
+        "logs/asg/setting/{style}/{bits}/lr_{lr}/finetune.log",
+    benchmark:
+        "benchmarks/asg/setting/{style}/{bits}/lr_{lr}/finetune.tsv"
+    wildcard_constraints:
+        style="silhouette|shaded",
+        lr=r"[0-9.e-]+",
+    params:
+        out_root=asg_out_root,
+        policy=asg_policy_arg,
+        targets=" ".join(ASG["targets"]),
+        config=asg_setting_config,
+        seed=ASG_SWEEP_SEED,
+
+
+use rule asg_summary as asg_setting with:
+    input:
+        asg_metrics(asg_setting_prefixes(), ASG_SETTING_METHODS),
+    output:
+        summary=report(
+            "results/asg/setting/summary.md",
+            category="ASG",
+            caption="../docs/report/asg.rst",
+            labels={"figure": "setting: sources and learning rates"},
+        ),
+        meta="results/asg/setting/summary.meta.json",
+    log:
+        "logs/asg/setting/summary.log",
+    benchmark:
+        "benchmarks/asg/setting/summary.tsv"
+    params:
+        root="results/asg/setting",
+        title="ASG setting: methods (a) and (e) per source and learning rate (study settings, seed "
+        + str(ASG_SWEEP_SEED)
+        + ")",
+        extra="--per-run",
+
+
+use rule asg_summary as asg_lambda_sweep with:
+    input:
+        asg_metrics(expand("results/asg/sweep/lambda_{lam}", lam=ASG["lambda_sweep"]), ASG_SWEEP_METHODS),
+    output:
+        summary=report(
             "results/asg/sweep/summary.md",
             category="ASG",
             caption="../docs/report/asg.rst",
             labels={"figure": "kl_lambda sweep"},
         ),
+        meta="results/asg/sweep/summary.meta.json",
     log:
         "logs/asg/sweep/summary.log",
-    conda:
-        "../envs/task2sim.yaml"
-    resources:
-        mem_mb=500,
-        runtime=5,
-    shell:
-        "python -m task2sim.cli.asg summary --root results/asg/sweep --title 'ASG kl_lambda sweep'"
-        " --out {output} {input} > {log} 2>&1"
+    benchmark:
+        "benchmarks/asg/sweep/summary.tsv"
+    params:
+        root="results/asg/sweep",
+        title="ASG kl_lambda sweep (study settings, seed " + str(ASG_SWEEP_SEED) + ")",
+        extra="--per-run",
 
 
 if ASG["targets"]:
     FINAL_TARGETS.extend(expand("results/asg/{task}/curves.png", task=ASG["targets"]))
-    FINAL_TARGETS.append("results/asg/policy_schedule.png")
-    FINAL_TARGETS.append("results/asg/summary.md")
+    FINAL_TARGETS.append(rules.asg_policy.output.figure)
+    FINAL_TARGETS.append(rules.asg_summary.output.summary)
 
 
 # Summaries of a few TSV files: on a cluster they run on the submit host.
@@ -279,3 +382,4 @@ localrules:
     asg_summary,
     asg_seeds,
     asg_lambda_sweep,
+    asg_setting,

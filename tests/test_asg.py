@@ -11,8 +11,8 @@ from fixtures_h5 import write_render_h5, write_task_h5
 
 from task2sim.asg.data import ClassMismatch, Split, load_source, load_target, match_classes
 from task2sim.asg.model import ASGNet, asg_loss, backbone_groups, layer_groups, proxy_kl
-from task2sim.asg.policy import SCALES, LRPolicy, MovingBaseline, observation, reinforce_loss, returns_to_go
-from task2sim.asg.train import ASGConfig, Fit, PolicyDriver
+from task2sim.asg.policy import SCALES, LRPolicy, MovingBaseline, observation, reinforce_update, returns_to_go
+from task2sim.asg.train import ASGConfig, Fit, PolicyDriver, RandomDriver
 from task2sim.config import config_from_dict
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -113,10 +113,7 @@ def test_reinforce_moves_probability_toward_the_better_action():
             logps.append(lp)
             ents.append(ent)
             rewards.append(1.0 if scales[0] == SCALES[best] else 0.0)
-        loss = reinforce_loss(logps, ents, base.advantages(returns_to_go(rewards)))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        reinforce_update(opt, base, logps, ents, rewards)
     assert p_best() > p0 + 0.2
 
 
@@ -124,19 +121,39 @@ def test_returns_to_go():
     assert returns_to_go([1.0, 2.0, 3.0]).tolist() == [6.0, 5.0, 3.0]
 
 
-def test_policy_scales_reach_the_optimizer_groups():
+def test_base_rates_of_each_method():
     cfg = tiny_cfg(lr=0.1, backbone_lr_scale=0.1)
-    fit = Fit(tiny_imagenet(), 4, cfg, "asg", 0.1, toy_split(), seed=0, device=torch.device("cpu"))
-    assert [pg["lr"] for pg in fit.opt.param_groups] == pytest.approx([0.01] * 5 + [0.1])
-    probe = (toy_split().images[:8], toy_split().labels[:8])
-    drv = PolicyDriver(LRPolicy(len(fit.groups)), fit, probe, total_steps=10, greedy=False,
-                       generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        drv.act(0, drv.probe_loss())
-    chosen = drv.schedule[-1]
-    for pg, name, base in zip(fit.opt.param_groups, fit.group_names, fit.base_lrs):
-        assert pg["name"] == name and pg["lr"] == pytest.approx(base * chosen[name])
-    assert all(chosen[g] in SCALES for g in fit.group_names)
+
+    def rates(method):
+        fit = Fit(tiny_imagenet(), 4, cfg, method, 0.0, toy_split(), seed=0, device=torch.device("cpu"))
+        return [pg["lr"] for pg in fit.opt.param_groups]
+
+    assert rates("all_lr") == pytest.approx([0.1] * 6)
+    assert rates("split_lr") == rates("proxy") == pytest.approx([0.01] * 5 + [0.1])
+    assert rates("head_only") == pytest.approx([0.0] * 5 + [0.1])
+
+
+@pytest.mark.parametrize("method", ["asg", "random_lr"])
+def test_policy_actions_set_every_group_rate_to_one_base_times_its_scale(method):
+    cfg = tiny_cfg(lr=0.1, backbone_lr_scale=0.1)
+    fit = Fit(tiny_imagenet(), 4, cfg, method, 0.1, toy_split(), seed=0, device=torch.device("cpu"))
+    assert fit.base_lrs == pytest.approx([0.1] * 6)     # one base rate shared by the groups
+    gen = torch.Generator().manual_seed(1)
+    if method == "asg":
+        probe = (toy_split().images[:8], toy_split().labels[:8])
+        drv = PolicyDriver(LRPolicy(len(fit.groups)), fit, probe, total_steps=10, greedy=False, generator=gen)
+    else:
+        drv = RandomDriver(fit, gen)
+    seen = set()
+    for step in range(0, 40, 5):
+        with torch.no_grad():
+            drv.act(step, drv.probe_loss())
+        chosen = drv.schedule[-1]
+        assert all(chosen[g] in SCALES for g in fit.group_names)
+        for pg, name in zip(fit.opt.param_groups, fit.group_names):
+            assert pg["name"] == name and pg["lr"] == pytest.approx(0.1 * chosen[name])
+        seen.update(chosen[g] for g in fit.group_names)
+    assert len(seen) > 3          # the actions vary: the rates are not one fixed schedule
 
 
 def test_head_only_freezes_the_backbone():
@@ -204,7 +221,7 @@ def test_cli_policy_finetune_summary(cli_files, capsys):
                      "--config", conf, "--runtime", rt, "--device", "cpu", "--threads", "1"]) == 0
     again = d / "run" / "digits_again"
     assert (again / "asg" / "metrics.tsv").read_text() == (out / "asg" / "metrics.tsv").read_text()
-    for m in ("all_lr", "split_lr", "proxy", "asg", "head_only"):
+    for m in ("all_lr", "split_lr", "proxy", "asg", "random_lr", "head_only"):
         rows = read_metrics_tsv(out / m / "metrics.tsv")
         assert [r["epoch"] for r in rows] == [0, 1]
         assert rows[0]["imagenet_agreement"] == 100.0
@@ -219,6 +236,8 @@ def test_cli_policy_finetune_summary(cli_files, capsys):
     assert cli.main(["summary", "--root", str(d / "run"), "--out", str(d / "summary.md"), *metrics]) == 0
     text = (d / "summary.md").read_text()
     assert "(d) ASG" in text and "| method |" in text
+    assert "**1 run** (default)" in text and "(n 1, no interval)" in text
+    assert (d / "summary.meta.json").is_file()
 
 
 def test_cli_rejects_mismatched_target_in_one_line(cli_files, tmp_path, capsys):
@@ -293,3 +312,37 @@ def test_finetune_checkpoint_of_other_config_is_ignored(resume_setup, tmp_path):
     other = _finetune(d, src, task, policy, tmp_path, {**conf, "lr": 0.02})
     assert {m: (r["resumed_from_epoch"], r["epochs_run"]) for m, r in other.items()} == {"all_lr": (0, 2),
                                                                                         "asg": (0, 2)}
+
+
+def _planted_runs(diff, seeds=6, sd=1.0):
+    """metrics of six seeds where (c) - (b) has mean ``diff`` and (d) - (c) none."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    runs = {}
+    for k in range(seeds):
+        b = 50 + 5 * rng.standard_normal()
+        acc = {"split_lr": b, "proxy": b + diff + sd * rng.standard_normal(), "random_lr": b}
+        acc["asg"] = acc["proxy"] + sd * rng.standard_normal()
+        for m, a in acc.items():
+            row = {"epoch": 1, "step": 10, "target_acc": a, "target_mean_class_acc": a, "source_val_acc": 90.0,
+                   "imagenet_agreement": 50.0}
+            runs[(f"seed{k}", "digits", m)] = [{**row, "epoch": 0, "step": 0, "target_acc": 10.0}, row]
+    return runs
+
+
+def test_summary_states_its_runs_and_intervals_cover_a_planted_difference(tmp_path):
+    from task2sim.asg.report import plot_seed_curves, summary_markdown
+    from task2sim.stats import paired_interval
+
+    text = summary_markdown(_planted_runs(4.0), "planted")
+    assert "**6 runs** (seed0, seed1, seed2, seed3, seed4, seed5)" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("- (c)"))
+    assert "holds" in line
+    lo, hi = (float(x) for x in line.split("[")[1].split("]")[0].split(","))
+    assert lo < 4.0 < hi
+    # no effect planted: the interval covers 0 in about 95 % of draws
+    import numpy as np
+    rng = np.random.default_rng(1)
+    covered = sum(paired_interval(rng.standard_normal(5) + 2.0).covers(2.0) for _ in range(400))
+    assert 360 <= covered <= 397
+    assert plot_seed_curves(_planted_runs(4.0), tmp_path / "c.png").is_file()

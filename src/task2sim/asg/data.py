@@ -3,7 +3,7 @@ photos that measure how much ImageNet knowledge survives fine-tuning (docs/asg.m
 
 Usage::
 
-    render_digits(render_cfg, "00000000", "images.h5", "preview.png", seed=0)
+    render_digits(render_cfg, "01000100", "images.h5", "preview.png", seed=0, style="silhouette")
     src = load_source("images.h5", size=64, val_fraction=0.2, seed=0)   # train / val tensors
     tgt = load_target("results/tasks/mnist5k/data.h5", src.class_names, size=64)
     photos = probe_photos(224)
@@ -38,11 +38,13 @@ class ClassMismatch(Task2SimError):
 
 
 def render_digits(cfg, bits: str, out_h5: str | os.PathLike, preview_png: str | os.PathLike,
-                  seed: int = 0) -> dict:
-    """Render the 10 digit classes with our renderer (``cfg``: a RenderConfig with classes=10)."""
+                  seed: int = 0, style: str = "silhouette") -> dict:
+    """Render the 10 digit classes with our renderer (``cfg``: a RenderConfig with classes=10) in
+    ``style`` (``silhouette``: the glyph white on black, like ink strokes; ``shaded``: lit 3-D
+    objects on an environment)."""
     from ..render.dataset import RenderSession, render_dataset
 
-    session = RenderSession(cfg, classes=DIGIT_CLASSES)
+    session = RenderSession(cfg, classes=DIGIT_CLASSES, style=style)
     try:
         return render_dataset(cfg, bits, out_h5, preview_png, seed=seed, session=session)
     finally:

@@ -6,9 +6,9 @@ Usage::
     state = None
     scales, logp, entropy, state = pol.act(obs, state)       # one window's action
     ...
-    loss = reinforce_loss(logps, entropies, rewards, baseline)  # after U windows
+    reinforce_update(opt, baseline, logps, entropies, rewards, 0.01)  # after U windows
 
-Each group's learning rate is ``base_lr[g] * SCALES[a_g]``, ``a_g`` drawn from its own
+Each group's learning rate is ``lr * SCALES[a_g]`` (one base rate for all groups), ``a_g`` drawn from its own
 Categorical head on the LSTM's hidden state. The observation is (CE, KL, t/T, mean and std of the
 new head's weights, the previous scales).
 """
@@ -99,6 +99,18 @@ def reinforce_loss(logps: list[torch.Tensor], entropies: list[torch.Tensor], adv
     """-sum_k A_k log pi(a_k | s_k) - entropy_coef * sum_k H_k (minimised by the policy optimiser)."""
     lp = torch.stack(logps)
     return -(advantages.detach() * lp).sum() - entropy_coef * torch.stack(entropies).sum()
+
+
+def reinforce_update(opt: torch.optim.Optimizer, baseline: MovingBaseline, logps: list[torch.Tensor],
+                     entropies: list[torch.Tensor], rewards: list[float], entropy_coef: float = 0.0) -> float:
+    """One policy update after an unroll: advantages of the returns-to-go against the moving
+    baseline, REINFORCE loss, one optimiser step; returns the loss."""
+    adv = baseline.advantages(returns_to_go(rewards))
+    loss = reinforce_loss(logps, entropies, adv, entropy_coef)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
 
 
 WHAT = "ASG learning-rate policy: LSTM + one Categorical over scales per group"

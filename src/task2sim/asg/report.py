@@ -140,52 +140,112 @@ def _mean_sd(xs: list[float]) -> str:
     return f"{np.mean(xs):.1f} ± {np.std(xs, ddof=1):.1f}"
 
 
-def summary_markdown(runs: dict[tuple[str, str, str], list[dict]], title: str = "ASG summary") -> str:
-    """Final-epoch table per (run label, target): methods as rows; plus, across run labels that
-    look like seeds, the mean ± sd and the paired differences c-b, d-b, d-c."""
-    from .train import METHODS
-    intro = ("Final epoch; the real target is only evaluated (never used to train, stop or select). "
-             "best = best target top-1 over epochs, shown only to judge whether the final epoch "
-             "is close to it.")
-    lines = [f"# {title}", "", intro, ""]
-    by = {}
+# The paired differences the paper's two claims rest on: proxy guidance helps (c - b), the learned
+# policy helps beyond guidance (d - c) and beyond a random policy over the same actions (d - d0).
+CLAIMS = (("proxy", "split_lr", "proxy guidance"), ("asg", "proxy", "learned policy over (c)"),
+          ("asg", "random_lr", "learned over random policy"))
+
+
+def _by_run(runs: dict[tuple[str, str, str], list[dict]]) -> dict[tuple[str, str], dict[str, list[dict]]]:
+    by: dict[tuple[str, str], dict[str, list[dict]]] = {}
     for (label, target, method), rows in runs.items():
         by.setdefault((label, target), {})[method] = rows
+    return by
+
+
+def _method_order(methods) -> list[str]:
+    from .train import METHODS
     order = {m: i for i, m in enumerate(METHODS)}
+    return sorted(methods, key=lambda m: order.get(m, 99))
+
+
+def summary_markdown(runs: dict[tuple[str, str, str], list[dict]], title: str = "ASG summary",
+                     pool: bool = True) -> str:
+    """Per target: over the runs (seeds), each method's final-epoch mean ± sd and the paired
+    differences of CLAIMS with 95 % t intervals; then each run's own table. ``pool=False``: the
+    runs are different settings (a sweep), not seeds: only each run's own table."""
+    from ..stats import paired_interval
+
+    by = _by_run(runs)
+    targets = sorted({t for _, t in by})
+    labels = sorted({lab for lab, _ in by})
+    what = ("a run is one seed (fine-tuning, policy training and head initialisation; the rendered source "
+            "is shared)" if pool else "each run is a different setting, so runs are not pooled")
+    lines = [f"# {title}", "",
+             f"**{len(labels)} run{'s' if len(labels) != 1 else ''}** ({', '.join(labels)}); {what}. "
+             "Final epoch; the real target is only evaluated (never used to train, stop or select). "
+             "best = best target top-1 over epochs, shown only to judge whether the final epoch is close to it.", ""]
+    for t in targets if pool else ():
+        labs = [lab for lab in labels if (lab, t) in by]
+        methods = _method_order({m for lab in labs for m in by[(lab, t)]})
+        final = {m: [by[(lab, t)][m][-1] for lab in labs if m in by[(lab, t)]] for m in methods}
+        best = {m: [max(r["target_acc"] for r in by[(lab, t)][m]) for lab in labs if m in by[(lab, t)]]
+                for m in methods}
+        lines += [f"## {t}: final epoch over {len(labs)} run{'s' if len(labs) != 1 else ''} (mean ± sd)", "",
+                  ("| method | n | target top-1 | mean per-class | best top-1 | synthetic held-out "
+                   "| ImageNet agreement |"),
+                  "|---|---|---|---|---|---|---|"]
+        for m in methods:
+            f = final[m]
+            lines.append(f"| {_label(m)} | {len(f)} | {_mean_sd([r['target_acc'] for r in f])} | "
+                         f"{_mean_sd([r['target_mean_class_acc'] for r in f])} | {_mean_sd(best[m])} | "
+                         f"{_mean_sd([r['source_val_acc'] for r in f])} | "
+                         f"{_mean_sd([r['imagenet_agreement'] for r in f])} |")
+        lines += ["", "Paired differences, final-epoch target top-1 (points; mean [95 % t interval over runs]):", ""]
+        for a, b, what in CLAIMS:
+            d = [by[(lab, t)][a][-1]["target_acc"] - by[(lab, t)][b][-1]["target_acc"]
+                 for lab in labs if a in by[(lab, t)] and b in by[(lab, t)]]
+            if not d:
+                continue
+            iv = paired_interval(d)
+            verdict = ("" if iv.n < 2 else "holds; " if iv.low > 0 else
+                       "reversed; " if iv.high < 0 else "not shown (interval covers 0); ")
+            lines.append(f"- {_label(a)} − {_label(b)} ({what}): {iv.text(1)}; {verdict}"
+                         f"ahead in {sum(x > 0 for x in d)}/{len(d)} (per run {', '.join(f'{x:+.1f}' for x in d)})")
+        lines.append("")
+    lines += ["## Each run", ""]
     for (label, target) in sorted(by):
-        lines += [f"## {label}: {target}", "",
+        lines += [f"### {label}: {target}", "",
                   ("| method | target top-1 | mean per-class | best top-1 (epoch) | synthetic held-out "
                    "| ImageNet agreement |"),
                   "|---|---|---|---|---|---|"]
-        for m in sorted(by[(label, target)], key=lambda m: order.get(m, 99)):
+        for m in _method_order(by[(label, target)]):
             rows = by[(label, target)][m]
             f = rows[-1]
-            best = max(rows, key=lambda r: r["target_acc"])
+            b = max(rows, key=lambda r: r["target_acc"])
             lines.append(f"| {_label(m)} | {f['target_acc']:.1f} | {f['target_mean_class_acc']:.1f} | "
-                         f"{best['target_acc']:.1f} ({best['epoch']}) | {f['source_val_acc']:.1f} | "
+                         f"{b['target_acc']:.1f} ({b['epoch']}) | {f['source_val_acc']:.1f} | "
                          f"{f['imagenet_agreement']:.1f} |")
         lines.append("")
-    targets = sorted({t for _, t in by})
-    labels = sorted({lab for lab, _ in by})
-    if len(labels) > 1:
-        lines += ["## Across runs (final epoch, mean ± sd over runs)", ""]
-        for t in targets:
-            labs = [lab for lab in labels if (lab, t) in by]
-            methods = sorted({m for lab in labs for m in by[(lab, t)]}, key=lambda m: order.get(m, 99))
-            lines += [f"### {t} ({len(labs)} runs: {', '.join(labs)})", "",
-                      "| method | target top-1 | mean per-class |", "|---|---|---|"]
-            final = {m: [by[(lab, t)][m][-1] for lab in labs if m in by[(lab, t)]] for m in methods}
-            for m in methods:
-                lines.append(f"| {_label(m)} | {_mean_sd([r['target_acc'] for r in final[m]])} | "
-                             f"{_mean_sd([r['target_mean_class_acc'] for r in final[m]])} |")
-            lines.append("")
-            for a, b in (("proxy", "split_lr"), ("asg", "split_lr"), ("asg", "proxy")):
-                pairs = [(by[(lab, t)][a][-1]["target_acc"], by[(lab, t)][b][-1]["target_acc"]) for lab in labs
-                         if a in by[(lab, t)] and b in by[(lab, t)]]
-                if pairs:
-                    d = [x - y for x, y in pairs]
-                    wins = sum(x > 0 for x in d)
-                    lines.append(f"- {a} − {b}: {_mean_sd(d)} points top-1 (ahead in {wins}/{len(d)} runs; "
-                                 f"per run {', '.join(f'{x:+.1f}' for x in d)})")
-            lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def plot_seed_curves(runs: dict[tuple[str, str, str], list[dict]], path: str | os.PathLike) -> Path:
+    """Target top-1 against training step, one panel per target: each method's mean over runs
+    with a band of ± 1 sd (min-max when there are two runs)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by = _by_run(runs)
+    targets = sorted({t for _, t in by})
+    fig, axes = plt.subplots(1, len(targets), figsize=(7 * len(targets), 4.2), squeeze=False)
+    for ax, t in zip(axes[0], targets):
+        labs = [lab for lab, tt in sorted(by) if tt == t]
+        for m in _method_order({m for lab in labs for m in by[(lab, t)]}):
+            curves = [by[(lab, t)][m] for lab in labs if m in by[(lab, t)]]
+            n = min(len(c) for c in curves)
+            steps = np.array([r["step"] for r in curves[0][:n]])
+            acc = np.array([[r["target_acc"] for r in c[:n]] for c in curves])
+            mean = acc.mean(0)
+            line, = ax.plot(steps, mean, label=f"{_label(m)} (n {len(curves)})")
+            if len(curves) > 1:
+                lo, hi = ((acc.min(0), acc.max(0)) if len(curves) == 2 else
+                          (mean - acc.std(0, ddof=1), mean + acc.std(0, ddof=1)))
+                ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.15)
+        ax.set_title(f"{t}: top-1 (%), mean over runs ± 1 sd")
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("ASG: target accuracy while fine-tuning on renders (the target is never used to train or select)")
+    return save_figure(fig, path, dpi=100, tight={})

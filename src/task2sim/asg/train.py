@@ -13,7 +13,11 @@ Methods (same seed, same data order, same number of steps):
 - ``all_lr``    (a) every layer at ``lr``;
 - ``split_lr``  (b) backbone groups at ``lr * backbone_lr_scale``, new head at ``lr``;
 - ``proxy``     (c) (b) + ``kl_lambda`` * KL proxy guidance;
-- ``asg``       (d) (c) with each group's rate scaled by the frozen learned policy;
+- ``asg``       (d) (c)'s loss; every group's rate is ``lr * s_g``, the scale ``s_g`` in
+                {0, 0.1, ..., 1} chosen per window by the frozen learned policy (one base rate
+                shared by the groups, as in the paper);
+- ``random_lr`` (d0) as (d), the scales drawn uniformly at random per group and window: the
+                baseline that says whether the policy learned anything;
 - ``head_only`` (e) backbone frozen, new head at ``lr``.
 
 Nothing here reads a real target's labels for any decision: targets are only evaluated.
@@ -43,14 +47,16 @@ from ..checkpoint import StopRequested, fingerprint, load_checkpoint, rng_state,
 from ..imagenet import imagenet_model
 from .data import Source, Split
 from .model import ASGNet, asg_loss, layer_groups
-from .policy import LRPolicy, MovingBaseline, observation, reinforce_loss, returns_to_go
+from .policy import SCALES, LRPolicy, MovingBaseline, observation, reinforce_update
 
 log = logging.getLogger(__name__)
 
-METHODS = ("all_lr", "split_lr", "proxy", "asg", "head_only")
+METHODS = ("all_lr", "split_lr", "proxy", "asg", "random_lr", "head_only")
 METHOD_LABELS = {"all_lr": "(a) all layers, large lr", "split_lr": "(b) small backbone lr",
                  "proxy": "(c) (b) + proxy guidance", "asg": "(d) ASG: proxy + learned lr policy",
-                 "head_only": "(e) backbone frozen"}
+                 "random_lr": "(d0) proxy + random lr policy", "head_only": "(e) backbone frozen"}
+POLICY_METHODS = ("asg", "random_lr")        # one base rate for every group, scaled per window
+KL_METHODS = ("proxy", "asg", "random_lr")
 
 
 @dataclass
@@ -163,7 +169,8 @@ class Fit:
         if frozen:
             for p in self.net.backbone_parameters():
                 p.requires_grad_(False)
-        scale = 1.0 if method == "all_lr" else cfg.backbone_lr_scale
+        # (a) and the policy methods share one base rate; (b), (c) slow the backbone down
+        scale = 1.0 if method in ("all_lr", *POLICY_METHODS) else cfg.backbone_lr_scale
         self.base_lrs = [cfg.lr if g == "new_head" else (0.0 if frozen else cfg.lr * scale) for g in self.group_names]
         self.opt = torch.optim.SGD([{"params": ps, "lr": lr, "name": g}
                                     for (g, ps), lr in zip(self.groups, self.base_lrs)],
@@ -216,6 +223,8 @@ class PolicyDriver:
     """Runs a policy every ``window`` steps on a fixed held-out synthetic batch: observation
     (CE, KL, t/T, head weight mean/std, previous scales) -> scales for the next window."""
 
+    observes = True
+
     def __init__(self, policy: LRPolicy, fit: Fit, probe: tuple[torch.Tensor, torch.Tensor], total_steps: int,
                  greedy: bool, generator: torch.Generator):
         self.policy, self.fit, self.total = policy, fit, total_steps
@@ -246,12 +255,39 @@ class PolicyDriver:
         return logp, ent
 
 
+class RandomDriver:
+    """Method (d0): every window, each group's scale drawn uniformly from SCALES (seeded); the
+    same action space as the learned policy, without looking at anything."""
+
+    observes = False
+
+    def __init__(self, fit: Fit, generator: torch.Generator):
+        self.fit, self.generator = fit, generator
+        self.schedule: list[dict] = []
+
+    def probe_loss(self) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "schedule": list(self.schedule)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.schedule = list(state["schedule"])
+
+    def act(self, step: int, current: None = None) -> None:
+        idx = torch.randint(len(SCALES), (len(self.fit.groups),), generator=self.generator)
+        scales = [SCALES[int(i)] for i in idx]
+        self.fit.set_scales(scales)
+        self.schedule.append({"step": step, **dict(zip(self.fit.group_names, scales))})
+
+
 # ---- the policy's training (synthetic source only) ----------------------------------------------
 
 
 def train_policy(cfg: ASGConfig, src: Source, seed: int, imagenet: nn.Module | None = None,
                  progress: Callable[[str], None] = log.info) -> tuple[LRPolicy, dict]:
-    """REINFORCE over ``policy_episodes`` short fine-tuning runs of method (c) on the synthetic
+    """REINFORCE over ``policy_episodes`` short fine-tuning runs of method (d) on the synthetic
     train split; reward of a window = decrease of the total loss on a fixed held-out synthetic
     batch; the policy is updated after every ``policy_unroll`` windows (truncated BPTT)."""
     device = torch.device(cfg.device)
@@ -269,7 +305,7 @@ def train_policy(cfg: ASGConfig, src: Source, seed: int, imagenet: nn.Module | N
     episodes, updates = [], []
     for ep in range(cfg.policy_episodes):
         t0 = time.perf_counter()
-        fit = Fit(imagenet, n_classes, cfg, "proxy", cfg.kl_lambda, src.train, seed + 1000 * (ep + 1), device)
+        fit = Fit(imagenet, n_classes, cfg, "asg", cfg.kl_lambda, src.train, seed + 1000 * (ep + 1), device)
         drv = PolicyDriver(policy, fit, probe, total, greedy=False, generator=act_gen)
         logps, ents, rewards = [], [], []
         drv.state = None
@@ -285,12 +321,8 @@ def train_policy(cfg: ASGConfig, src: Source, seed: int, imagenet: nn.Module | N
             rewards.append(prev["loss"] - now["loss"])
             prev = now
             if len(rewards) == cfg.policy_unroll or step + cfg.policy_window >= total:
-                adv = baseline.advantages(returns_to_go(rewards))
-                loss = reinforce_loss(logps, ents, adv, cfg.policy_entropy)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                updates.append({"episode": ep, "return": float(sum(rewards)), "policy_loss": float(loss.detach())})
+                loss = reinforce_update(opt, baseline, logps, ents, rewards, cfg.policy_entropy)
+                updates.append({"episode": ep, "return": float(sum(rewards)), "policy_loss": loss})
                 logps, ents, rewards = [], [], []
                 drv.state = tuple(s.detach() for s in drv.state)
         acc = evaluate(fit.net, src.val, fit.norm, cfg.eval_batch_size)
@@ -394,15 +426,17 @@ def finetune(cfg: ASGConfig, src: Source, targets: dict[str, Split], photos: tor
     t_ref = None
     for method in cfg.methods:
         t0 = time.perf_counter()
-        lam = cfg.kl_lambda if method in ("proxy", "asg") else 0.0
+        lam = cfg.kl_lambda if method in KL_METHODS else 0.0
         fit = Fit(imagenet, n_classes, cfg, method, lam, src.train, seed, device)
         if t_ref is None:
             t_ref = teacher_top1(fit.net, photos, fit.norm, eb)
-        drv = None
+        drv: PolicyDriver | RandomDriver | None = None
         if method == "asg":
             drv = PolicyDriver(policy, fit, _probe_batch(src.val, cfg.batch_size * 2, seed), total,
                                greedy=cfg.policy_act == "greedy",
                                generator=torch.Generator().manual_seed(seed + 7919))
+        elif method == "random_lr":
+            drv = RandomDriver(fit, torch.Generator().manual_seed(seed + 7919))
         history = []
         sums = {"ce": 0.0, "kl": 0.0, "loss": 0.0}
         saved = checkpoint.restore(method) if checkpoint is not None else None

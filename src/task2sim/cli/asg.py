@@ -2,21 +2,21 @@
 
 Usage::
 
-    python -m task2sim.cli.asg render --out results/asg/source/00000000/images.h5 \
-        --preview results/asg/source/00000000/preview.png --bits 00000000 \
+    python -m task2sim.cli.asg render --out results/asg/source/silhouette/01000100/images.h5 \
+        --preview results/asg/source/silhouette/01000100/preview.png --bits 01000100 \
         --config '{"source_images_per_class": 120}' --render-config '{"backend": "moderngl"}' \
         --runtime '{"cache_dir": ".cache/assets"}' --seed 0
 
-    python -m task2sim.cli.asg policy --source results/asg/source/00000000/images.h5 \
+    python -m task2sim.cli.asg policy --source results/asg/source/silhouette/01000100/images.h5 \
         --out results/asg/policy.pt --figure results/asg/policy_schedule.png --config '{...}' --seed 0
 
-    python -m task2sim.cli.asg finetune --source results/asg/source/00000000/images.h5 \
+    python -m task2sim.cli.asg finetune --source results/asg/source/silhouette/01000100/images.h5 \
         --policy results/asg/policy.pt --target mnist5k digits8 \
         --target-h5 results/tasks/{mnist5k,digits8}/data.h5 --out-root results/asg \
         --config '{"epochs": 5, "lr": 0.01}' --seed 0 --threads 2
 
     python -m task2sim.cli.asg summary --out results/asg/summary.md --root results/asg \
-        results/asg/*/*/metrics.tsv
+        results/asg/*/*/metrics.tsv        # --figure curves.png: curves with a band over runs
 
 ``--config`` is the workflow's ``asg`` section (ASGConfig keys; the schema fills in the rest).
 ``render`` takes the render section's backend keys as ``--render-config``; the digit source's
@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     s.add_argument("--root", required=True, help="the folder run labels are relative to")
     s.add_argument("--out", required=True, help="summary.md to write")
     s.add_argument("--title", default="ASG summary")
+    s.add_argument("--per-run", action="store_true",
+                   help="the runs are different settings (a sweep), not seeds: do not pool them")
+    s.add_argument("--figure", help="also draw every target's accuracy curves over runs (mean ± sd band) here")
     return p.parse_args(argv)
 
 
@@ -99,8 +102,9 @@ def run_render(args: argparse.Namespace) -> dict:
               meshes_per_class=asg["source_meshes_per_class"], image_size=asg["source_image_size"])
     cfg = config_from_dict(RenderConfig, rc, "render")
     bits = validate_bits(args.bits)
-    rec = Provenance.start("asg_render", cfg, seeds={"seed": args.seed}, bits=bits, classes=DIGIT_CLASSES)
-    summary = render_digits(cfg, bits, args.out, args.preview, seed=args.seed)
+    rec = Provenance.start("asg_render", cfg, seeds={"seed": args.seed}, bits=bits, classes=DIGIT_CLASSES,
+                           style=asg["source_style"])
+    summary = render_digits(cfg, bits, args.out, args.preview, seed=args.seed, style=asg["source_style"])
     rec.finish([args.out, args.preview], extra=summary)
     return summary
 
@@ -203,13 +207,18 @@ def run_finetune(args: argparse.Namespace) -> dict:
 
 
 def run_summary(args: argparse.Namespace) -> dict:
-    from ..asg.report import read_metrics_tsv, run_key, summary_markdown
+    from ..asg.report import plot_seed_curves, read_metrics_tsv, run_key, summary_markdown
     from ..io import atomic_path
 
+    rec = Provenance.start("asg_summary", None, inputs=args.metrics, title=args.title, root=args.root)
     runs = {run_key(p, args.root): read_metrics_tsv(p) for p in args.metrics}
-    text = summary_markdown(runs, args.title)
+    text = summary_markdown(runs, args.title, pool=not args.per_run)
     with atomic_path(args.out, suffix=".md") as tmp:
         Path(tmp).write_text(text)
+    outputs = [args.out]
+    if args.figure:
+        outputs.append(plot_seed_curves(runs, args.figure))
+    rec.finish(outputs, extra={"runs": sorted({label for label, _, _ in runs})})
     return {"runs": len(runs), "out": args.out}
 
 

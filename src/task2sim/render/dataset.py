@@ -76,15 +76,25 @@ class RenderConfig:
             raise ValueError(f"unknown render backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
+STYLES = ("shaded", "silhouette")
+
+
 class RenderSession:
     """Library, material/environment lists and a backend, built once for many renders."""
 
     def __init__(self, cfg: RenderConfig, library_split: str = "train",
-                 classes: dict[str, str] | None = None) -> None:
+                 classes: dict[str, str] | None = None, style: str = "shaded") -> None:
         """``classes``: catalogue classes to render, renamed (``build_library``); None = the
-        first ``cfg.classes`` of the fixed order (the pre-training renders)."""
+        first ``cfg.classes`` of the fixed order (the pre-training renders). ``style``: ``shaded``
+        (the backend's image) or ``silhouette`` (its coverage: the object white on black, blur and
+        antialiasing kept as grey; moderngl only)."""
+        if style not in STYLES:
+            raise ValueError(f"unknown render style {style!r}; choose one of {', '.join(STYLES)}")
+        if style == "silhouette" and cfg.backend != "moderngl":
+            raise ValueError(f"render style silhouette needs the moderngl backend, not {cfg.backend}")
         cache = Path(cfg.cache_dir)
         self.cfg = cfg
+        self.style = style
         self.library = build_library(cache, n_classes=cfg.classes, meshes_per_class=cfg.meshes_per_class,
                                      heldout_fraction=cfg.heldout_mesh_fraction, split=library_split,
                                      face_budget=cfg.face_budget, classes=classes)
@@ -103,6 +113,10 @@ class RenderSession:
         return spec, mesh
 
     def render(self, specs, meshes) -> np.ndarray:
+        if self.style == "silhouette":
+            _, alpha = self.backend.render(specs, meshes, self.cfg.image_size, return_alpha=True)
+            grey = np.round(alpha * 255.0).clip(0, 255).astype(np.uint8)
+            return np.repeat(grey[..., None], 3, axis=-1)
         return self.backend.render(specs, meshes, self.cfg.image_size)
 
     def close(self) -> None:
@@ -138,6 +152,8 @@ def render_fingerprint(cfg: RenderConfig, bits: str, seed: int, session: RenderS
     lib = session.library
     blob = [{k: v for k, v in asdict(cfg).items() if k not in skip}, bits, int(seed), session.backend.version(),
             FORMAT_VERSION, list(lib.classes), [[r["class_id"], r["mesh"], r["index"]] for r in lib.manifest]]
+    if session.style != "shaded":  # shaded renders keep the fingerprint they always had
+        blob.append(session.style)
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -182,6 +198,8 @@ def _create(path: Path, cfg: RenderConfig, bits: str, seed: int, session: Render
                         "seed": seed, "image_size": s, "n_classes": cfg.classes,
                         "images_per_class": cfg.images_per_class, "format_version": FORMAT_VERSION,
                         "complete": False, "resume_fingerprint": fingerprint, "rows_done": 0})
+        if session.style != "shaded":
+            f.attrs["style"] = session.style
         f.create_dataset("images", (n, s, s, 3), dtype="u1", chunks=(min(cfg.chunk_images, n), s, s, 3),
                          track_times=False, dcpl=_allocated_now())
         for name in ("labels", "mesh_ids"):
