@@ -346,3 +346,38 @@ def test_summary_states_its_runs_and_intervals_cover_a_planted_difference(tmp_pa
     covered = sum(paired_interval(rng.standard_normal(5) + 2.0).covers(2.0) for _ in range(400))
     assert 360 <= covered <= 397
     assert plot_seed_curves(_planted_runs(4.0), tmp_path / "c.png").is_file()
+
+
+def test_silhouette_digits_are_white_on_black_and_shaded_renders_keep_their_fingerprint(tmp_path):
+    from pathlib import Path
+
+    from task2sim.asg.data import DIGIT_CLASSES
+    from task2sim.render import dataset as ds
+    from task2sim.render import gl
+
+    ok, why = gl.available()
+    if not ok:
+        pytest.skip(f"no headless EGL renderer: {why}")
+    cache = Path(__file__).resolve().parents[1] / ".cache" / "assets"
+    cfg = config_from_dict(ds.RenderConfig, {"classes": 10, "meshes_per_class": 1, "images_per_class": 2,
+                                             "image_size": 32, "blur_passes": 4, "cache_dir": str(cache)}, "render")
+    shaded = ds.RenderSession(cfg, classes=DIGIT_CLASSES)
+    sil = ds.RenderSession(cfg, classes=DIGIT_CLASSES, style="silhouette")
+    try:
+        pairs = [sil.scene(c, 0, 2 * c, 0, "00000000") for c in range(10)]
+        img = sil.render([p[0] for p in pairs], [p[1] for p in pairs])
+        assert img.dtype.name == "uint8" and img.shape == (10, 32, 32, 3)
+        assert (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all()   # grey
+        for x in img[..., 0]:
+            assert x[0, 0] == 0 and x.max() == 255 and 0.03 < (x > 127).mean() < 0.6  # a glyph on black
+        # the style is part of a render's identity; shaded renders keep the fingerprint they had
+        fp = {s.style: ds.render_fingerprint(cfg, "00000000", 0, s) for s in (shaded, sil)}
+        assert fp["shaded"] != fp["silhouette"]
+        sil.style = "shaded"
+        assert ds.render_fingerprint(cfg, "00000000", 0, sil) == fp["shaded"]
+    finally:
+        shaded.close()
+        sil.close()
+    with pytest.raises(ValueError, match="moderngl"):
+        ds.RenderSession(config_from_dict(ds.RenderConfig, {"backend": "mitsuba", "cache_dir": str(cache)}, "render"),
+                         style="silhouette")
