@@ -13,9 +13,7 @@ if [t for t in ASG["targets"] if t not in task_ids()]:
     )
 
 # Keys that pick jobs, not what a job computes: left out of the rerun-triggering params.
-ASG_SCIENCE = config_json(
-    "asg", drop=["targets", "lambda_sweep", "seeds", "study", "setting_lrs", "setting_sources"]
-)
+ASG_SCIENCE = config_json("asg", drop=["targets", "lambda_sweep", "seeds", "study", "setting_lrs", "setting_sources"])
 ASG_STUDY = json.dumps({**json.loads(ASG_SCIENCE), **ASG["study"]}, sort_keys=True)
 ASG_SWEEP_METHODS = ["proxy", "asg"]  # the methods that use kl_lambda
 ASG_SWEEP_SEED = ASG["seeds"][0]
@@ -79,6 +77,11 @@ def asg_sweep_config(wildcards):
 def asg_out_root(wildcards, output):
     """<out-root> of asg finetune: three levels above <out-root>/<target>/<method>/metrics.tsv."""
     return str(Path(output.metrics[0]).parents[2])
+
+
+def asg_summary_root(wildcards, output):
+    """The folder the summary's run labels are relative to: the summary's own."""
+    return str(Path(output.summary).parent)
 
 
 def asg_policy_arg(wildcards, input):
@@ -214,7 +217,7 @@ rule asg_summary:
         mem_mb=500,
         runtime=5,
     params:
-        root="results/asg",
+        root=asg_summary_root,
         title="ASG summary (default run, seed " + str(config["seed"]) + ")",
         extra="",
     shell:
@@ -301,9 +304,9 @@ use rule asg_summary as asg_seeds with:
     benchmark:
         "benchmarks/asg/seeds/summary.tsv"
     params:
-        root="results/asg/seeds",
+        root=asg_summary_root,
         title="ASG over seeds " + ", ".join(str(s) for s in ASG["seeds"]) + " (study settings)",
-        extra="--figure results/asg/seeds/curves.png",
+        extra=lambda wildcards, output: f"--figure {output.figure}",
 
 
 use rule asg_finetune as asg_setting_finetune with:
@@ -343,7 +346,7 @@ use rule asg_summary as asg_setting with:
     benchmark:
         "benchmarks/asg/setting/summary.tsv"
     params:
-        root="results/asg/setting",
+        root=asg_summary_root,
         title="ASG setting: methods (a) and (e) per source and learning rate (study settings, seed "
         + str(ASG_SWEEP_SEED)
         + ")",
@@ -366,7 +369,7 @@ use rule asg_summary as asg_lambda_sweep with:
     benchmark:
         "benchmarks/asg/sweep/summary.tsv"
     params:
-        root="results/asg/sweep",
+        root=asg_summary_root,
         title="ASG kl_lambda sweep (study settings, seed " + str(ASG_SWEEP_SEED) + ")",
         extra="--per-run",
 

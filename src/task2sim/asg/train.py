@@ -223,7 +223,6 @@ class PolicyDriver:
     """Runs a policy every ``window`` steps on a fixed held-out synthetic batch: observation
     (CE, KL, t/T, head weight mean/std, previous scales) -> scales for the next window."""
 
-    observes = True
 
     def __init__(self, policy: LRPolicy, fit: Fit, probe: tuple[torch.Tensor, torch.Tensor], total_steps: int,
                  greedy: bool, generator: torch.Generator):
@@ -259,7 +258,6 @@ class RandomDriver:
     """Method (d0): every window, each group's scale drawn uniformly from SCALES (seeded); the
     same action space as the learned policy, without looking at anything."""
 
-    observes = False
 
     def __init__(self, fit: Fit, generator: torch.Generator):
         self.fit, self.generator = fit, generator

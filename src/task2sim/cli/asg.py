@@ -124,9 +124,11 @@ def run_policy(args: argparse.Namespace) -> dict:
     policy, info = train_policy(cfg, src, args.seed)
     save_lr_policy(args.out, policy, info["group_names"], cfg.model, cfg.input_size)
     eps = info["episodes"]
-    plot_schedule([(f"episode {e['episode']} (held-out loss {e['start_loss']:.2f}->{e['end_loss']:.2f})",
-                    e["schedule"]) for e in eps], info["group_names"], args.figure,
-                  "Policy training: sampled lr scale per layer group (synthetic source only)")
+    shown = sorted({0, len(eps) // 2, len(eps) - 1})   # first, middle and last episode
+    plot_schedule([(f"episode {eps[i]['episode']} (held-out loss {eps[i]['start_loss']:.2f}->"
+                    f"{eps[i]['end_loss']:.2f})", eps[i]["schedule"]) for i in shown], info["group_names"],
+                  args.figure, f"Policy training ({len(eps)} episodes, {len(info['updates'])} updates): sampled "
+                  "lr scale per layer group (synthetic source only)")
     extra = {"episodes": [{k: v for k, v in e.items() if k != "schedule"} for e in eps],
              "updates": info["updates"], "seconds": round(time.perf_counter() - t0, 2)}
     rec.finish([args.out, args.figure], extra=extra)
