@@ -229,7 +229,7 @@ def plot_seed_curves(runs: dict[tuple[str, str, str], list[dict]], path: str | o
 
     by = _by_run(runs)
     targets = sorted({t for _, t in by})
-    fig, axes = plt.subplots(1, len(targets), figsize=(7 * len(targets), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(targets), figsize=(7 * len(targets), 4.6), squeeze=False)
     for ax, t in zip(axes[0], targets):
         labs = [lab for lab, tt in sorted(by) if tt == t]
         for m in _method_order({m for lab in labs for m in by[(lab, t)]}):
@@ -243,9 +243,10 @@ def plot_seed_curves(runs: dict[tuple[str, str, str], list[dict]], path: str | o
                 lo, hi = ((acc.min(0), acc.max(0)) if len(curves) == 2 else
                           (mean - acc.std(0, ddof=1), mean + acc.std(0, ddof=1)))
                 ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.15)
-        ax.set_title(f"{t}: top-1 (%), mean over runs ± 1 sd")
+        band = "min-max" if len(labs) == 2 else "± 1 sd"
+        ax.set_title(f"{t}: top-1 (%), mean over {len(labs)} runs" + (f", band {band}" if len(labs) > 1 else ""))
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("ASG: target accuracy while fine-tuning on renders (the target is never used to train or select)")
+    fig.suptitle("ASG: target accuracy while fine-tuning on renders\n(the target is never used to train or select)")
     return save_figure(fig, path, dpi=100, tight={})
