@@ -294,16 +294,10 @@ def test_interrupted_finetune_resumes_to_identical_outputs(resume_setup):
                                                                                           "asg": (1, 1)}
     assert not (cut / CHECKPOINT_DIR).exists()
     for m in conf["methods"]:
-        for f in ("model.pt", "schedule.tsv") if m == "asg" else ("model.pt",):
+        # metrics.tsv holds no wall-clock column (timing lives in benchmarks/ and model.meta.json), so
+        # a resumed run's metrics are byte-identical too and a summary's provenance hashes match
+        for f in ("model.pt", "metrics.tsv", "schedule.tsv") if m == "asg" else ("model.pt", "metrics.tsv"):
             assert (cut / "digits" / m / f).read_bytes() == (d / "full" / "digits" / m / f).read_bytes(), (m, f)
-        assert _timeless(cut / "digits" / m / "metrics.tsv") == _timeless(d / "full" / "digits" / m / "metrics.tsv")
-
-
-def _timeless(metrics_tsv):
-    """metrics.tsv less its wall-clock column."""
-    rows = [line.split("\t") for line in metrics_tsv.read_text().splitlines()]
-    assert rows[0][-1] == "seconds"
-    return [r[:-1] for r in rows]
 
 
 def test_finetune_checkpoint_of_other_config_is_ignored(resume_setup, tmp_path):

@@ -23,7 +23,7 @@ from ..io import atomic_path, save_torch
 from ..figures import save_figure
 
 COLUMNS = ("epoch", "step", "train_ce", "train_kl", "train_loss", "source_val_acc", "target_acc",
-           "target_mean_class_acc", "imagenet_agreement", "seconds")
+           "target_mean_class_acc", "imagenet_agreement")
 
 
 def metrics_rows(history: list[dict], target: str) -> list[dict]:
