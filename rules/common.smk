@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -215,7 +216,7 @@ def task2vec_probe_inputs(wildcards):
 
 def policy_unseen_tasks():
     """Unseen tasks of the reward table: scored by the policy stage. Tasks outside the table
-    (reward: false) get their prediction from the saved policy instead (final_predict), so
+    (reward: false) get their prediction from the saved policy instead (final_select), so
     adding one refits nothing."""
     return [t for t in unseen_tasks() if t in reward_tasks()]
 
@@ -328,9 +329,29 @@ def final_scaling_scores(wildcards):
     return final_score_files(scaling_budgets(), ["task2sim", "domain_randomisation"], seen_only=True)
 
 
+def final_select_inputs(wildcards):
+    """final_select's inputs by final.selection: the policy and the task's Task2Vec (predict), or
+    the task and every reward-budget backbone (measure)."""
+    if FINAL["selection"] == "measure":
+        models = [final_model("reward", b) for b in all_bits()]
+        return {"task": f"results/tasks/{wildcards.task}/data.h5", "models": models}
+    return {"policy": "results/policy/policy.pt", "task2vec": f"results/task2vec/{wildcards.task}.npz"}
+
+
+def final_select_args(wildcards, input, threads, resources):
+    """final_select's subcommand with its inputs (task2sim.cli.final predict / measure)."""
+    if FINAL["selection"] == "measure":
+        return (
+            f"measure --task-h5 {input.task} --models {' '.join(input.models)}"
+            f" --reward {shlex.quote(FINAL_SECTIONS['reward'])} --device {resources.device} --threads {threads}"
+            " --no-progress"
+        )
+    return f"predict --policy {input.policy} --task2vec {input.task2vec}"
+
+
 def final_oneshot_model(wildcards):
-    """The final-budget backbone of the task's predicted configuration (once final_predict has run)."""
-    with open(checkpoints.final_predict.get(task=wildcards.task).output.prediction) as f:
+    """The final-budget backbone of the task's chosen configuration (once final_select has run)."""
+    with open(checkpoints.final_select.get(task=wildcards.task).output.prediction) as f:
         return final_model(final_budget(), json.load(f)["bits"])
 
 

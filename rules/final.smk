@@ -1,6 +1,7 @@
 # The payoff (docs/final.md): one-shot backbones for tasks outside the reward table, and the final
 # comparison of Task2Sim against its baselines (results/evaluate/summary.md).
-# final_choose (a checkpoint) reads the policy's predictions and the reward table and fixes the
+# final_choose (a checkpoint) reads the policy's predictions, the reward table and its training-split
+# twin (measured selection) and fixes the
 # configuration of every (task, method); the backbones those configurations need are rendered and
 # pre-trained once per (budget, configuration) through the {budget}/{bits} wildcards, whichever
 # tasks and methods share them. Code: task2sim.compare, CLI task2sim.cli.final.
@@ -8,7 +9,8 @@
 
 checkpoint final_choose:
     input:
-        table="results/rewards/table.tsv",
+        table=rules.reward_table.output.tsv,
+        measured=rules.reward_table.output.measured,
         predictions="results/policy/predictions.tsv",
         policy="results/policy/policy.pt",
     output:
@@ -27,7 +29,8 @@ checkpoint final_choose:
         config=json.dumps({"random_seed": FINAL["random_seed"]}),
         seed=config["seed"],
     shell:
-        "python -m task2sim.cli.final choose --table {input.table} --predictions {input.predictions}"
+        "python -m task2sim.cli.final choose --table {input.table} --measured {input.measured}"
+        " --predictions {input.predictions}"
         " --policy {input.policy} --config {params.config:q} --seed {params.seed} --out {output.tsv} > {log} 2>&1"
 
 
@@ -92,7 +95,7 @@ rule final_score:
     params:
         tasks=lambda wildcards: " ".join(final_score_tasks(wildcards)),
         model_args=final_score_model_args,
-        config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed"]),
+        config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed", "selection"]),
         evaluate=FINAL_SECTIONS["evaluate"],
         reward=FINAL_SECTIONS["reward"],
         seed=config["seed"],
@@ -103,31 +106,37 @@ rule final_score:
         " --device {resources.device} --threads {threads} --no-progress --out {output.tsv} > {log} 2>&1"
 
 
-# A task outside the reward table (reward: false): the saved predictor's configuration for it, from
-# policy.pt and its Task2Vec alone. The policy is not fitted again (its inputs are the reward table's
-# tasks only), so adding such a task reruns nothing that exists. A checkpoint: the configuration
-# decides which final-budget backbone final_oneshot needs.
-checkpoint final_predict:
+# A task outside the reward table (reward: false): its configuration, by final.selection (one
+# checkpoint either way, so switching the setting reruns it and what follows). predict: the saved
+# predictor's, from policy.pt and the task's Task2Vec alone; the policy is not fitted again (its
+# inputs are the reward table's tasks only), so adding such a task reruns nothing that exists.
+# measure: measured selection, every reward-budget backbone (memoised) scored by 5-NN left-one-out
+# on the task's training split. The configuration decides which final-budget backbone
+# final_oneshot needs.
+checkpoint final_select:
     input:
-        policy="results/policy/policy.pt",
-        task2vec="results/task2vec/{task}.npz",
+        unpack(final_select_inputs),
     output:
         prediction="results/final/{task}/prediction.json",
         meta="results/final/{task}/prediction.meta.json",
     log:
-        "logs/final/{task}/predict.log",
+        "logs/final/{task}/select.log",
     benchmark:
-        "benchmarks/final/{task}/predict.tsv"
+        "benchmarks/final/{task}/select.tsv"
     conda:
         "../envs/task2sim.yaml"
+    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        device=config["device"],
+        mem_mb=3000,
+        runtime=30,
+        gpu=0,
     params:
+        args=final_select_args,
         seed=config["seed"],
     shell:
-        "python -m task2sim.cli.final predict --task {wildcards.task} --policy {input.policy}"
-        " --task2vec {input.task2vec} --seed {params.seed} --out {output.prediction} > {log} 2>&1"
+        "python -m task2sim.cli.final {params.args} --task {wildcards.task} --seed {params.seed}"
+        " --out {output.prediction} > {log} 2>&1"
 
 
 rule final_oneshot:
@@ -153,6 +162,7 @@ rule final_oneshot:
         gpu=0,
     params:
         out_dir=subpath(output.model, parent=True),
+        # final.selection stays in: the one-shot record says how the configuration was chosen
         config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed"]),
         evaluate=FINAL_SECTIONS["evaluate"],
         reward=FINAL_SECTIONS["reward"],
@@ -206,7 +216,7 @@ rule final_summary:
         runtime=5,
     params:
         budgets=" ".join(f"--budget {k}={v}" for k, v in comparison_budgets().items()),
-        config=config_json("final", drop=["scaling_images_per_class"]),
+        config=config_json("final", drop=["scaling_images_per_class", "selection"]),
         model=config["pretrain"]["model"],
         epochs=config["pretrain"]["epochs"],
         seed=config["seed"],
@@ -251,7 +261,6 @@ rule final_scaling:
 
 localrules:
     final_choose,
-    final_predict,
     final_summary,
     final_scaling,
 

@@ -60,6 +60,8 @@ rule reward_table:
         ),
         # The same table in the published Task2Sim reward_db.json layout (task2sim.reward.table).
         db="results/rewards/reward_db.json",
+        # The 5-NN left-one-out within each task's training split: what measured selection reads.
+        measured="results/rewards/train_loo.tsv",
         meta="results/rewards/table.meta.json",
     log:
         "logs/rewards/table.log",
@@ -74,7 +76,7 @@ rule reward_table:
         noise=lambda wildcards, input: f"--noise {input.noise}" if input.noise else "",
     shell:
         "python -m task2sim.cli.reward aggregate --tsv {output.tsv} --png {output.png}"
-        " --reward-db {output.db} {params.noise} {input.run} > {log} 2>&1"
+        " --reward-db {output.db} --measured-tsv {output.measured} {params.noise} {input.run} > {log} 2>&1"
 
 
 FINAL_TARGETS.extend(["results/rewards/table.tsv", "results/rewards/table.png"])

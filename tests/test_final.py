@@ -14,6 +14,7 @@ from fixtures_h5 import write_task_h5
 
 from task2sim.bits import configs_for
 from task2sim.compare import (
+    CONFIG_METHODS,
     LABELS,
     best_fixed_config,
     choose_configs,
@@ -41,9 +42,20 @@ def _predictions():
             {"task": "mine", "split": "unseen", "bits": "00000000"}]
 
 
+def _measured():
+    """Training-split 5-NN (left-one-out) per task: ranks unlike the test-split table's."""
+    return {"a": {"00000000": 61, "00000001": 50, "10000000": 62, "10000001": 40},
+            "b": {"00000000": 90, "00000001": 65, "10000000": 60, "10000001": 80},
+            "u": {"00000000": 30, "00000001": 35, "10000000": 35, "10000001": 25},
+            "mine": {"00000000": 1, "00000001": 2, "10000000": 3, "10000001": 4}}
+
+
 def test_choices_per_method():
-    rows = choose_configs(_table(), _predictions(), [0, 7], random_seed=0)
+    rows = choose_configs(_table(), _predictions(), [0, 7], random_seed=0, measured=_measured())
     pick = {(r["task"], r["method"]): r["bits"] for r in rows}
+    # measured selection: each task's best training-split score (first of equals), never the table's
+    assert [pick[(t, "measured")] for t in ("a", "b", "u", "mine")] == ["10000000", "00000000", "00000001",
+                                                                      "10000001"]
     assert pick[("a", "task2sim")] == "00000001" and pick[("mine", "task2sim")] == "00000000"
     assert {pick[(t, "domain_randomisation")] for t in "abu"} == {"10000001"}
     # best mean over the seen tasks a, b: 10000001 (67.5) beats 00000001 (62.5); u is not used
@@ -57,11 +69,11 @@ def test_choices_per_method():
 
 
 def test_summary_tables_bold_the_best_and_name_the_losses():
-    choices = choose_configs(_table(), _predictions()[:3], [0, 7], random_seed=0)
+    choices = choose_configs(_table(), _predictions()[:3], [0, 7], random_seed=0, measured=_measured())
     pick = {(r["task"], r["method"]): r["bits"] for r in choices}
     scores = {}
     for t in "abu":
-        for m in ("task2sim", "random", "domain_randomisation", "best_fixed"):
+        for m in CONFIG_METHODS:
             scores[("reward", pick[(t, m)], t, "linear")] = _table()[t][pick[(t, m)]]
         scores[("ref", "scratch", t, "linear")] = 10.0
         scores[("ref", "imagenet", t, "linear")] = 99.0
@@ -77,6 +89,48 @@ def test_summary_tables_bold_the_best_and_name_the_losses():
     assert LABELS["imagenet"] in md and "different architecture" in md
     # on the seen tasks domain randomisation / best fixed give 67.5 < 70: no loss there
     assert "seen tasks: Domain Randomisation beats" not in md
+    # paired margins: two seen tasks give an interval, the single unseen task does not
+    from task2sim.compare import margin_rows
+
+    info["margins"] = margin_rows(ms, splits)
+    md = summary_markdown(rows, {"reward": "reward"}, ["linear"], choices, info)
+    assert "## Paired margins, with 95 % intervals" in md
+    assert "| reward | linear | seen | Task2Sim - Best single config (seen) | +2.50 [" in md
+    assert "| reward | linear | unseen | Task2Sim - Random | " in md and "no interval (one task)" in md
+
+
+def test_margin_intervals_cover_a_planted_difference():
+    """The summary's paired margins on synthetic scores, 12 seen and 6 unseen tasks: Task2Sim = best
+    single config + 2 points, Random = best single config, measured selection = best single config
+    (planted 0), each with task noise (sd 3). Over 400 draws each 95 % interval covers its planted
+    difference about 95 % of the time, and the null margin is called ahead or behind about 5 %."""
+    from task2sim.compare import margin_rows
+
+    rng = np.random.default_rng(0)
+    splits = {f"s{i}": "seen" for i in range(12)} | {f"u{i}": "unseen" for i in range(6)}
+    planted = {("task2sim", "best_fixed"): 2.0, ("task2sim", "random"): 2.0, ("measured", "best_fixed"): 0.0,
+               ("measured", "random"): 0.0}
+    covered = dict.fromkeys(((sp, *k) for sp in ("seen", "unseen") for k in planted), 0)
+    false_calls, draws = 0, 400
+    for _ in range(draws):
+        base = {t: float(rng.normal(50, 10)) for t in splits}
+        shift = {"best_fixed": 0.0, "random": 0.0, "task2sim": 2.0, "measured": 0.0}
+        ms = {("reward", "linear", m): {t: v + d + float(rng.normal(0, 3)) for t, v in base.items()}
+              for m, d in shift.items()}
+        rows = {(r["split"], r["method"], r["baseline"]): r for r in margin_rows(ms, splits)}
+        # every pair whose two methods are present (no Domain Randomisation here), n = the split's tasks
+        assert set(rows) == set(covered)
+        for key, r in rows.items():
+            assert r["n"] == str(sum(v == key[0] for v in splits.values()))
+            covered[key] += float(r["low"]) <= planted[key[1:]] <= float(r["high"])
+        false_calls += rows[("seen", "measured", "best_fixed")]["verdict"] != "not shown"
+    for key, n in covered.items():
+        assert 0.91 <= n / draws <= 0.98, (key, n)
+    assert false_calls / draws <= 0.09
+    # an incomplete split (a task without a score) gets no margin, not a margin over fewer tasks
+    ms[("reward", "linear", "task2sim")].pop("u0")
+    assert {(r["split"], r["method"]) for r in margin_rows(ms, splits) if r["split"] == "unseen"} == {
+        ("unseen", "measured")}
 
 
 def test_score_backbone_knn_and_linear_on_features(tmp_path, one_torch_thread):
@@ -125,7 +179,7 @@ def test_oneshot_folder_gets_backbone_and_evaluation_without_rewards(workflow: W
     assert "results/rewards/00000000/digits8.json" in out
     # its one-shot jobs are planned: the prediction from the saved policy, then the backbone and
     # evaluation under results/final/mine/; the policy is fitted on the reward table's tasks only
-    assert counts["final_predict"] == 1 and counts["final_oneshot"] == 1 and counts["final_choose"] == 1
+    assert counts["final_select"] == 1 and counts["final_oneshot"] == 1 and counts["final_choose"] == 1
     assert "results/final/mine/model.pt" in out and "results/final/mine/evaluation.json" in out
     assert "results/task2vec/mine.npz" not in re.search(r"--task2vec ([^-]*)--", out)[1]
     # reward: false needs seen: false
@@ -189,10 +243,72 @@ def test_oneshot_cli_predicts_from_the_saved_policy_then_writes_backbone_and_eva
     assert rc == 2 and not (tmp_path / "other.json").exists()
 
 
+def test_measure_cli_picks_the_best_training_split_score_without_reading_the_test_split(tmp_path, monkeypatch,
+                                                                                        one_torch_thread):
+    """final.selection: measure for a new task: every reward-budget backbone scored by 5-NN
+    left-one-out on the training split (no dataset of the test split is opened), the best one
+    taken, and the one-shot job accepts only the selection in force."""
+    import torch
+
+    import task2sim.reward.knn as knn
+    from task2sim.cli import final
+    from task2sim.reward.knn import extract_features, feature_model, knn_loo_accuracy
+    from task2sim.train.data import IMAGENET_MEAN, IMAGENET_STD, H5ImageDataset, eval_transform
+    from task2sim.train.models import backbone_cfg, create_backbone, save_backbone
+
+    h5 = write_task_h5(tmp_path / "mine.h5", n_classes=3, n_train=24, n_test=9, size=16, seed=2, task="mine")
+    models = []
+    for i, bits in enumerate(("00000000", "00000001")):
+        torch.manual_seed(i)
+        models.append(tmp_path / bits / "model.pt")
+        models[-1].parent.mkdir()
+        save_backbone(models[-1], create_backbone("t2s_resnet18_w8", num_classes=5), "t2s_resnet18_w8", 32,
+                      IMAGENET_MEAN, IMAGENET_STD, render_bits=bits)
+    expected = {}
+    for m in models:
+        net, _ = feature_model(m)
+        f, y = extract_features(net, H5ImageDataset(h5, "train", eval_transform(32)), 64, torch.device("cpu"))
+        expected[backbone_cfg(m)["render_bits"]] = knn_loo_accuracy(f, y, k=5, temperature=0.07)
+    opened = []
+
+    def recording(path, split=None, *a, **kw):
+        opened.append(split)
+        return H5ImageDataset(path, split, *a, **kw)
+
+    monkeypatch.setattr(knn, "H5ImageDataset", recording)
+    out = tmp_path / "final" / "mine" / "prediction.json"
+    args = ["measure", "--task", "mine", "--task-h5", str(h5), "--models", *map(str, models),
+            "--reward", json.dumps({"k": 5, "temperature": 0.07}), "--device", "cpu", "--no-progress"]
+    assert final.main([*args, "--out", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["selection"] == "measure" and m["n_train"] == 24 and opened == ["train", "train"]
+    assert m["train_loo"] == pytest.approx(expected)
+    assert m["bits"] == max(sorted(expected), key=lambda b: expected[b])  # first of equals in config order
+    assert (out.parent / "prediction.meta.json").is_file()
+    # the one-shot job takes it under final.selection: measure, and refuses it under predict
+    common = ["oneshot", "--task", "mine", "--prediction", str(out), "--model", str(models[0]), "--task-h5",
+              str(h5), "--out-dir", str(out.parent), "--evaluate", "{}", "--reward", "{}", "--device", "cpu",
+              "--no-progress"]
+    assert final.main([*common, "--config", "{}"]) == 2
+    assert final.main([*common, "--config", json.dumps({"selection": "measure", "evaluations": ["knn5"]})]) == 0
+    ev = json.loads((out.parent / "evaluation.json").read_text())
+    assert ev["selection"] == "measure" and set(ev["results"]) == {"knn5"}
+    assert backbone_cfg(out.parent / "model.pt")["task2sim_selection"] == "measure"
+    # one backbone per configuration of the space the backbones span, or one line saying what is wrong
+    bad = tmp_path / "bad.json"
+    assert final.main([*args[:6], str(models[0]), str(models[0]), *args[8:], "--out", str(bad)]) == 2
+    assert final.main([*args[:6], str(models[1]), *args[8:], "--out", str(bad)]) == 2
+    third = tmp_path / "10000000.pt"  # with bit 0 varied too, 10000001 is missing
+    save_backbone(third, create_backbone("t2s_resnet18_w8", num_classes=5), "t2s_resnet18_w8", 32, IMAGENET_MEAN,
+                  IMAGENET_STD, render_bits="10000000")
+    assert final.main([*args[:8], str(third), *args[8:], "--out", str(bad)]) == 2
+    assert not bad.exists()
+
+
 def test_scaling_rows_and_figure(tmp_path):
     from task2sim.compare import plot_scaling, scaling_rows
 
-    choices = choose_configs(_table(), _predictions()[:3], [0, 7], random_seed=0)
+    choices = choose_configs(_table(), _predictions()[:3], [0, 7], random_seed=0, measured=_measured())
     pick = {(r["task"], r["method"]): r["bits"] for r in choices}
     scores = {}
     for i, b in enumerate(("c4_i10", "c4_i20", "c4_i40")):

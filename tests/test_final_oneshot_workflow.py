@@ -95,13 +95,13 @@ def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_r
     command = command.replace(".venv/bin/snakemake", str(SNAKEMAKE)).replace("--cores all", "--cores 2")
 
     # The plan: the folder's task, its Task2Vec, its prediction from the saved policy (no refit) and
-    # its one-shot job, whose backbone is known once the prediction is (final_predict is a
+    # its one-shot job, whose backbone is known once the prediction is (final_select is a
     # checkpoint); nothing of the reward stage, no policy fit, no render of the 2^M configurations.
     plan = _bash(wf, command.replace("--cores 2", "--cores 2 -n"))
     assert plan.returncode == 0, plan.stdout + plan.stderr
     counts = Workflow.job_counts(plan.stdout)
     assert counts.pop("total") == sum(counts.values())
-    assert counts == {"tasks_prepare": 1, "task2vec_embed": 1, "final_predict": 1, "final_oneshot": 1}, plan.stdout
+    assert counts == {"tasks_prepare": 1, "task2vec_embed": 1, "final_select": 1, "final_oneshot": 1}, plan.stdout
     assert "results/rewards" not in plan.stdout and "results/renders" not in plan.stdout
 
     res = _bash(wf, f"{command}\n{show}")
@@ -109,7 +109,7 @@ def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_r
     # What ran: the plan plus one render and one pre-training of the predicted configuration at the
     # final budget (tiny_config's 4 classes x 16 images); no render or pre-training of the 2^M reward backbones.
     ran = Counter(re.findall(r"^Finished jobid: \d+ \(Rule: (\w+)\)", res.stdout + res.stderr, re.M))
-    assert ran == {"tasks_prepare": 1, "task2vec_embed": 1, "final_predict": 1, "final_render": 1,
+    assert ran == {"tasks_prepare": 1, "task2vec_embed": 1, "final_select": 1, "final_render": 1,
                    "final_pretrain": 1, "final_oneshot": 1}, res.stderr
     root = wf.root / "results" / "final" / "mydata"
     # the README's `cat`s print the two JSON files
@@ -172,6 +172,27 @@ def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_r
     # done: the same command plans nothing
     again = _bash(wf, command.replace("--cores 2", "--cores 2 -n"))
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    # final.selection: measure, the README's variant: the same checkpoint reruns as measured selection
+    # over the reward-budget backbones the run already has (no render or pre-training of them), then
+    # the one-shot job again
+    res = _bash(wf, "printf 'final:\\n  selection: measure\\n' >> my_config.yaml")
+    assert res.returncode == 0, res.stderr
+    plan = _bash(wf, command.replace("--cores 2", "--cores 2 -n"))
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    counts = Workflow.job_counts(plan.stdout)
+    assert counts.pop("total") == sum(counts.values())
+    assert counts == {"final_select": 1, "final_oneshot": 1}, plan.stdout
+    res = _bash(wf, command)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    measured = json.loads((root / "prediction.json").read_text())
+    scores = measured["train_loo"]
+    assert set(scores) == {r["bits"] for r in _tsv(wf.root / "results/rewards/table.tsv")}
+    assert measured["bits"] == max(sorted(scores), key=scores.get) and measured["n_train"] < n_images
+    evaluation = json.loads((root / "evaluation.json").read_text())
+    assert evaluation["selection"] == "measure" and evaluation["bits"] == measured["bits"]
+    assert load_backbone(root / "model.pt")[1]["task2sim_selection"] == "measure"
+    assert "final_measure" in {r["stage"] for r in lineage(rel / "model.pt")}
 
 
 def _tsv(path) -> list[dict[str, str]]:

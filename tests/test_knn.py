@@ -7,7 +7,7 @@ import pytest
 import torch
 from fixtures_h5 import write_task_h5
 
-from task2sim.reward.knn import compute_reward, feature_model, knn_accuracy, knn_predict
+from task2sim.reward.knn import compute_reward, feature_model, knn_accuracy, knn_loo_accuracy, knn_predict
 
 
 def random_init_reward(task, cache, seed=0):
@@ -47,6 +47,21 @@ def test_knn_matches_brute_force(chunk):
     acc = knn_accuracy(train, ytr, test, yte, n_classes=n_classes, chunk=chunk)
     assert acc == pytest.approx(100 * np.mean(ref == yte))
     assert 100 / n_classes < acc < 100  # informative but not trivial data
+
+
+@pytest.mark.parametrize("chunk", [7, 1024])
+def test_leave_one_out_knn_matches_brute_force_without_the_image_itself(chunk):
+    rng = np.random.default_rng(1)
+    n_classes, d, n = 5, 12, 120
+    y = rng.integers(0, n_classes, n)
+    x = unit(rng.normal(size=(n_classes, d))[y] + 1.2 * rng.normal(size=(n, d))).astype(np.float32)
+    ref = np.array([brute_force(np.delete(x, i, 0).astype(np.float64), np.delete(y, i), x[i:i + 1].astype(np.float64),
+                                n_classes)[0] for i in range(n)])
+    np.testing.assert_array_equal(knn_predict(x, y, None, n_classes=n_classes, chunk=chunk), ref)
+    acc = knn_loo_accuracy(x, y, n_classes=n_classes, chunk=chunk)
+    assert acc == pytest.approx(100 * np.mean(ref == y))
+    # with the image itself as a neighbour every prediction would be right: left out, it is not
+    assert knn_accuracy(x, y, x, y, n_classes=n_classes, chunk=chunk) == 100.0 and acc < 100.0
 
 
 def test_weighting_can_overrule_majority():
@@ -105,14 +120,20 @@ def test_reward_cli_knn_and_aggregate(tmp_path, capsys):
                          "--bits", bits, "--task", "t", "u", "--out", str(out), str(out2), "--device", "cpu",
                          *config]) == 0
         rec = json.loads(out.read_text())
-        assert set(rec) == {"bits", "task", "knn5_top1", "k", "temperature", "feature_dim", "n_train", "n_test"}
+        assert set(rec) == {"bits", "task", "knn5_top1", "knn5_train_loo", "k", "temperature", "feature_dim",
+                            "n_train", "n_test"}
         assert json.loads(out2.read_text())["n_test"] == 10 and rec["n_test"] == 15
         meta = json.loads(out.with_suffix(".meta.json").read_text())
         assert meta["params"]["image_size"] == 32 and meta["params"]["model_name"] == "t2s_resnet18_w8"
         assert meta["params"]["batch_size"] == 256  # the schema default, resolved
         outs += [str(out), str(out.with_suffix(".meta.json")), str(out2)]  # sidecars are skipped
     assert cli.main(["aggregate", "--tsv", str(tmp_path / "table.tsv"), "--png", str(tmp_path / "t.png"),
-                     "--reward-db", str(tmp_path / "db.json"), *outs]) == 0
+                     "--reward-db", str(tmp_path / "db.json"), "--measured-tsv", str(tmp_path / "loo.tsv"),
+                     *outs]) == 0
+    # the training-split table: same layout, the JSONs' knn5_train_loo
+    loo = read_table_tsv(tmp_path / "loo.tsv")
+    rec = json.loads((tmp_path / "rw" / "10000001" / "t.json").read_text())
+    assert loo.keys() == {"t", "u"} and loo["t"]["10000001"] == pytest.approx(rec["knn5_train_loo"], abs=1e-4)
     assert read_table_tsv(tmp_path / "table.tsv")["t"].keys() == {"00000000", "10000001"}
     assert read_table_tsv(tmp_path / "table.tsv").keys() == {"t", "u"}
     db, tsv = read_reward_db(tmp_path / "db.json"), read_table_tsv(tmp_path / "table.tsv")

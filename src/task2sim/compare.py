@@ -1,8 +1,9 @@
 """The payoff of Task2Sim: one-shot pre-training for a task and the final comparison (docs/final.md).
 
-- ``choose_configs``: the configuration each method picks per task (Task2Sim's predictions, Random
-  with a fixed seed per task, Domain Randomisation = every varied bit on, the best single
-  configuration on the seen tasks of the reward table).
+- ``choose_configs``: the configuration each method picks per task (Task2Sim's predictions,
+  measured selection = the best 5-NN left-one-out on the task's own training split over every
+  reward-budget backbone, Random with a fixed seed per task, Domain Randomisation = every varied
+  bit on, the best single configuration on the seen tasks of the reward table).
 - ``score_backbone``: one backbone (pre-trained, random-init "scratch", or the real ImageNet
   EfficientNet-Lite0 reference) on several tasks: pooled features computed once per task, then the
   5-NN accuracy (docs/algorithms.md, "Reward") and the linear probe of ``train.evaluate`` on those
@@ -34,11 +35,11 @@ from .errors import Task2SimError
 log = logging.getLogger(__name__)
 
 # Methods in the order of the tables; the last two are not simulator configurations.
-CONFIG_METHODS = ("task2sim", "random", "domain_randomisation", "best_fixed")
+CONFIG_METHODS = ("task2sim", "measured", "random", "domain_randomisation", "best_fixed")
 METHODS = CONFIG_METHODS + ("scratch", "imagenet")
-LABELS = {"task2sim": "Task2Sim", "random": "Random", "domain_randomisation": "Domain Randomisation",
-          "best_fixed": "Best single config (seen)", "scratch": "Scratch (random init)",
-          "imagenet": "ImageNet EfficientNet-Lite0 (reference)"}
+LABELS = {"task2sim": "Task2Sim", "measured": "Measured selection (5-NN, train split)", "random": "Random",
+          "domain_randomisation": "Domain Randomisation", "best_fixed": "Best single config (seen)",
+          "scratch": "Scratch (random init)", "imagenet": "ImageNet EfficientNet-Lite0 (reference)"}
 EVALUATIONS = ("knn5", "linear", "finetune")
 CHOICE_COLUMNS = ("task", "split", "method", "bits")
 SCORE_COLUMNS = ("task", "source", "evaluation", "top1", "chosen", "n_train", "n_test", "seconds")
@@ -57,6 +58,7 @@ class FinalConfig:
     epochs: int | None
     final_budget_methods: list[str]
     random_seed: int
+    selection: str
     evaluations: list[str]
     imagenet_image_size: int
     scaling_images_per_class: list[int]
@@ -106,11 +108,24 @@ def best_fixed_config(table: Mapping[str, Mapping[str, float]], seen: Sequence[s
     return configs[int(np.argmax(means))]
 
 
+def measured_config(task: str, measured: Mapping[str, Mapping[str, float]], configs: Sequence[str]) -> str:
+    """Measured selection for ``task``: the configuration whose reward-budget backbone has the best
+    5-NN accuracy left-one-out within the task's training split (``measured``: train_loo.tsv of
+    the reward stage; first of equals). No test image and no other task is read."""
+    row = measured.get(task, {})
+    missing = [b for b in configs if b not in row]
+    if missing:
+        raise CompareError(f"measured table: no training-split score for task {task!r}, configuration {missing[0]}")
+    return configs[int(np.argmax([row[b] for b in configs]))]
+
+
 def choose_configs(table: Mapping[str, Mapping[str, float]], predictions: Sequence[Mapping[str, str]],
-                   vary_bits: Sequence[int], random_seed: int) -> list[dict[str, str]]:
+                   vary_bits: Sequence[int], random_seed: int,
+                   measured: Mapping[str, Mapping[str, float]]) -> list[dict[str, str]]:
     """One row per (task, method): the configuration each configuration-choosing method gives
     each task of ``predictions`` (predictions.tsv of the policy stage). ``split``: seen/unseen as
-    the policy had it, ``new`` for a task outside the reward table (the one-shot path)."""
+    the policy had it, ``new`` for a task outside the reward table (the one-shot path).
+    ``measured``: {task: {bits: 5-NN left-one-out on the training split}} (``measured_config``)."""
     configs = configs_for(vary_bits)
     seen = [p["task"] for p in predictions if p["split"] == "seen"]
     if not seen:
@@ -120,7 +135,8 @@ def choose_configs(table: Mapping[str, Mapping[str, float]], predictions: Sequen
     for p in predictions:
         task = p["task"]
         split = p["split"] if task in table else "new"
-        picks = {"task2sim": p["bits"], "random": random_config(task, configs, random_seed),
+        picks = {"task2sim": p["bits"], "measured": measured_config(task, measured, configs),
+                 "random": random_config(task, configs, random_seed),
                  "domain_randomisation": configs[-1], "best_fixed": best}
         rows += [{"task": task, "split": split, "method": m, "bits": picks[m]} for m in CONFIG_METHODS]
     return rows
@@ -284,6 +300,36 @@ def summary_rows(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits:
 
 SUMMARY_COLUMNS = ("budget", "evaluation", "method", "seen_mean", "seen_n", "unseen_mean", "unseen_n")
 
+# The headline margins: each configuration-choosing method of ours or the paper's against the
+# fixed baselines.
+MARGIN_PAIRS = tuple((m, b) for m in ("task2sim", "measured") for b in ("best_fixed", "random", "domain_randomisation"))
+
+
+def margin_rows(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits: Mapping[str, str],
+                pairs: Sequence[tuple[str, str]] = MARGIN_PAIRS, level: float = 0.95) -> list[dict[str, str]]:
+    """Paired margins method - baseline per (budget, evaluation, split): the mean over the split's
+    tasks of the per-task differences, with its Student-t ``level`` interval over tasks
+    (``task2sim.stats.paired_interval``). Only where both methods have every task of the split.
+    ``verdict``: ahead / behind when the interval excludes 0, else "not shown"."""
+    from .stats import paired_interval
+
+    n_split = {k: sum(v == k for v in splits.values()) for k in ("seen", "unseen")}
+    rows = []
+    for label, ev in dict.fromkeys((lb, e) for lb, e, _ in ms):
+        for split in ("seen", "unseen"):
+            for m, b in pairs:
+                per_m, per_b = ms.get((label, ev, m), {}), ms.get((label, ev, b), {})
+                tasks = [t for t, s in splits.items() if s == split and t in per_m and t in per_b]
+                if not tasks or len(tasks) < n_split[split]:
+                    continue
+                iv = paired_interval([per_m[t] - per_b[t] for t in tasks], level)
+                verdict = ("ahead" if iv.low > 0 else "behind" if iv.high < 0 else "not shown") if iv.n > 1 else \
+                    "no interval (one task)"
+                rows.append({"budget": label, "evaluation": ev, "split": split, "method": m, "baseline": b,
+                             "mean": f"{iv.mean:+.2f}", "low": f"{iv.low:+.2f}", "high": f"{iv.high:+.2f}",
+                             "n": str(iv.n), "verdict": verdict})
+    return rows
+
 
 def _bold_best(values: dict[str, str], keys: Sequence[str]) -> dict[str, str]:
     """Cells with the best value (config methods and scratch; the ImageNet reference stands apart)
@@ -309,6 +355,9 @@ def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, st
              (f"Top-1 accuracy (%) on the downstream test sets, averaged over the {info['n_seen']} seen and "
               f"{info['n_unseen']} unseen tasks of the reward table. Task2Sim = the configurations of the policy "
               f"stage's predictor (`{info['predictor']}`; the default, `task2sim`, is the paper's controller). "
+              "Measured selection (ours; neither paper has it): per task, the reward-budget configuration "
+              "whose backbone scores best by 5-NN left-one-out on the task's own training split (no test "
+              "image read). "
               f"Random: one configuration per task, drawn with seed {info['random_seed']} "
               f"(and the task id). Domain Randomisation: every varied bit on ({info['dr_bits']}). Best single "
               f"config: the best mean reward over the seen tasks ({info['best_bits']}). Scratch: the same "
@@ -335,6 +384,21 @@ def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, st
             if any(cells[m].values()):
                 lines.append(f"| {LABELS[m]} | " + " | ".join(cells[m][(ev, s)] or "n/a" for ev in evaluations
                                                             for s in ("seen", "unseen")) + " |")
+        lines.append("")
+    margins = info.get("margins", [])
+    if margins:
+        lines += ["## Paired margins, with 95 % intervals", "",
+                  ("Each method minus a baseline, task by task, averaged over the split's tasks; the interval is "
+                   "Student's t over those per-task differences (n = tasks). Computed on one seed: the unit is "
+                   "the task, and tasks are not independent (tasks that get the same configuration share one "
+                   "backbone, and every task shares the renderer and the seed), so these intervals are narrower "
+                   "than a repeat of the whole run would show; the study target's seeds widen them. "
+                   "\"ahead\" / \"behind\": the interval excludes 0; \"not shown\": it does not."), "",
+                  "| budget | evaluation | split | method - baseline | mean [95 % interval] | n | verdict |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['budget']} | {r['evaluation']} | {r['split']} | {LABELS[r['method']]} - "
+                  f"{LABELS[r['baseline']]} | {r['mean']} [{r['low']}, {r['high']}] | {r['n']} | {r['verdict']} |"
+                  for r in margins]
         lines.append("")
     lines += ["## Where Task2Sim loses", ""]
     losses = []
@@ -372,7 +436,7 @@ def plot_per_task(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     methods = [m for m in METHODS if any((b, ev, m) in ms for b, ev in panels)]
     width = 0.8 / max(len(methods), 1)
-    colours = {"task2sim": "#d62728", "random": "#7f7f7f", "domain_randomisation": "#1f77b4",
+    colours = {"task2sim": "#d62728", "measured": "#ff7f0e", "random": "#7f7f7f", "domain_randomisation": "#1f77b4",
                "best_fixed": "#2ca02c", "scratch": "#bcbd22", "imagenet": "#9467bd"}
     for ax, (b, ev) in zip(axes, panels):
         for i, m in enumerate(methods):

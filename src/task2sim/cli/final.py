@@ -2,8 +2,10 @@
 
 Usage::
 
-    # the configuration each method gives each task (Task2Sim's predictions, Random, DR, best single)
+    # the configuration each method gives each task (Task2Sim's predictions, measured selection,
+    # Random, DR, best single)
     python -m task2sim.cli.final choose --table results/rewards/table.tsv \
+        --measured results/rewards/train_loo.tsv \
         --predictions results/policy/predictions.tsv --policy results/policy/policy.pt \
         --config '{"random_seed": 0}' --out results/final/choices.tsv
 
@@ -17,6 +19,11 @@ Usage::
     # final-budget backbone and that backbone's evaluation
     python -m task2sim.cli.final predict --task mydata --policy results/policy/policy.pt \
         --task2vec results/task2vec/mydata.npz --out results/final/mydata/prediction.json
+    # or (final.selection: measure) measured selection: every reward-budget backbone scored by
+    # 5-NN left-one-out on the task's training split, the best taken
+    python -m task2sim.cli.final measure --task mydata --task-h5 results/tasks/mydata/data.h5 \
+        --models results/pretrain/*/model.pt --reward '{"k": 5, "temperature": 0.07}' \
+        --out results/final/mydata/prediction.json
     python -m task2sim.cli.final oneshot --task mydata --prediction results/final/mydata/prediction.json \
         --model results/final/budgets/c32_i180/pretrain/00000001/model.pt \
         --task-h5 results/tasks/mydata/data.h5 --config '{...}' --evaluate '{...}' --reward '{...}' \
@@ -56,6 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     c.add_argument("--table", required=True, help="reward table.tsv")
     c.add_argument("--predictions", required=True, help="predictions.tsv of the policy stage")
     c.add_argument("--policy", required=True, help="policy.pt (names the predictor)")
+    c.add_argument("--measured", required=True,
+                   help="train_loo.tsv of the reward stage (5-NN left-one-out on each training split)")
     c.add_argument("--out", required=True, help="choices.tsv to write")
     add_config_args(c, "final")
     add_runtime_args(c, device=False, threads=False)
@@ -76,10 +85,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     r.add_argument("--task2vec", required=True, help="the task's Task2Vec .npz")
     r.add_argument("--out", required=True, help="prediction.json to write")
     add_runtime_args(r, device=False, threads=False)
-    o = sub.add_parser("oneshot", help="a task's backbone at its predicted configuration, and its evaluation")
+    e = sub.add_parser("measure", help="a new task's configuration by measured selection (training split only)")
+    e.add_argument("--task", required=True)
+    e.add_argument("--task-h5", required=True, help="the task's data.h5 (its training split is read)")
+    e.add_argument("--models", nargs="+", required=True,
+                   help="the reward-budget backbones, one per configuration (results/pretrain/{bits}/model.pt)")
+    e.add_argument("--reward", required=True, help="the config's reward section as a JSON object")
+    e.add_argument("--out", required=True, help="prediction.json to write")
+    add_runtime_args(e)
+    o = sub.add_parser("oneshot", help="a task's backbone at its chosen configuration, and its evaluation")
     o.add_argument("--task", required=True)
-    o.add_argument("--prediction", required=True, help="the task's prediction.json (subcommand predict)")
-    o.add_argument("--model", required=True, help="the final-budget backbone of the predicted configuration")
+    o.add_argument("--prediction", required=True, help="the task's prediction.json (subcommand predict or measure)")
+    o.add_argument("--model", required=True, help="the final-budget backbone of the chosen configuration")
     o.add_argument("--task-h5", required=True)
     o.add_argument("--out-dir", required=True, help="writes model.pt and evaluation.json")
     add_config_args(o, "final")
@@ -131,9 +148,9 @@ def run_choose(args: argparse.Namespace) -> dict:
     vary = ConfigSpace.from_configs(b for row in table.values() for b in row).vary_bits
     predictor = _predictor_name(args.policy)
     rec = Provenance.start("final_choose", cfg, seeds={"random_seed": cfg.random_seed},
-                           inputs=[args.table, args.predictions, args.policy], vary_bits=list(vary),
+                           inputs=[args.table, args.measured, args.predictions, args.policy], vary_bits=list(vary),
                            predictor=predictor)
-    rows = choose_configs(table, read_tsv(args.predictions), vary, cfg.random_seed)
+    rows = choose_configs(table, read_tsv(args.predictions), vary, cfg.random_seed, read_table_tsv(args.measured))
     write_tsv(args.out, CHOICE_COLUMNS, rows)
     rec.finish([args.out])
     return {"tasks": len({r["task"] for r in rows}), "configs": sorted({r["bits"] for r in rows})}
@@ -203,10 +220,49 @@ def run_predict(args: argparse.Namespace) -> dict:
     rec = Provenance.start("final_predict", seeds={"seed": args.seed}, inputs=[args.policy, args.task2vec],
                            task=args.task, predictor=info["predictor"])
     row = predict_tasks(ckpt, emb)[0]
-    prediction = {**row, "predictor": info["predictor"], "fitted_on": info["seen"], "policy": str(args.policy)}
+    prediction = {**row, "selection": "predict", "predictor": info["predictor"], "fitted_on": info["seen"],
+                  "policy": str(args.policy)}
     write_json(args.out, prediction)
     rec.finish([args.out], extra={"bits": row["bits"], "p_bits": row["p_bits"]})
     return {"task": args.task, "bits": row["bits"], "p_bits": row["p_bits"]}
+
+
+def run_measure(args: argparse.Namespace) -> dict:
+    from ..compare import configs_for, measured_config
+    from ..config import config_from_dict
+    from ..policy.data import ConfigSpace
+    from ..reward.knn import RewardConfig, feature_model, train_loo_score
+    from ..train.models import backbone_cfg
+
+    rw = config_from_dict(RewardConfig, json_object_arg(args.reward, "--reward"), "reward")
+    models = {}
+    for path in args.models:
+        bits = backbone_cfg(path).get("render_bits")
+        if not bits:
+            raise ValueError(f"{path}: not a backbone pre-trained on a rendered configuration (no render_bits)")
+        if bits in models:
+            raise ValueError(f"--models: two backbones of configuration {bits} ({models[bits]}, {path})")
+        models[bits] = path
+    if len(models) < 2:
+        raise ValueError("--models: measured selection needs the backbones of at least two configurations")
+    configs = configs_for(ConfigSpace.from_configs(models).vary_bits)
+    if sorted(configs) != sorted(models):
+        raise ValueError(f"--models: {len(models)} backbones, but their configurations span {len(configs)}: "
+                         "measured selection needs one backbone per configuration")
+    rec = Provenance.start("final_measure", rw, seeds={"seed": args.seed}, inputs=[args.task_h5, *args.models],
+                           task=args.task)
+    scores, n_train = {}, 0
+    for bits in configs:
+        net, _ = feature_model(models[bits])
+        size = int(backbone_cfg(models[bits])["input_size"][-1])
+        scores[bits], n_train = train_loo_score(net, args.task_h5, size, rw.k, rw.temperature, rw.batch_size,
+                                                args.device, progress=not args.no_progress)
+    bits = measured_config(args.task, {args.task: scores}, configs)
+    prediction = {"task": args.task, "bits": bits, "selection": "measure", "predictor": "measured",
+                  "train_loo": scores, "n_train": n_train, "k": rw.k, "models": models}
+    write_json(args.out, prediction)
+    rec.finish([args.out], extra={"bits": bits, "train_loo": scores})
+    return {"task": args.task, "bits": bits, "train_loo": scores[bits]}
 
 
 def run_oneshot(args: argparse.Namespace) -> dict:
@@ -217,19 +273,24 @@ def run_oneshot(args: argparse.Namespace) -> dict:
     prediction = json_object_arg(Path(args.prediction).read_text(), args.prediction)
     if prediction.get("task") != args.task or "bits" not in prediction:
         raise CompareError(f"{args.prediction}: not a prediction for task {args.task!r}")
-    bits, probs = prediction["bits"], prediction["p_bits"]
+    if prediction.get("selection") != cfg.selection:
+        raise CompareError(f"{args.prediction}: made by selection {prediction.get('selection')!r}, "
+                           f"but final.selection is {cfg.selection!r}")
+    # p_bits: the predictor's probabilities (selection predict); measured selection has scores instead
+    bits, probs = prediction["bits"], prediction.get("p_bits")
     out = Path(args.out_dir)
     rec = Provenance.start("final_oneshot", cfg, seeds={"seed": args.seed},
                            inputs=[args.prediction, args.model, args.task_h5], task=args.task, bits=bits,
-                           p_bits=probs)
+                           p_bits=probs, selection=cfg.selection)
     model, info = load_backbone(args.model)
     # The backbone, saved again with what it is for: the task and the predicted configuration.
     save_backbone(out / "model.pt", model, info["architecture"], int(info["input_size"][-1]), info["mean"],
                   info["std"], task2sim_task=args.task, task2sim_bits=bits, task2sim_p_bits=probs,
+                  task2sim_selection=cfg.selection,
                   source_checkpoint=str(args.model))
     rows, bb = _score(args, bits, args.model, {args.task: args.task_h5}, cfg)
-    evaluation = {"task": args.task, "bits": bits, "model": str(out / "model.pt"), "model_name": bb.name,
-                  "image_size": bb.image_size, "results": {r["evaluation"]: r for r in rows}}
+    evaluation = {"task": args.task, "bits": bits, "selection": cfg.selection, "model": str(out / "model.pt"),
+                  "model_name": bb.name, "image_size": bb.image_size, "results": {r["evaluation"]: r for r in rows}}
     write_json(out / "evaluation.json", evaluation)
     rec.finish([out / "model.pt", out / "evaluation.json"], extra={r["evaluation"]: r["top1"] for r in rows})
     return {"task": args.task, "bits": bits, **{r["evaluation"]: r["top1"] for r in rows}}
@@ -239,6 +300,7 @@ def run_summary(args: argparse.Namespace) -> dict:
     from ..compare import (
         CONFIG_METHODS,
         SUMMARY_COLUMNS,
+        margin_rows,
         method_scores,
         parse_budget,
         plot_per_task,
@@ -272,7 +334,8 @@ def run_summary(args: argparse.Namespace) -> dict:
     info = {"n_seen": n_split["seen"], "n_unseen": n_split["unseen"],
             "predictor": _predictor_name(args.policy), "random_seed": cfg.random_seed, "seed": args.seed,
             "dr_bits": pick[(first, "domain_randomisation")], "best_bits": pick[(first, "best_fixed")],
-            "imagenet_size": cfg.imagenet_image_size, "model": args.model_name, "budget_titles": titles}
+            "imagenet_size": cfg.imagenet_image_size, "model": args.model_name, "budget_titles": titles,
+            "margins": margin_rows(ms, splits)}
     inputs = [args.choices, *args.scores, args.policy]
     rec = Provenance.start("final_summary", cfg, seeds={"seed": args.seed}, inputs=inputs, budgets=budgets)
     write_tsv(args.tsv, SUMMARY_COLUMNS, rows)
@@ -282,7 +345,7 @@ def run_summary(args: argparse.Namespace) -> dict:
         plot_per_task(ms, splits, split, list(budgets), cfg.evaluations, png,
                       f"Per-task top-1 on the {split} tasks (seed {args.seed})")
     rec.finish([args.md, args.tsv, args.png_seen, args.png_unseen],
-               extra={"methods": list(CONFIG_METHODS), "rows": rows})
+               extra={"methods": list(CONFIG_METHODS), "rows": rows, "margins": info["margins"]})
     return {"rows": len(rows)}
 
 
@@ -300,7 +363,8 @@ def run_scaling(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    return {"choose": run_choose, "score": run_score, "predict": run_predict, "oneshot": run_oneshot,
+    return {"choose": run_choose, "score": run_score, "predict": run_predict, "measure": run_measure,
+            "oneshot": run_oneshot,
             "summary": run_summary,
             "scaling": run_scaling}[args.command](args)
 

@@ -12,7 +12,8 @@ Usage::
         --repeats results/noise/1/rewards results/noise/2/rewards -- results/rewards/*/*.json
 
     python -m task2sim.cli.reward aggregate --tsv results/rewards/table.tsv \
-        --png results/rewards/table.png [--noise results/rewards/noise.tsv] results/rewards/*/*.json
+        --png results/rewards/table.png [--noise results/rewards/noise.tsv] \
+        [--measured-tsv results/rewards/train_loo.tsv] results/rewards/*/*.json
 
 ``knn`` scores one backbone on one or more tasks (``--task``, ``--task-h5``, ``--out`` and
 ``--features`` are parallel lists): the backbone is loaded once, and the ~5 s of torch/timm
@@ -57,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.add_argument("--png", help="heatmap to write")
     a.add_argument("--reward-db", help="also write the table in the published reward_db.json layout")
     a.add_argument("--noise", help="noise.tsv: annotate the heatmap with each task's seed sd and ties")
+    a.add_argument("--measured-tsv", help="also write the training-split table (knn5_train_loo, same layout): "
+                   "what measured selection chooses from")
     n = sub.add_parser("noise", help="per-task seed sd, spread and spread/sd from repeated configurations")
     n.add_argument("inputs", nargs="+", help="reward JSON files of the run (every configuration)")
     n.add_argument("--repeats", nargs="+", required=True,
@@ -90,7 +93,8 @@ def run_knn(args: argparse.Namespace) -> dict:
         r = compute_reward(net, name, args.model, task_h5, size, k=cfg.k, temperature=cfg.temperature,
                            cache=features, batch_size=cfg.batch_size, device=args.device,
                            progress=not args.no_progress)
-        out = {"bits": bits, "task": task, "knn5_top1": r["knn5_top1"], "k": r["k"],
+        out = {"bits": bits, "task": task, "knn5_top1": r["knn5_top1"], "knn5_train_loo": r["knn5_train_loo"],
+               "k": r["k"],
                "temperature": r["temperature"], "feature_dim": r["feature_dim"], "n_train": r["n_train"],
                "n_test": r["n_test"]}
         # The record first, the JSON (the rule's main output) last: it exists only when all is done.
@@ -101,15 +105,17 @@ def run_knn(args: argparse.Namespace) -> dict:
     return {"scored": n}
 
 
-def read_reward_jsons(paths: list[str]) -> dict[str, dict[str, float]]:
-    """{task: {bits: knn5_top1}} from reward JSON files (provenance records among them are skipped)."""
+def read_reward_jsons(paths: list[str], key: str = "knn5_top1") -> dict[str, dict[str, float]]:
+    """{task: {bits: value of key}} from reward JSON files (provenance records among them are skipped):
+    ``knn5_top1`` (the reward, on the test split) or ``knn5_train_loo`` (leave-one-out within the
+    training split)."""
     table: dict[str, dict[str, float]] = {}
     for p in paths:
         if is_record(p):  # provenance sidecars match the same shell globs
             continue
         try:
             rec = json.loads(Path(p).read_text())
-            table.setdefault(rec["task"], {})[validate_bits(rec["bits"])] = float(rec["knn5_top1"])
+            table.setdefault(rec["task"], {})[validate_bits(rec["bits"])] = float(rec[key])
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise RewardTableError(f"{p}: not a reward JSON ({e})") from None
     return {t: table[t] for t in sorted(table)}
@@ -144,6 +150,9 @@ def run_aggregate(args: argparse.Namespace) -> dict:
     if args.reward_db:
         write_reward_db(table, args.reward_db)
         outputs.append(args.reward_db)
+    if args.measured_tsv:
+        write_table_tsv(read_reward_jsons(args.inputs, key="knn5_train_loo"), args.measured_tsv)
+        outputs.append(args.measured_tsv)
     if args.png:
         from ..reward.noise import read_noise_tsv
         from ..reward.plot import plot_reward_heatmap

@@ -8,6 +8,9 @@ Reward: for each test image, cosine similarity to every training image, the top-
 for their class with weight exp(sim / T); the class with the largest summed vote is the prediction;
 the reward is top-1 accuracy in percent. Computed in torch over chunks of test images so that
 60k x 10k similarities never sit in memory at once.
+
+Beside it, the same 5-NN left-one-out within the training split (``knn5_train_loo``): a score that
+reads no test image, from which measured selection picks a task's configuration (docs/final.md).
 """
 
 from __future__ import annotations
@@ -59,20 +62,28 @@ def extract_features(model: nn.Module, dataset, batch_size: int = 256,
 
 
 @torch.no_grad()
-def knn_predict(train_features, train_labels, test_features, n_classes: int | None = None,
+def knn_predict(train_features, train_labels, test_features=None, n_classes: int | None = None,
                 k: int = 5, temperature: float = 0.07, chunk: int = 1024,
                 device: torch.device | str = "cpu") -> np.ndarray:
-    """Weighted k-NN predictions; features must already be L2-normalised (cosine = dot)."""
+    """Weighted k-NN predictions; features must already be L2-normalised (cosine = dot).
+
+    ``test_features`` None: leave-one-out over the training set itself (each training image is
+    predicted from its k nearest *other* training images; its own similarity is masked)."""
     device = torch.device(device)
     tr = torch.as_tensor(np.asarray(train_features), dtype=torch.float32, device=device)
-    te_all = torch.as_tensor(np.asarray(test_features), dtype=torch.float32)
+    loo = test_features is None
+    te_all = tr.cpu() if loo else torch.as_tensor(np.asarray(test_features), dtype=torch.float32)
     y = torch.as_tensor(np.asarray(train_labels), dtype=torch.int64, device=device)
     n_classes = int(n_classes if n_classes is not None else int(y.max()) + 1)
-    k = min(k, tr.shape[0])
+    k = min(k, tr.shape[0] - 1 if loo else tr.shape[0])
     preds = []
     for start in range(0, te_all.shape[0], chunk):
         te = te_all[start:start + chunk].to(device)
-        sim, idx = (te @ tr.T).topk(k, dim=1)                   # (c, k) cosine similarities
+        sims = te @ tr.T
+        if loo:  # a training image is not its own neighbour
+            rows = torch.arange(te.shape[0], device=device)
+            sims[rows, rows + start] = -float("inf")
+        sim, idx = sims.topk(k, dim=1)                          # (c, k) cosine similarities
         votes = torch.zeros(te.shape[0], n_classes, device=device, dtype=torch.float64)
         votes.scatter_add_(1, y[idx], torch.exp(sim.double() / temperature))
         preds.append(votes.argmax(1).cpu())
@@ -83,6 +94,12 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, **kw:
     """Top-1 accuracy (%) of ``knn_predict``."""
     pred = knn_predict(train_features, train_labels, test_features, **kw)
     return float(100.0 * np.mean(pred == np.asarray(test_labels))) if len(pred) else float("nan")
+
+
+def knn_loo_accuracy(features, labels, **kw: Any) -> float:
+    """Leave-one-out top-1 accuracy (%) of ``knn_predict`` within one split: the 5-NN score that
+    reads the training split only (measured selection, docs/final.md)."""
+    return knn_accuracy(features, labels, None, labels, **kw)
 
 
 @dataclass
@@ -129,6 +146,17 @@ def task_features(model: nn.Module, task_h5: str | os.PathLike, image_size: int,
         save_npz(cache, train=ftr, train_labels=ytr, test=fte, test_labels=yte,
                  n_classes=fs.n_classes, key=np.array(cache_key))
     return fs
+
+
+def train_loo_score(model: nn.Module, task_h5: str | os.PathLike, image_size: int, k: int, temperature: float,
+                    batch_size: int = 256, device: str = "auto", progress: bool = True) -> tuple[float, int]:
+    """(5-NN left-one-out accuracy %, number of images) within the training split of ``task_h5``:
+    the features of that split only (the test split is never opened). Measured selection for a
+    task outside the reward table (``task2sim.cli.final measure``)."""
+    dev = resolve_device(device)
+    train = H5ImageDataset(task_h5, "train", eval_transform(image_size))
+    f, y = extract_features(model, train, batch_size, dev, progress=progress, desc="train features")
+    return knn_loo_accuracy(f, y, n_classes=int(train.n_classes), k=k, temperature=temperature, device=dev), len(y)
 
 
 def backbone_features_model(model: nn.Module) -> nn.Module:
@@ -179,5 +207,8 @@ def compute_reward(model: nn.Module, model_name: str, checkpoint: str | os.PathL
     acc = knn_accuracy(fs.train, fs.train_labels, fs.test, fs.test_labels, n_classes=fs.n_classes,
                        k=k, temperature=temperature, chunk=chunk,
                        device=resolve_device(device))
-    return {"knn5_top1": acc, "k": k, "temperature": temperature, "feature_dim": int(fs.train.shape[1]),
+    loo = knn_loo_accuracy(fs.train, fs.train_labels, n_classes=fs.n_classes, k=k, temperature=temperature,
+                           chunk=chunk, device=resolve_device(device))
+    return {"knn5_top1": acc, "knn5_train_loo": loo, "k": k, "temperature": temperature,
+            "feature_dim": int(fs.train.shape[1]),
             "n_train": int(len(fs.train)), "n_test": int(len(fs.test)), "image_size": image_size}
