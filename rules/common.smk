@@ -309,14 +309,21 @@ def final_score_model_args(wildcards):
 
 
 def final_score_files(budgets, methods=None, seen_only=False):
-    """The score TSVs behind the given budgets (plus scratch and imagenet when comparing)."""
+    """The score TSVs behind the given budgets (plus scratch and imagenet when comparing); at the
+    reward budget only the reward table's configurations (Domain Randomisation with all 8 bits on
+    has no backbone there unless every bit varies)."""
     rows = [r for r in final_choices() if r["split"] != "new"]
     if seen_only:
         rows = [r for r in rows if r["split"] == "seen"]
     if methods:
         rows = [r for r in rows if r["method"] in methods]
     bits = sorted({r["bits"] for r in rows})
-    return expand("results/final/scores/{budget}/{bits}.tsv", budget=budgets, bits=bits)
+    return [
+        f"results/final/scores/{budget}/{b}.tsv"
+        for budget in budgets
+        for b in bits
+        if budget != "reward" or b in all_bits()
+    ]
 
 
 def final_summary_scores(wildcards):
@@ -353,6 +360,13 @@ def final_oneshot_model(wildcards):
     """The final-budget backbone of the task's chosen configuration (once final_select has run)."""
     with open(checkpoints.final_select.get(task=wildcards.task).output.prediction) as f:
         return final_model(final_budget(), json.load(f)["bits"])
+
+
+def final_oneshot_best_fixed(wildcards):
+    """The final-budget backbone of the best single configuration on the seen tasks (final_choose's
+    best_fixed), scored beside the task's own on the same split."""
+    (bits,) = {r["bits"] for r in final_choices() if r["method"] == "best_fixed"}
+    return final_model(final_budget(), bits)
 
 
 def final_render_config(wildcards):

@@ -143,6 +143,7 @@ rule final_oneshot:
     input:
         prediction="results/final/{task}/prediction.json",
         model=final_oneshot_model,
+        best_fixed=final_oneshot_best_fixed,
         task="results/tasks/{task}/data.h5",
     output:
         model="results/final/{task}/model.pt",
@@ -169,7 +170,8 @@ rule final_oneshot:
         seed=config["seed"],
     shell:
         "python -m task2sim.cli.final oneshot --task {wildcards.task} --prediction {input.prediction}"
-        " --model {input.model} --task-h5 {input.task} --config {params.config:q}"
+        " --model {input.model} --best-fixed-model {input.best_fixed} --task-h5 {input.task}"
+        " --config {params.config:q}"
         " --evaluate {params.evaluate:q} --reward {params.reward:q} --seed {params.seed}"
         " --device {resources.device} --threads {threads} --no-progress --out-dir {params.out_dir} > {log} 2>&1"
 

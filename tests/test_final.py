@@ -58,6 +58,8 @@ def test_choices_per_method():
                                                                       "10000001"]
     assert pick[("a", "task2sim")] == "00000001" and pick[("mine", "task2sim")] == "00000000"
     assert {pick[(t, "domain_randomisation")] for t in "abu"} == {"10000001"}
+    # the paper's DR: every simulation parameter on, whatever the varied bits
+    assert {pick[(t, "domain_randomisation_all")] for t in ("a", "b", "u", "mine")} == {"11111111"}
     # best mean over the seen tasks a, b: 10000001 (67.5) beats 00000001 (62.5); u is not used
     assert {pick[(t, "best_fixed")] for t in "abu"} == {"10000001"}
     assert best_fixed_config(_table(), ["u"], CONFIGS) == "00000001"
@@ -74,7 +76,8 @@ def test_summary_tables_bold_the_best_and_name_the_losses():
     scores = {}
     for t in "abu":
         for m in CONFIG_METHODS:
-            scores[("reward", pick[(t, m)], t, "linear")] = _table()[t][pick[(t, m)]]
+            if pick[(t, m)] in _table()[t]:  # all 8 bits on: no reward-budget backbone
+                scores[("reward", pick[(t, m)], t, "linear")] = _table()[t][pick[(t, m)]]
         scores[("ref", "scratch", t, "linear")] = 10.0
         scores[("ref", "imagenet", t, "linear")] = 99.0
     ms = method_scores(choices, scores, {"reward": "reward"}, ["linear"])
@@ -88,7 +91,9 @@ def test_summary_tables_bold_the_best_and_name_the_losses():
     assert "| Task2Sim | **70.00** | **35.00** |" in md  # the ImageNet reference (99) is not ranked
     assert LABELS["imagenet"] in md and "different architecture" in md
     # on the seen tasks domain randomisation / best fixed give 67.5 < 70: no loss there
-    assert "seen tasks: Domain Randomisation beats" not in md
+    assert f"seen tasks: {LABELS['domain_randomisation']} beats" not in md
+    assert "- Nowhere: Task2Sim's average is at least as high" in md  # nor on the unseen task (35 vs 25)
+    assert f"\n| {LABELS['domain_randomisation_all']} |" not in md  # no row: not at the reward budget
     # paired margins: two seen tasks give an interval, the single unseen task does not
     from task2sim.compare import margin_rows
 
@@ -192,6 +197,8 @@ def test_oneshot_folder_gets_backbone_and_evaluation_without_rewards(workflow: W
 def test_oneshot_cli_predicts_from_the_saved_policy_then_writes_backbone_and_evaluation(tmp_path,
                                                                                          one_torch_thread):
     """The one-shot jobs by themselves (tests/test_final_oneshot_workflow.py runs them in the workflow)."""
+    import torch
+
     from task2sim.cli import final
     from task2sim.policy.data import ConfigSpace, l2_normalise
     from task2sim.policy.predictors import make_predictor
@@ -222,13 +229,27 @@ def test_oneshot_cli_predicts_from_the_saved_policy_then_writes_backbone_and_eva
     assert p["p_bits"]["rotation"] > 0.5 and p["predictor"] == "similarity" and p["fitted_on"] == list("abcd")
     assert (pred.parent / "prediction.meta.json").is_file()
     out = pred.parent
-    rc = final.main(["oneshot", "--task", "mine", "--prediction", str(pred), "--model", str(ckpt),
-                     "--task-h5", str(h5), "--out-dir", str(out), "--config", "{}",
-                     "--evaluate", json.dumps({"linear": {"epochs": 2, "lrs": [0.1]}}), "--reward", "{}",
-                     "--seed", "0", "--device", "cpu", "--no-progress"])
-    assert rc == 0
+    fixed = tmp_path / "fixed" / "model.pt"  # the best single configuration's backbone, its baseline
+    fixed.parent.mkdir()
+    torch.manual_seed(3)
+    save_backbone(fixed, create_backbone("t2s_resnet18_w8", num_classes=5), "t2s_resnet18_w8", 32, IMAGENET_MEAN,
+                  IMAGENET_STD, render_bits="00000000")
+    args = ["oneshot", "--task", "mine", "--prediction", str(pred), "--model", str(ckpt), "--task-h5", str(h5),
+            "--out-dir", str(out), "--config", "{}", "--evaluate", json.dumps({"linear": {"epochs": 2, "lrs": [0.1]}}),
+            "--reward", "{}", "--seed", "0", "--device", "cpu", "--no-progress"]
+    assert final.main([*args, "--best-fixed-model", str(fixed)]) == 0
     ev = json.loads((out / "evaluation.json").read_text())
     assert set(ev["results"]) == {"knn5", "linear"} and ev["results"]["linear"]["n_test"] == 9
+    # beside it on the same split: the best single configuration and the ImageNet reference, and
+    # the margins over each
+    assert ev["baselines"]["best_fixed"]["bits"] == "00000000"
+    assert ev["baselines"]["imagenet"]["model_name"] == "efficientnet_lite0"
+    for name, base in ev["baselines"].items():
+        assert {e: r["n_test"] for e, r in base["results"].items()} == {"knn5": 9, "linear": 9}
+        for e, r in base["results"].items():
+            assert ev["margins"][name][e] == pytest.approx(ev["results"][e]["top1"] - r["top1"], abs=1e-3)
+    # a baseline that is no rendered configuration's backbone is refused
+    assert final.main([*args, "--best-fixed-model", str(ckpt)]) == 2
     info = backbone_cfg(out / "model.pt")
     assert info["task2sim_task"] == "mine" and info["task2sim_bits"] == "10000001"
     assert info["task2sim_p_bits"] == p["p_bits"]

@@ -94,32 +94,37 @@ def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_r
     assert res.returncode == 0, res.stderr
     command = command.replace(".venv/bin/snakemake", str(SNAKEMAKE)).replace("--cores all", "--cores 2")
 
-    # The plan: the folder's task, its Task2Vec, its prediction from the saved policy (no refit) and
-    # its one-shot job, whose backbone is known once the prediction is (final_select is a
-    # checkpoint); nothing of the reward stage, no policy fit, no render of the 2^M configurations.
+    # The plan: the folder's task, its Task2Vec, its prediction from the saved policy (no refit),
+    # the comparison's choices (which name the best single configuration, its baseline) and its
+    # one-shot job, whose backbones are known once both checkpoints have run; nothing of the reward
+    # stage, no policy fit, no render of the 2^M configurations.
     plan = _bash(wf, command.replace("--cores 2", "--cores 2 -n"))
     assert plan.returncode == 0, plan.stdout + plan.stderr
     counts = Workflow.job_counts(plan.stdout)
     assert counts.pop("total") == sum(counts.values())
-    assert counts == {"tasks_prepare": 1, "task2vec_embed": 1, "final_select": 1, "final_oneshot": 1}, plan.stdout
-    assert "results/rewards" not in plan.stdout and "results/renders" not in plan.stdout
+    assert counts == {"tasks_prepare": 1, "task2vec_embed": 1, "final_select": 1, "final_choose": 1,
+                      "final_oneshot": 1}, plan.stdout
+    assert "results/renders" not in plan.stdout
 
     res = _bash(wf, f"{command}\n{show}")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    # What ran: the plan plus one render and one pre-training of the predicted configuration at the
-    # final budget (tiny_config's 4 classes x 16 images); no render or pre-training of the 2^M reward backbones.
-    ran = Counter(re.findall(r"^Finished jobid: \d+ \(Rule: (\w+)\)", res.stdout + res.stderr, re.M))
-    assert ran == {"tasks_prepare": 1, "task2vec_embed": 1, "final_select": 1, "final_render": 1,
-                   "final_pretrain": 1, "final_oneshot": 1}, res.stderr
     root = wf.root / "results" / "final" / "mydata"
     # the README's `cat`s print the two JSON files
     shown = [json.loads(d) for d in re.split(r"(?<=\})\n(?=\{)", res.stdout.strip())]
     prediction = json.loads((root / "prediction.json").read_text())
     evaluation = json.loads((root / "evaluation.json").read_text())
     assert shown == [prediction, evaluation]
+    bits = prediction["bits"]
+    best = {r["bits"] for r in _tsv(wf.root / "results/final/choices.tsv") if r["method"] == "best_fixed"}
+    # What ran: the plan plus a render and a pre-training at the final budget (tiny_config's
+    # 4 classes x 16 images) of the predicted configuration and of the best single one (one job
+    # each where they agree); no render or pre-training of the 2^M reward backbones.
+    n_final = len(best | {bits})
+    ran = Counter(re.findall(r"^Finished jobid: \d+ \(Rule: (\w+)\)", res.stdout + res.stderr, re.M))
+    assert ran == {"tasks_prepare": 1, "task2vec_embed": 1, "final_select": 1, "final_choose": 1,
+                   "final_render": n_final, "final_pretrain": n_final, "final_oneshot": 1}, res.stderr
 
     # prediction.json: the predicted bits and P(bit=1) of the varied bit (materials)
-    bits = prediction["bits"]
     assert prediction["task"] == "mydata" and re.fullmatch(r"0{7}[01]", bits)
     assert list(prediction["p_bits"]) == ["materials"]
     assert all(0.0 <= p <= 1.0 for p in prediction["p_bits"].values())
@@ -134,6 +139,18 @@ def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_r
     for ev in evaluation["results"].values():
         assert 0.0 <= ev["top1"] <= 100.0 and ev["task"] == "mydata"
         assert ev["n_train"] + ev["n_test"] == n_images and ev["n_test"] > 0
+    # beside it, on the same split: the best single configuration's backbone at the same budget and
+    # the ImageNet reference, with the backbone's margin over each
+    assert set(evaluation["baselines"]) == {"best_fixed", "imagenet"}
+    assert {evaluation["baselines"]["best_fixed"]["bits"]} == best
+    for name, base in evaluation["baselines"].items():
+        assert set(base["results"]) == {"knn5", "linear"}
+        for ev, r in base["results"].items():
+            mine = evaluation["results"][ev]
+            assert (r["n_train"], r["n_test"]) == (mine["n_train"], mine["n_test"])
+            assert evaluation["margins"][name][ev] == pytest.approx(mine["top1"] - r["top1"], abs=1e-3)
+    if best == {bits}:  # the same backbone on the same split: the same numbers
+        assert all(v == 0 for v in evaluation["margins"]["best_fixed"].values())
 
     # model.pt: a backbone that says what it holds, the final-budget backbone of the prediction
     from task2sim.train.models import load_backbone

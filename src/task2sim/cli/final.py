@@ -26,6 +26,7 @@ Usage::
         --out results/final/mydata/prediction.json
     python -m task2sim.cli.final oneshot --task mydata --prediction results/final/mydata/prediction.json \
         --model results/final/budgets/c32_i180/pretrain/00000001/model.pt \
+        --best-fixed-model results/final/budgets/c32_i180/pretrain/00000000/model.pt \
         --task-h5 results/tasks/mydata/data.h5 --config '{...}' --evaluate '{...}' --reward '{...}' \
         --out-dir results/final/mydata
 
@@ -98,6 +99,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     o.add_argument("--prediction", required=True, help="the task's prediction.json (subcommand predict or measure)")
     o.add_argument("--model", required=True, help="the final-budget backbone of the chosen configuration")
     o.add_argument("--task-h5", required=True)
+    o.add_argument("--best-fixed-model",
+                   help="the final-budget backbone of the best single configuration on the seen tasks, scored "
+                        "beside the task's backbone on the same split (as is the ImageNet reference)")
     o.add_argument("--out-dir", required=True, help="writes model.pt and evaluation.json")
     add_config_args(o, "final")
     _sections(o)
@@ -267,7 +271,7 @@ def run_measure(args: argparse.Namespace) -> dict:
 
 def run_oneshot(args: argparse.Namespace) -> dict:
     from ..compare import CompareError
-    from ..train.models import load_backbone, save_backbone
+    from ..train.models import backbone_cfg, load_backbone, save_backbone
 
     cfg = _final_cfg(args)
     prediction = json_object_arg(Path(args.prediction).read_text(), args.prediction)
@@ -279,21 +283,42 @@ def run_oneshot(args: argparse.Namespace) -> dict:
     # p_bits: the predictor's probabilities (selection predict); measured selection has scores instead
     bits, probs = prediction["bits"], prediction.get("p_bits")
     out = Path(args.out_dir)
+    fixed_bits = None
+    if args.best_fixed_model:
+        fixed_bits = backbone_cfg(args.best_fixed_model).get("render_bits")
+        if not fixed_bits:
+            raise CompareError(f"{args.best_fixed_model}: not a backbone pre-trained on a rendered configuration")
     rec = Provenance.start("final_oneshot", cfg, seeds={"seed": args.seed},
-                           inputs=[args.prediction, args.model, args.task_h5], task=args.task, bits=bits,
-                           p_bits=probs, selection=cfg.selection)
+                           inputs=[p for p in (args.prediction, args.model, args.best_fixed_model, args.task_h5) if p],
+                           task=args.task, bits=bits, p_bits=probs, selection=cfg.selection)
     model, info = load_backbone(args.model)
     # The backbone, saved again with what it is for: the task and the predicted configuration.
     save_backbone(out / "model.pt", model, info["architecture"], int(info["input_size"][-1]), info["mean"],
                   info["std"], task2sim_task=args.task, task2sim_bits=bits, task2sim_p_bits=probs,
                   task2sim_selection=cfg.selection,
                   source_checkpoint=str(args.model))
-    rows, bb = _score(args, bits, args.model, {args.task: args.task_h5}, cfg)
+    task = {args.task: args.task_h5}
+    rows, bb = _score(args, bits, args.model, task, cfg)
+    results = {r["evaluation"]: r for r in rows}
+    # On the same split, what the backbone is worth: the best single configuration's backbone at
+    # the same budget (what one gets without any selection) and the real ImageNet reference.
+    baselines = {}
+    if fixed_bits:
+        b_rows, _ = _score(args, fixed_bits, args.best_fixed_model, task, cfg)
+        baselines["best_fixed"] = {"bits": fixed_bits, "model": str(args.best_fixed_model),
+                                   "results": {r["evaluation"]: r for r in b_rows}}
+    i_rows, ibb = _score(args, "imagenet", None, task, cfg)
+    baselines["imagenet"] = {"model_name": ibb.name, "image_size": ibb.image_size,
+                             "results": {r["evaluation"]: r for r in i_rows}}
+    margins = {name: {ev: round(results[ev]["top1"] - r["top1"], 4) for ev, r in b["results"].items() if ev in results}
+               for name, b in baselines.items()}
     evaluation = {"task": args.task, "bits": bits, "selection": cfg.selection, "model": str(out / "model.pt"),
-                  "model_name": bb.name, "image_size": bb.image_size, "results": {r["evaluation"]: r for r in rows}}
+                  "model_name": bb.name, "image_size": bb.image_size, "results": results,
+                  "baselines": baselines, "margins": margins}
     write_json(out / "evaluation.json", evaluation)
-    rec.finish([out / "model.pt", out / "evaluation.json"], extra={r["evaluation"]: r["top1"] for r in rows})
-    return {"task": args.task, "bits": bits, **{r["evaluation"]: r["top1"] for r in rows}}
+    rec.finish([out / "model.pt", out / "evaluation.json"],
+               extra={**{ev: r["top1"] for ev, r in results.items()}, "margins": margins})
+    return {"task": args.task, "bits": bits, **{ev: r["top1"] for ev, r in results.items()}, "margins": margins}
 
 
 def run_summary(args: argparse.Namespace) -> dict:
