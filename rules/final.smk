@@ -26,7 +26,7 @@ checkpoint final_choose:
         mem_mb=1000,
         runtime=5,
     params:
-        config=json.dumps({"random_seed": FINAL["random_seed"]}),
+        config=json.dumps({k: FINAL[k] for k in ("random_seed", "random_draws")}),
         seed=config["seed"],
     shell:
         "python -m task2sim.cli.final choose --table {input.table} --measured {input.measured}"
@@ -95,7 +95,7 @@ rule final_score:
     params:
         tasks=lambda wildcards: " ".join(final_score_tasks(wildcards)),
         model_args=final_score_model_args,
-        config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed", "selection"]),
+        config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed", "random_draws", "selection"]),
         evaluate=FINAL_SECTIONS["evaluate"],
         reward=FINAL_SECTIONS["reward"],
         seed=config["seed"],
@@ -164,7 +164,7 @@ rule final_oneshot:
     params:
         out_dir=subpath(output.model, parent=True),
         # final.selection stays in: the one-shot record says how the configuration was chosen
-        config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed"]),
+        config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed", "random_draws"]),
         evaluate=FINAL_SECTIONS["evaluate"],
         reward=FINAL_SECTIONS["reward"],
         seed=config["seed"],

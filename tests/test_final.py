@@ -20,7 +20,8 @@ from task2sim.compare import (
     choose_configs,
     load_source,
     method_scores,
-    random_config,
+    picks,
+    random_configs,
     score_backbone,
     summary_markdown,
     summary_rows,
@@ -65,9 +66,33 @@ def test_choices_per_method():
     assert best_fixed_config(_table(), ["u"], CONFIGS) == "00000001"
     # a task outside the reward table is "new"; Random's draw depends on the task id only
     assert {r["split"] for r in rows if r["task"] == "mine"} == {"new"}
-    assert pick[("a", "random")] == random_config("a", CONFIGS, 0)
-    draws = {random_config(f"t{i}", CONFIGS, 0) for i in range(40)}
+    assert pick[("a", "random")] == random_configs("a", CONFIGS, 0, 1)[0]
+    draws = {random_configs(f"t{i}", CONFIGS, 0, 1)[0] for i in range(40)}
     assert draws == set(CONFIGS)
+
+
+def test_random_draws_are_distinct_per_task_and_all_of_them_give_the_exact_mean():
+    rows = choose_configs(_table(), _predictions(), [0, 7], random_seed=0, measured=_measured(), random_draws=3)
+    by = picks(rows)
+    for t in ("a", "b", "u", "mine"):
+        assert len(by[(t, "random")]) == len(set(by[(t, "random")])) == 3 and set(by[(t, "random")]) <= set(CONFIGS)
+        assert by[(t, "random")] == random_configs(t, CONFIGS, 0, 3)  # the task id and the seed alone
+        assert len(by[(t, "task2sim")]) == 1
+    assert len({tuple(by[(t, "random")]) for t in ("a", "b", "u", "mine")}) > 1
+    # Random's score on a task is the mean over its draws, and only where every draw is scored
+    scores = {("reward", b, t, "knn5"): v for t, row in _table().items() for b, v in row.items()}
+    ms = method_scores(rows, scores, {"reward": "reward"}, ["knn5"])
+    for t in "abu":
+        expected = np.mean([_table()[t][b] for b in by[(t, "random")]])
+        assert ms[("reward", "knn5", "random")][t] == pytest.approx(expected)
+    del scores[("reward", by[("a", "random")][1], "a", "knn5")]
+    assert "a" not in method_scores(rows, scores, {"reward": "reward"}, ["knn5"])[("reward", "knn5", "random")]
+    # as many draws as configurations: all of them, the exact mean of a uniform draw
+    every = choose_configs(_table(), _predictions(), [0, 7], random_seed=5, measured=_measured(), random_draws=9)
+    assert picks(every)[("u", "random")] == CONFIGS
+    scores = {("reward", b, t, "knn5"): v for t, row in _table().items() for b, v in row.items()}
+    exact = method_scores(every, scores, {"reward": "reward"}, ["knn5"])[("reward", "knn5", "random")]
+    assert exact == pytest.approx({t: np.mean(list(_table()[t].values())) for t in "abu"})
 
 
 def test_summary_tables_bold_the_best_and_name_the_losses():
@@ -85,7 +110,8 @@ def test_summary_tables_bold_the_best_and_name_the_losses():
     rows = summary_rows(ms, splits)
     by = {(r["method"]): r for r in rows}
     assert by["task2sim"]["seen_mean"] == "70.00" and by["task2sim"]["unseen_mean"] == "35.00"
-    info = {"n_seen": 2, "n_unseen": 1, "predictor": "ensemble", "random_seed": 0, "seed": 0, "dr_bits": "10000001",
+    info = {"n_seen": 2, "n_unseen": 1, "predictor": "ensemble", "random_seed": 0, "random_draws": 1,
+            "random_exact": " out of 4", "seed": 0, "dr_bits": "10000001",
             "best_bits": "10000001", "imagenet_size": 64, "model": "m", "budget_titles": {"reward": "reward budget"}}
     md = summary_markdown(rows, {"reward": "reward"}, ["linear"], choices, info)
     assert "| Task2Sim | **70.00** | **35.00** |" in md  # the ImageNet reference (99) is not ranked

@@ -64,6 +64,7 @@ class FinalConfig:
     epochs: int | None
     final_budget_methods: list[str]
     random_seed: int
+    random_draws: int
     selection: str
     evaluations: list[str]
     imagenet_image_size: int
@@ -96,13 +97,15 @@ def read_tsv(path: str | os.PathLike) -> list[dict[str, str]]:
         raise CompareError(f"{path}: cannot read ({e.strerror})") from None
 
 
-
-
-def random_config(task: str, configs: Sequence[str], seed: int) -> str:
-    """Random's configuration for ``task``: uniform over ``configs`` from a generator seeded by
-    (seed, crc32 of the task id), so that adding a task changes no other task's draw."""
+def random_configs(task: str, configs: Sequence[str], seed: int, draws: int) -> list[str]:
+    """Random's configurations for ``task``: ``draws`` distinct ones drawn uniformly from
+    ``configs`` (all of them when ``draws >= len(configs)``, in their order: the exact mean) by a
+    generator seeded by (seed, crc32 of the task id), so that adding a task changes no other
+    task's draws. Random's score on the task is the mean over them (``method_scores``)."""
+    if draws >= len(configs):
+        return list(configs)
     rng = np.random.default_rng([int(seed), zlib.crc32(task.encode())])
-    return configs[int(rng.integers(len(configs)))]
+    return [configs[int(i)] for i in rng.choice(len(configs), size=int(draws), replace=False)]
 
 
 def best_fixed_config(table: Mapping[str, Mapping[str, float]], seen: Sequence[str], configs: Sequence[str]) -> str:
@@ -127,11 +130,12 @@ def measured_config(task: str, measured: Mapping[str, Mapping[str, float]], conf
 
 def choose_configs(table: Mapping[str, Mapping[str, float]], predictions: Sequence[Mapping[str, str]],
                    vary_bits: Sequence[int], random_seed: int,
-                   measured: Mapping[str, Mapping[str, float]]) -> list[dict[str, str]]:
-    """One row per (task, method): the configuration each configuration-choosing method gives
-    each task of ``predictions`` (predictions.tsv of the policy stage). ``split``: seen/unseen as
-    the policy had it, ``new`` for a task outside the reward table (the one-shot path).
-    ``measured``: {task: {bits: 5-NN left-one-out on the training split}} (``measured_config``)."""
+                   measured: Mapping[str, Mapping[str, float]], random_draws: int = 1) -> list[dict[str, str]]:
+    """One row per (task, method), ``random_draws`` rows for Random: the configuration each
+    configuration-choosing method gives each task of ``predictions`` (predictions.tsv of the
+    policy stage). ``split``: seen/unseen as the policy had it, ``new`` for a task outside the
+    reward table (the one-shot path). ``measured``: {task: {bits: 5-NN left-one-out on the
+    training split}} (``measured_config``)."""
     configs = configs_for(vary_bits)
     seen = [p["task"] for p in predictions if p["split"] == "seen"]
     if not seen:
@@ -141,11 +145,20 @@ def choose_configs(table: Mapping[str, Mapping[str, float]], predictions: Sequen
     for p in predictions:
         task = p["task"]
         split = p["split"] if task in table else "new"
-        picks = {"task2sim": p["bits"], "measured": measured_config(task, measured, configs),
-                 "random": random_config(task, configs, random_seed),
-                 "domain_randomisation": configs[-1], "domain_randomisation_all": ALL_ON, "best_fixed": best}
-        rows += [{"task": task, "split": split, "method": m, "bits": picks[m]} for m in CONFIG_METHODS]
+        chosen = {"task2sim": [p["bits"]], "measured": [measured_config(task, measured, configs)],
+                  "random": random_configs(task, configs, random_seed, random_draws),
+                  "domain_randomisation": [configs[-1]], "domain_randomisation_all": [ALL_ON], "best_fixed": [best]}
+        rows += [{"task": task, "split": split, "method": m, "bits": b} for m in CONFIG_METHODS for b in chosen[m]]
     return rows
+
+
+def picks(choices: Sequence[Mapping[str, str]]) -> dict[tuple[str, str], list[str]]:
+    """{(task, method): [bits, ...]} of choices.tsv rows: one configuration per method, several
+    for Random (its draws)."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for c in choices:
+        out.setdefault((c["task"], c["method"]), []).append(c["bits"])
+    return out
 
 
 # --- scoring --------------------------------------------------------------------------------------
@@ -274,18 +287,21 @@ def method_scores(choices: Sequence[Mapping[str, str]], scores: Mapping[tuple, f
                   evaluations: Sequence[str], ref_budget: str = "ref") -> dict[tuple[str, str, str], dict[str, float]]:
     """{(budget label, evaluation, method): {task: top1}} for the tasks of the reward table.
     ``budgets``: label -> budget wildcard (e.g. {"reward": "reward", "final": "c32_i180"});
-    scratch and imagenet are budget-free (scored once, under ``ref_budget``)."""
-    pick = {(c["task"], c["method"]): c["bits"] for c in choices if c["split"] != "new"}
-    tasks = list(dict.fromkeys(c["task"] for c in choices if c["split"] != "new"))
+    scratch and imagenet are budget-free (scored once, under ``ref_budget``). A method with
+    several configurations on a task (Random's draws) scores their mean, only where all are scored."""
+    rows = [c for c in choices if c["split"] != "new"]
+    pick = picks(rows)
+    tasks = list(dict.fromkeys(c["task"] for c in rows))
     out: dict[tuple[str, str, str], dict[str, float]] = {}
     for label, budget in budgets.items():
         for ev in evaluations:
             for m in METHODS:
                 per = {}
                 for t in tasks:
-                    key = (ref_budget, m, t, ev) if m in ("scratch", "imagenet") else (budget, pick[(t, m)], t, ev)
-                    if key in scores:
-                        per[t] = scores[key]
+                    keys = [(ref_budget, m, t, ev)] if m in ("scratch", "imagenet") else \
+                        [(budget, b, t, ev) for b in pick[(t, m)]]
+                    if all(k in scores for k in keys):
+                        per[t] = float(np.mean([scores[k] for k in keys]))
                 if per:
                     out[(label, ev, m)] = per
     return out
@@ -365,8 +381,9 @@ def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, st
               "Measured selection (ours; neither paper has it): per task, the reward-budget configuration "
               "whose backbone scores best by 5-NN left-one-out on the task's own training split (no test "
               "image read). "
-              f"Random: one configuration per task, drawn with seed {info['random_seed']} "
-              f"(and the task id). Domain Randomisation (varied bits): every varied bit on ({info['dr_bits']}); "
+              f"Random: the mean over {info['random_draws']} distinct configurations per task, drawn "
+              f"with seed {info['random_seed']} (and the task id){info['random_exact']}. "
+              f"Domain Randomisation (varied bits): every varied bit on ({info['dr_bits']}); "
               f"(all 8 bits): every simulation parameter on ({ALL_ON}), the paper's, rendered for it alone "
               "(n/a at the reward budget unless all 8 bits vary). Best single "
               f"config: the best mean reward over the seen tasks ({info['best_bits']}). Scratch: the same "
@@ -428,10 +445,10 @@ def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, st
     lines += losses or ["- Nowhere: Task2Sim's average is at least as high as every baseline's in every column."]
     lines += ["", "## Configurations chosen", "", "| task | split | " + " | ".join(LABELS[m] for m in CONFIG_METHODS)
               + " |", "|---|---|" + "---|" * len(CONFIG_METHODS)]
-    pick = {(c["task"], c["method"]): c["bits"] for c in choices}
+    pick = picks(choices)
     for t in dict.fromkeys(c["task"] for c in choices):
         split = next(c["split"] for c in choices if c["task"] == t)
-        lines.append(f"| {t} | {split} | " + " | ".join(pick[(t, m)] for m in CONFIG_METHODS) + " |")
+        lines.append(f"| {t} | {split} | " + " | ".join(", ".join(pick[(t, m)]) for m in CONFIG_METHODS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -470,13 +487,13 @@ def plot_per_task(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits
 def scaling_rows(choices: Sequence[Mapping[str, str]], scores: Mapping[tuple, float], budgets: Sequence[str],
                  evaluation: str = "linear") -> list[dict[str, str]]:
     """Task2Sim and Domain Randomisation at each image budget: the mean over the seen tasks."""
-    pick = {(c["task"], c["method"]): c["bits"] for c in choices}
+    pick = picks(choices)
     seen = list(dict.fromkeys(c["task"] for c in choices if c["split"] == "seen"))
     rows = []
     for b in budgets:
         classes, ipc = parse_budget(b)
         for m in ("task2sim", "domain_randomisation"):
-            v = [scores[k] for t in seen if (k := (b, pick[(t, m)], t, evaluation)) in scores]
+            v = [scores[k] for t in seen if (k := (b, pick[(t, m)][0], t, evaluation)) in scores]
             rows.append({"budget": b, "classes": str(classes), "images": str(classes * ipc), "method": m,
                          "seen_mean": f"{np.mean(v):.2f}" if v else "", "n_tasks": str(len(v))})
     return rows

@@ -7,7 +7,7 @@ Usage::
     python -m task2sim.cli.final choose --table results/rewards/table.tsv \
         --measured results/rewards/train_loo.tsv \
         --predictions results/policy/predictions.tsv --policy results/policy/policy.pt \
-        --config '{"random_seed": 0}' --out results/final/choices.tsv
+        --config '{"random_seed": 0, "random_draws": 3}' --out results/final/choices.tsv
 
     # one backbone (a model.pt, or --source scratch / imagenet) on several tasks: 5-NN + linear probe
     python -m task2sim.cli.final score --source 00000001 --model results/pretrain/00000001/model.pt \
@@ -154,7 +154,8 @@ def run_choose(args: argparse.Namespace) -> dict:
     rec = Provenance.start("final_choose", cfg, seeds={"random_seed": cfg.random_seed},
                            inputs=[args.table, args.measured, args.predictions, args.policy], vary_bits=list(vary),
                            predictor=predictor)
-    rows = choose_configs(table, read_tsv(args.predictions), vary, cfg.random_seed, read_table_tsv(args.measured))
+    rows = choose_configs(table, read_tsv(args.predictions), vary, cfg.random_seed, read_table_tsv(args.measured),
+                          cfg.random_draws)
     write_tsv(args.out, CHOICE_COLUMNS, rows)
     rec.finish([args.out])
     return {"tasks": len({r["task"] for r in rows}), "configs": sorted({r["bits"] for r in rows})}
@@ -328,6 +329,7 @@ def run_summary(args: argparse.Namespace) -> dict:
         margin_rows,
         method_scores,
         parse_budget,
+        picks,
         plot_per_task,
         read_scores,
         read_tsv,
@@ -343,8 +345,10 @@ def run_summary(args: argparse.Namespace) -> dict:
     splits = {c["task"]: c["split"] for c in choices if c["split"] != "new"}
     ms = method_scores(choices, scores, budgets, cfg.evaluations)
     rows = summary_rows(ms, splits)
-    pick = {(c["task"], c["method"]): c["bits"] for c in choices}
+    pick = picks(choices)
     first = next(iter(splits))
+    # Random's draws per task, and the size of the space (every varied bit is on in DR's configuration)
+    draws, n_configs = len(pick[(first, "random")]), 2 ** pick[(first, "domain_randomisation")][0].count("1")
     titles = {}
     for label, b in budgets.items():
         if b == "reward":
@@ -358,7 +362,9 @@ def run_summary(args: argparse.Namespace) -> dict:
     n_split = {k: sum(s == k for s in splits.values()) for k in ("seen", "unseen")}
     info = {"n_seen": n_split["seen"], "n_unseen": n_split["unseen"],
             "predictor": _predictor_name(args.policy), "random_seed": cfg.random_seed, "seed": args.seed,
-            "dr_bits": pick[(first, "domain_randomisation")], "best_bits": pick[(first, "best_fixed")],
+            "random_draws": draws, "random_exact": ": all of them, the exact mean" if draws == n_configs else
+            f" out of {n_configs}",
+            "dr_bits": pick[(first, "domain_randomisation")][0], "best_bits": pick[(first, "best_fixed")][0],
             "imagenet_size": cfg.imagenet_image_size, "model": args.model_name, "budget_titles": titles,
             "margins": margin_rows(ms, splits)}
     inputs = [args.choices, *args.scores, args.policy]
