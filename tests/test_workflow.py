@@ -23,8 +23,8 @@ def test_default_dag_covers_every_config_and_task(workflow):
     assert counts["tasks_prepare"] == 16
     assert counts["render_dataset"] == counts["pretrain_backbone"] == counts["reward_knn5"] == 16
     assert counts["reward_table"] == counts["render_variations"] == counts["reward_noise"] == 1
-    # the noise stage: 2 configurations again at 2 other seeds
-    assert counts["noise_render"] == counts["noise_pretrain"] == counts["noise_knn5"] == 4
+    # the noise stage: 4 configurations again at 2 other seeds (8 degrees of freedom)
+    assert counts["noise_render"] == counts["noise_pretrain"] == counts["noise_knn5"] == 8
     assert counts["task2vec_embed"] == 16 and counts["task2vec_distances"] == 1
 
 
