@@ -38,9 +38,12 @@ def _table():
 
 
 def _predictions():
-    return [{"task": "a", "split": "seen", "bits": "00000001"}, {"task": "b", "split": "seen", "bits": "10000001"},
-            {"task": "u", "split": "unseen", "bits": "00000001"},
-            {"task": "mine", "split": "unseen", "bits": "00000000"}]
+    # predictions.tsv: a seen task's heldout_bits come from the predictor fitted without it (a's
+    # differ from the saved predictor's in-sample bits); an unseen task's are its bits
+    return [{"task": "a", "split": "seen", "bits": "10000000", "heldout_bits": "00000001"},
+            {"task": "b", "split": "seen", "bits": "10000001", "heldout_bits": "10000001"},
+            {"task": "u", "split": "unseen", "bits": "00000001", "heldout_bits": "00000001"},
+            {"task": "mine", "split": "unseen", "bits": "00000000", "heldout_bits": "00000000"}]
 
 
 def _measured():
@@ -57,6 +60,7 @@ def test_choices_per_method():
     # measured selection: each task's best training-split score (first of equals), never the table's
     assert [pick[(t, "measured")] for t in ("a", "b", "u", "mine")] == ["10000000", "00000000", "00000001",
                                                                       "10000001"]
+    # Task2Sim's configuration is the held-out one, never the in-sample fit's
     assert pick[("a", "task2sim")] == "00000001" and pick[("mine", "task2sim")] == "00000000"
     assert {pick[(t, "domain_randomisation")] for t in "abu"} == {"10000001"}
     # the paper's DR: every simulation parameter on, whatever the varied bits

@@ -236,6 +236,33 @@ def test_cli_workflow_mode_predicts_new_tasks(tmp_path):
         rows = {r["task"]: r for r in csv.DictReader(f, delimiter="\t")}
     assert rows["d"]["split"] == "unseen" and rows["d"]["reward"] == ""   # Task2Vec but no table row
     assert rows["c"]["reward"] != "" and set(rows["a"]) >= {"p_rotation", "p_materials"}
+    assert rows["c"]["heldout_bits"] == rows["c"]["bits"] and rows["d"]["heldout_bits"] == rows["d"]["bits"]
+
+
+def test_seen_tasks_held_out_configurations_come_from_fits_without_them(tmp_path):
+    """predictions.tsv's heldout_bits (the final tables' Task2Sim row): a seen task's configuration
+    from the predictor fitted on the other seen tasks, never on its own rewards. best_fixed makes
+    it checkable by hand: fitted on b alone it takes b's best configuration, and the other way round."""
+    from task2sim.reward.table import read_table_tsv
+
+    paths = _workflow_inputs(tmp_path)
+    out = tmp_path / "policy"
+    rc = main(["--table", str(tmp_path / "table.tsv"), "--task2vec", *paths, "--seen", "a", "b", "--unseen", "c",
+               "--out-dir", str(out), "--config",
+               '{"predictor": "best_fixed", "methods": ["best_fixed"], "leave_one_out": []}'])
+    assert rc == 0
+    table = read_table_tsv(tmp_path / "table.tsv")
+    with open(out / "predictions.tsv") as f:
+        rows = {r["task"]: r for r in csv.DictReader(f, delimiter="\t")}
+    best = {t: max(sorted(table[t]), key=table[t].get) for t in "ab"}
+    assert best["a"] != best["b"]  # the case where in-sample and held-out differ
+    assert rows["a"]["heldout_bits"] == best["b"] and rows["b"]["heldout_bits"] == best["a"]
+    # the saved predictor (both seen tasks) gives one configuration to all; unseen: held out already
+    assert rows["a"]["bits"] == rows["b"]["bits"] == rows["c"]["bits"] == rows["c"]["heldout_bits"]
+    # one seen task leaves nothing to fit a held-out predictor on: one line saying so
+    rc = main(["--table", str(tmp_path / "table.tsv"), "--task2vec", *paths, "--seen", "a", "--unseen", "c",
+               "--out-dir", str(tmp_path / "one"), "--config", '{"predictor": "best_fixed"}'])
+    assert rc == 2
 
 
 def test_cli_rejects_mismatched_task2vec_dimensions(tmp_path, capsys):
@@ -317,9 +344,10 @@ def test_interrupted_policy_stage_resumes_to_identical_outputs(tmp_path):
 
     paths = _workflow_inputs(tmp_path)
     full = _policy_cli(paths, tmp_path / "full", RESUME_CONF)
-    # fits: the 13 controller trainings and best_fixed's one
+    # fits: the 13 controller trainings and best_fixed's one; the seen tasks' held-out
+    # configurations are the first seed's 2 seen-only folds, read back, not trained again
     assert full["controller_epochs_run"] == RESUME_EPOCHS and full["fits_run"] == 13 + 1
-    assert full["resumed_fits"] == 0 and full["resumed_from_epoch"] == 0
+    assert full["resumed_fits"] == 2 and full["resumed_from_epoch"] == 0
     assert not (tmp_path / "full" / CHECKPOINT).exists()
 
     # stop inside the third controller training: two finished fits and 10 epochs of the third are kept
@@ -327,7 +355,7 @@ def test_interrupted_policy_stage_resumes_to_identical_outputs(tmp_path):
     assert _policy_cli(paths, cut, RESUME_CONF, "--stop-after-epoch", "50") is None
     assert (cut / CHECKPOINT).is_file() and not any((cut / f).exists() for f in POLICY_OUTPUTS)
     resumed = _policy_cli(paths, cut, RESUME_CONF)
-    assert resumed["resumed_fits"] == 2 and resumed["resumed_from_epoch"] == 10
+    assert resumed["resumed_fits"] == 2 + 2 and resumed["resumed_from_epoch"] == 10
     assert resumed["controller_epochs_run"] == RESUME_EPOCHS - 50
     assert not (cut / CHECKPOINT).exists()
     for f in POLICY_OUTPUTS:
@@ -341,7 +369,8 @@ def test_policy_checkpoint_of_other_config_is_ignored(tmp_path):
     _policy_cli(paths, tmp_path, RESUME_CONF, "--stop-after-epoch", "50")
     assert (tmp_path / CHECKPOINT).is_file()
     s = _policy_cli(paths, tmp_path, {**RESUME_CONF, "lr": 0.002})
-    assert s["resumed_fits"] == 0 and s["resumed_from_epoch"] == 0
+    # nothing of the other config's checkpoint: the 2 fits read back are this run's own (held-out configurations)
+    assert s["resumed_fits"] == 2 and s["resumed_from_epoch"] == 0
     assert s["controller_epochs_run"] == RESUME_EPOCHS
 
 

@@ -133,7 +133,8 @@ def choose_configs(table: Mapping[str, Mapping[str, float]], predictions: Sequen
                    measured: Mapping[str, Mapping[str, float]], random_draws: int = 1) -> list[dict[str, str]]:
     """One row per (task, method), ``random_draws`` rows for Random: the configuration each
     configuration-choosing method gives each task of ``predictions`` (predictions.tsv of the
-    policy stage). ``split``: seen/unseen as the policy had it, ``new`` for a task outside the
+    policy stage; Task2Sim's is ``heldout_bits``: a seen task's from the predictor fitted without
+    it). ``split``: seen/unseen as the policy had it, ``new`` for a task outside the
     reward table (the one-shot path). ``measured``: {task: {bits: 5-NN left-one-out on the
     training split}} (``measured_config``)."""
     configs = configs_for(vary_bits)
@@ -145,7 +146,7 @@ def choose_configs(table: Mapping[str, Mapping[str, float]], predictions: Sequen
     for p in predictions:
         task = p["task"]
         split = p["split"] if task in table else "new"
-        chosen = {"task2sim": [p["bits"]], "measured": [measured_config(task, measured, configs)],
+        chosen = {"task2sim": [p["heldout_bits"]], "measured": [measured_config(task, measured, configs)],
                   "random": random_configs(task, configs, random_seed, random_draws),
                   "domain_randomisation": [configs[-1]], "domain_randomisation_all": [ALL_ON], "best_fixed": [best]}
         rows += [{"task": task, "split": split, "method": m, "bits": b} for m in CONFIG_METHODS for b in chosen[m]]
@@ -377,7 +378,8 @@ def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, st
     lines = ["# Final comparison: Task2Sim against the baselines", "",
              (f"Top-1 accuracy (%) on the downstream test sets, averaged over the {info['n_seen']} seen and "
               f"{info['n_unseen']} unseen tasks of the reward table. Task2Sim = the configurations of the policy "
-              f"stage's predictor (`{info['predictor']}`; the default, `task2sim`, is the paper's controller). "
+              f"stage's predictor (`{info['predictor']}`; the default, `task2sim`, is the paper's controller), "
+              "a seen task's from the predictor fitted on the other seen tasks (held out). "
               "Measured selection (ours; neither paper has it): per task, the reward-budget configuration "
               "whose backbone scores best by 5-NN left-one-out on the task's own training split (no test "
               "image read). "

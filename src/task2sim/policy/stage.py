@@ -20,7 +20,7 @@ from ..checkpoint import StopRequested
 from ..io import atomic_path, save_torch, write_tsv
 from .controller import ControllerSettings, Task2SimController
 from .data import ConfigSpace, PolicyInputError, RewardMatrix, l2_normalise
-from .evaluate import MethodScores, evaluate_methods
+from .evaluate import MethodScores, evaluate_methods, leave_one_out_configs
 from .predictors import (
     CentredEmbedding,
     Ensemble,
@@ -81,8 +81,9 @@ class PolicyConfig:
 
 
 def check_split(rm: RewardMatrix, emb: dict[str, np.ndarray], seen: Sequence[str], unseen: Sequence[str]) -> None:
-    if not seen:
-        raise PolicyInputError("no seen tasks to train on")
+    if len(seen) < 2:
+        raise PolicyInputError(f"{len(seen)} seen task(s): the policy needs at least two (each seen task's "
+                               "configuration comes from a predictor fitted on the others)")
     both = sorted(set(seen) & set(unseen))
     if both:
         raise PolicyInputError(f"task {both[0]!r} is both seen and unseen")
@@ -298,6 +299,11 @@ def run_policy(cfg: PolicyConfig, rm: RewardMatrix, raw_emb: dict[str, np.ndarra
             pred.checkpoint = memo.controller(fit_key("saved " + pred.name, cfg.seed, seen, []))
         pred.fit(np.stack([emb[t] for t in seen]), rm.rows(seen), rm.space, cfg.seed)
         memo.fits_run += 1   # (not kept: the fitted predictor itself is the output)
+        # Each seen task's held-out configuration: from the predictor fitted on the other seen
+        # tasks (the same fits as its loo_seen score, memoised), so that the final tables never
+        # score a predictor on the rows it was fitted on.
+        held_out = leave_one_out_configs(lambda: make_predictor(cfg.predictor, options), emb, rm, seen, cfg.seed,
+                                         memo)
     except StopRequested as stop:
         log.info("%s; resume from %s", stop, memo.path)
         return {"finished": False, **memo.summary()}
@@ -311,7 +317,8 @@ def run_policy(cfg: PolicyConfig, rm: RewardMatrix, raw_emb: dict[str, np.ndarra
     for i, t in enumerate(tasks):
         bits = rm.space.configs[out.config[i]]
         reward = f"{rm.rows([t])[0, out.config[i]]:.4f}" if t in rm.tasks else ""
-        rec = {"task": t, "split": "seen" if t in seen else "unseen", "bits": bits, "reward": reward}
+        rec = {"task": t, "split": "seen" if t in seen else "unseen", "bits": bits,
+               "heldout_bits": rm.space.configs[held_out[t]] if t in seen else bits, "reward": reward}
         rec.update({f"p_{n}": f"{out.p_bits[i, j]:.4f}" for j, n in enumerate(names)})
         predictions.append(rec)
     info = {"predictor": cfg.predictor, "p_kind": out.p_kind, "vary_bits": list(rm.space.vary_bits),
@@ -319,8 +326,8 @@ def run_policy(cfg: PolicyConfig, rm: RewardMatrix, raw_emb: dict[str, np.ndarra
             "n_seen": len(seen), "n_table_tasks": sum(t in emb for t in rm.tasks), "seed": cfg.seed,
             "fitted": pred.describe(), "embedding": "L2-normalised Task2Vec"}
     save_policy(out_dir / "policy.pt", pred, info)
-    write_tsv(out_dir / "predictions.tsv", ["task", "split", "bits", "reward"] + [f"p_{n}" for n in names],
-              predictions)
+    write_tsv(out_dir / "predictions.tsv", ["task", "split", "bits", "heldout_bits", "reward"]
+              + [f"p_{n}" for n in names], predictions)
     write_tsv(out_dir / "summary.tsv", SUMMARY_COLUMNS, rows)
     with atomic_path(out_dir / "summary.md", suffix=".md.part") as tmp:
         tmp.write_text(summary_markdown(rows, cfg, info, noise, predictions))
