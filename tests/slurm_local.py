@@ -105,6 +105,15 @@ PartitionName={partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 ETC_CONF = Path("/etc/slurm/slurm.conf")
 
 
+def _stale_own_conf(path: Path) -> bool:
+    """``path`` is a copy of one of our own configurations whose test was killed before it could
+    remove it (ClusterName t2stest, its temporary folder gone): safe to replace. Anything else is
+    somebody's SLURM."""
+    text = path.read_text(errors="replace")
+    state = next((ln.split("=", 1)[1] for ln in text.splitlines() if ln.startswith("StateSaveLocation=")), None)
+    return "ClusterName=t2stest\n" in text and state is not None and not Path(state).exists()
+
+
 class LocalSlurm:
     """Start with ``start()``, use ``env`` for every SLURM client call, ``stop()`` always."""
 
@@ -150,6 +159,8 @@ class LocalSlurm:
         return "\n".join(parts)
 
     def start(self) -> "LocalSlurm":
+        if ETC_CONF.exists() and _stale_own_conf(ETC_CONF):
+            ETC_CONF.unlink()  # left by a killed run of this test
         if ETC_CONF.exists():
             raise FileExistsError(f"{ETC_CONF} exists: a SLURM is configured here already; not touching it")
         for d in ("state", "spool", "log", "munge"):

@@ -72,6 +72,26 @@ def test_every_key_of_the_slurm_profile_is_commented():
             assert lines[i - 1].startswith("#"), f"profiles/slurm/config.yaml:{i + 1}: `{line}` has no comment above"
 
 
+def test_a_conf_left_by_a_killed_test_is_replaced_and_nobody_elses(tmp_path):
+    """A killed run of the SLURM test leaves its /etc/slurm/slurm.conf behind; the next run must
+    not skip for that, but must never touch a real cluster's file."""
+    from slurm_local import SLURM_CONF, _stale_own_conf
+
+    def conf(root, text=None):
+        path = tmp_path / f"conf{len(list(tmp_path.iterdir()))}"
+        path.write_text(text or SLURM_CONF.format(host="h", ctld_port=1, slurmd_port=2, root=root, munge_socket="s",
+                                                  cpus=2, mem_mb=100, partition="local"))
+        return path
+
+    gone = tmp_path / "t2s-slurm-gone"
+    assert _stale_own_conf(conf(gone))
+    live = tmp_path / "t2s-slurm-live"
+    (live / "state").mkdir(parents=True)
+    assert not _stale_own_conf(conf(live))  # a test running now
+    theirs = conf(gone).read_text().replace("ClusterName=t2stest", "ClusterName=prod")
+    assert not _stale_own_conf(conf(gone, theirs))
+
+
 def local_overlay(prof: dict, rules: dict, partition: str) -> dict:
     """The site overlay for the one-node test cluster: its partition, no GPUs (the node has none),
     each rule's own thread count (so that a job computes exactly what the local run computed), and
