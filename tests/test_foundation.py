@@ -1,5 +1,6 @@
 """Bit strings, config validation, provenance records and atomic writes."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -123,11 +124,27 @@ def test_provenance_record(tmp_path, monkeypatch):
                 "started", "finished", "task2sim_version"):
         assert key in meta, key
     assert meta["inputs"] == {str(inp): sha256_file(inp)}
+    assert "defaulted" not in meta  # a plain dict: everything given
     assert meta["inputs"][str(inp)] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert meta["slurm"] == {"SLURM_JOB_ID": "4242"}
     assert meta["packages"]["numpy"]
     assert set(meta["git"]) == {"sha", "dirty"}
     assert meta["extra"] == {"acc": 0.5}
+
+
+def test_provenance_names_the_settings_a_job_was_not_given(tmp_path):
+    """A rule passes only the keys its job reads; the others are filled from the schema. The record
+    lists those as defaulted, so that an auditor does not read a schema default as the run's
+    setting (results/final/choices.meta.json once showed a final_budget_methods the config did not have)."""
+    from task2sim.compare import FinalConfig
+    from task2sim.config import config_from_dict
+
+    cfg = config_from_dict(FinalConfig, {"random_seed": 3, "random_draws": 2}, "final")
+    meta = Provenance.start("unit", cfg).finish([tmp_path / "x.tsv"])
+    assert meta["params"]["random_seed"] == 3 and "final_budget_methods" in meta["params"]
+    assert "final_budget_methods" in meta["defaulted"] and "random_seed" not in meta["defaulted"]
+    given = {"random_seed", "random_draws"}
+    assert set(meta["defaulted"]) == {f.name for f in dataclasses.fields(FinalConfig)} - given
 
 
 def test_write_json_handles_numpy(tmp_path):

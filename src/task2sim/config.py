@@ -107,6 +107,10 @@ def split_runtime(section: str, values: dict[str, Any]) -> tuple[dict[str, Any],
     return ({k: v for k, v in values.items() if k not in rt}, {k: v for k, v in values.items() if k in rt})
 
 
+# Attribute of a config dataclass built by ``config_from_dict``: its fields filled from the schema.
+DEFAULTED = "_task2sim_defaulted"
+
+
 def config_from_dict(cls: type[T], data: dict[str, Any], section: str, where: str | None = None,
                      **extra: Any) -> T:
     """Build dataclass ``cls`` from a config section: unknown keys fail in one line, values are
@@ -133,4 +137,8 @@ def config_from_dict(cls: type[T], data: dict[str, Any], section: str, where: st
                      and f.default_factory is dataclasses.MISSING)
     if missing:
         raise ConfigError(f"{where}: missing key {missing[0]!r}")
-    return cls(**values, **extra)
+    obj = cls(**values, **extra)
+    # What the job was not given but took from the schema (provenance records it as such: a rule
+    # drops the keys its job does not read, and the record must not present them as settings).
+    obj.__dict__[DEFAULTED] = sorted(k for k in values if k not in data)
+    return obj

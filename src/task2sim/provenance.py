@@ -137,15 +137,21 @@ class Provenance:
     seeds: dict[str, Any] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=list)
     started: str = field(default_factory=_now)
+    defaulted: list[str] = field(default_factory=list)
 
     @classmethod
     def start(cls, stage: str, config: Any = None, seeds: dict[str, Any] | None = None,
               inputs: Iterable[str | os.PathLike] = (), **params: Any) -> "Provenance":
         """``config``: the stage's resolved dataclass (or a dict); ``params``: other resolved
-        values (task id, bits), recorded beside it."""
+        values (task id, bits), recorded beside it. The fields of ``config`` that its job was not
+        given (``config.config_from_dict`` filled them from the schema) are listed as ``defaulted``:
+        a value there is the schema's, not necessarily the run's config (the rules leave out the
+        keys a job does not read)."""
+        from .config import DEFAULTED
+
         resolved = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config or {})
         return cls(stage=stage, params={**resolved, **params}, seeds=dict(seeds or {}),
-                   inputs=[os.fspath(p) for p in inputs])
+                   inputs=[os.fspath(p) for p in inputs], defaulted=list(getattr(config, DEFAULTED, [])))
 
     def record(self, outputs: Iterable[str | os.PathLike] = (),
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -154,6 +160,7 @@ class Provenance:
             "task2sim_version": __version__,
             "git": git_state(),
             "params": self.params,
+            **({"defaulted": self.defaulted} if self.defaulted else {}),
             "seeds": self.seeds,
             "inputs": {p: sha256_file(p) for p in self.inputs if Path(p).is_file()},
             "outputs": [os.fspath(p) for p in outputs],
