@@ -86,6 +86,15 @@ def test_only_the_provenance_module_names_record_files():
     assert hits == [], "provenance records are named by task2sim.provenance only: " + ", ".join(hits)
 
 
+def test_the_imagenet_statistics_are_written_once():
+    """One place for the ImageNet mean and std (task2sim.backbones.preprocess); every other module
+    imports them or reads a network's pretrained_cfg through ``normalisation``."""
+    home = SRC / "backbones" / "preprocess.py"
+    hits = [f"{p.relative_to(SRC)}:{i}" for p in _sources() if p != home
+            for i, line in enumerate(p.read_text().splitlines(), 1) if "0.485" in line or "0.229" in line]
+    assert hits == [], "ImageNet statistics written outside task2sim.backbones.preprocess: " + ", ".join(hits)
+
+
 def test_every_torch_load_is_weights_only():
     bad = []
     for p in _sources():

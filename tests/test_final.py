@@ -233,7 +233,7 @@ def test_oneshot_cli_predicts_from_the_saved_policy_then_writes_backbone_and_eva
     from task2sim.policy.data import ConfigSpace, l2_normalise
     from task2sim.policy.predictors import make_predictor
     from task2sim.policy.stage import save_policy
-    from task2sim.train.data import IMAGENET_MEAN, IMAGENET_STD
+    from task2sim.backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
     from task2sim.train.models import backbone_cfg, create_backbone, save_backbone
 
     h5 = write_task_h5(tmp_path / "mine.h5", n_classes=3, n_train=24, n_test=9, size=16, seed=2, task="mine")
@@ -304,7 +304,8 @@ def test_measure_cli_picks_the_best_training_split_score_without_reading_the_tes
     import task2sim.reward.knn as knn
     from task2sim.cli import final
     from task2sim.reward.knn import extract_features, feature_model, knn_loo_accuracy
-    from task2sim.train.data import IMAGENET_MEAN, IMAGENET_STD, H5ImageDataset, eval_transform
+    from task2sim.backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
+    from task2sim.train.data import H5ImageDataset, eval_transform
     from task2sim.train.models import backbone_cfg, create_backbone, save_backbone
 
     h5 = write_task_h5(tmp_path / "mine.h5", n_classes=3, n_train=24, n_test=9, size=16, seed=2, task="mine")

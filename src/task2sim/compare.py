@@ -186,7 +186,7 @@ def load_source(source: str, checkpoint: str | None, model_name: str | None, ima
     ``scratch`` (``model_name`` at random init from ``seed``, ``image_size``) or ``imagenet`` (the
     packaged EfficientNet-Lite0 with real ImageNet weights, fed ``image_size`` pixels)."""
     from .reward.knn import feature_model
-    from .train.data import IMAGENET_MEAN, IMAGENET_STD
+    from .backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
     from .train.models import backbone_cfg
 
     if source == "imagenet":

@@ -126,10 +126,12 @@ class Preprocess:
     """uint8 NHWC batch -> float NCHW at ``size`` px, normalised with the probe's mean/std."""
 
     def __init__(self, model: nn.Module, size: int):
-        cfg = getattr(model, "pretrained_cfg", None) or {}
+        from .backbones.preprocess import normalisation
+
+        mean, std = normalisation(model)
         self.size = int(size)
-        self.mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406)), dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225)), dtype=torch.float32).view(1, 3, 1, 1)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
 
     def __call__(self, images: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)

@@ -100,9 +100,11 @@ class ASGConfig:
 
 class Normaliser:
     def __init__(self, model: nn.Module, device: torch.device):
-        cfg = getattr(model, "pretrained_cfg", None) or {}
-        self.mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406)), device=device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225)), device=device).view(1, 3, 1, 1) * 255
+        from ..backbones.preprocess import normalisation
+
+        mean, std = normalisation(model)
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
         self.device = device
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,10 +23,8 @@ from PIL import Image, ImageOps
 from timm.data import auto_augment, create_transform
 from torch.utils.data import Dataset
 
+from ..backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from ..tasks.data import TaskData, TaskDataError, load_task_h5
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class DataError(ValueError):

@@ -23,6 +23,7 @@ from timm.models import register_model
 from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
+from ..backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import Task2SimError
 from ..io import save_torch
 
@@ -31,8 +32,8 @@ class CheckpointError(Task2SimError):
     """A model file that is missing, unreadable, or not the backbone it claims to be."""
 
 
-_SMALL_CFG = {"input_size": (3, 64, 64), "classifier": "fc", "mean": (0.485, 0.456, 0.406),
-              "std": (0.229, 0.224, 0.225), "interpolation": "bilinear", "crop_pct": 1.0,
+_SMALL_CFG = {"input_size": (3, 64, 64), "classifier": "fc", "mean": IMAGENET_MEAN,
+              "std": IMAGENET_STD, "interpolation": "bilinear", "crop_pct": 1.0,
               "first_conv": "conv1"}
 _RESNET_ARGS = set(inspect.signature(ResNet.__init__).parameters) - {"self", "block", "layers"}
 

@@ -39,7 +39,8 @@ from ..io import atomic_path
 from ..provenance import sha256_file
 from .common import (amp_dtype, derive_seed, grad_scaler, resolve_device, seed_everything, seed_worker,
                      to_device, train_one_epoch)
-from .data import IMAGENET_MEAN, IMAGENET_STD, H5ImageDataset, read_meta, train_transform
+from ..backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .data import H5ImageDataset, read_meta, train_transform
 from .models import create_backbone, save_backbone
 
 log = logging.getLogger(__name__)
