@@ -139,6 +139,9 @@ checkpoint final_select:
         " --out {output.prediction} > {log} 2>&1"
 
 
+# The task's backbone, saved for it, and evaluation.json: scored on the task's split beside the
+# best single configuration's backbone at the same budget (final_choose's best_fixed) and the
+# ImageNet reference.
 rule final_oneshot:
     input:
         prediction="results/final/{task}/prediction.json",

@@ -305,7 +305,8 @@ def run_oneshot(args: argparse.Namespace) -> dict:
     # the same budget (what one gets without any selection) and the real ImageNet reference.
     baselines = {}
     if fixed_bits:
-        b_rows, _ = _score(args, fixed_bits, args.best_fixed_model, task, cfg)
+        # the same configuration at the same budget is the same backbone: its rows again
+        b_rows = rows if fixed_bits == bits else _score(args, fixed_bits, args.best_fixed_model, task, cfg)[0]
         baselines["best_fixed"] = {"bits": fixed_bits, "model": str(args.best_fixed_model),
                                    "results": {r["evaluation"]: r for r in b_rows}}
     i_rows, ibb = _score(args, "imagenet", None, task, cfg)
