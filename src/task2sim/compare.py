@@ -109,12 +109,15 @@ def random_configs(task: str, configs: Sequence[str], seed: int, draws: int) -> 
 
 
 def best_fixed_config(table: Mapping[str, Mapping[str, float]], seen: Sequence[str], configs: Sequence[str]) -> str:
-    """The configuration with the best mean reward over the seen tasks (first of equals)."""
+    """The configuration with the best mean reward over the seen tasks (first of equals): the
+    policy stage's fixed rule ``best_fixed`` (policy.predictors), so the two cannot disagree."""
+    from .policy.predictors import BestFixed
+
     missing = [(t, b) for t in seen for b in configs if b not in table.get(t, {})]
     if missing:
         raise CompareError(f"reward table: no reward for task {missing[0][0]!r}, configuration {missing[0][1]}")
-    means = [np.mean([table[t][b] for t in seen]) for b in configs]
-    return configs[int(np.argmax(means))]
+    rewards = np.array([[table[t][b] for b in configs] for t in seen], dtype=np.float64)
+    return configs[int(BestFixed().choose(rewards, None))]
 
 
 def measured_config(task: str, measured: Mapping[str, Mapping[str, float]], configs: Sequence[str]) -> str:

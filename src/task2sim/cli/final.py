@@ -240,14 +240,15 @@ def run_measure(args: argparse.Namespace) -> dict:
     from ..train.models import backbone_cfg
 
     rw = config_from_dict(RewardConfig, json_object_arg(args.reward, "--reward"), "reward")
-    models = {}
+    models, sizes = {}, {}
     for path in args.models:
-        bits = backbone_cfg(path).get("render_bits")
+        info = backbone_cfg(path)
+        bits = info.get("render_bits")
         if not bits:
             raise ValueError(f"{path}: not a backbone pre-trained on a rendered configuration (no render_bits)")
         if bits in models:
             raise ValueError(f"--models: two backbones of configuration {bits} ({models[bits]}, {path})")
-        models[bits] = path
+        models[bits], sizes[bits] = path, int(info["input_size"][-1])
     if len(models) < 2:
         raise ValueError("--models: measured selection needs the backbones of at least two configurations")
     configs = configs_for(ConfigSpace.from_configs(models).vary_bits)
@@ -259,8 +260,7 @@ def run_measure(args: argparse.Namespace) -> dict:
     scores, n_train = {}, 0
     for bits in configs:
         net, _ = feature_model(models[bits])
-        size = int(backbone_cfg(models[bits])["input_size"][-1])
-        scores[bits], n_train = train_loo_score(net, args.task_h5, size, rw.k, rw.temperature, rw.batch_size,
+        scores[bits], n_train = train_loo_score(net, args.task_h5, sizes[bits], rw.k, rw.temperature, rw.batch_size,
                                                 args.device, progress=not args.no_progress)
     bits = measured_config(args.task, {args.task: scores}, configs)
     prediction = {"task": args.task, "bits": bits, "selection": "measure", "predictor": "measured",
