@@ -96,6 +96,11 @@ def test_random_draws_are_distinct_per_task_and_all_of_them_give_the_exact_mean(
     assert picks(every)[("u", "random")] == CONFIGS
     scores = {("reward", b, t, "knn5"): v for t, row in _table().items() for b, v in row.items()}
     exact = method_scores(every, scores, {"reward": "reward"}, ["knn5"])[("reward", "knn5", "random")]
+    # at a final budget only the methods pre-trained there: Random's draws that happen to be other
+    # methods' backbones do not make a partial row
+    at_final = {("c4_i9", b, t, "knn5"): v for (_, b, t, _), v in scores.items()}
+    ms = method_scores(every, at_final, {"final": "c4_i9"}, ["knn5"], final_methods=["best_fixed"])
+    assert ("final", "knn5", "best_fixed") in ms and ("final", "knn5", "random") not in ms
     assert exact == pytest.approx({t: np.mean(list(_table()[t].values())) for t in "abu"})
 
 

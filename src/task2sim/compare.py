@@ -288,11 +288,15 @@ def read_scores(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str, str,
 
 
 def method_scores(choices: Sequence[Mapping[str, str]], scores: Mapping[tuple, float], budgets: Mapping[str, str],
-                  evaluations: Sequence[str], ref_budget: str = "ref") -> dict[tuple[str, str, str], dict[str, float]]:
+                  evaluations: Sequence[str], ref_budget: str = "ref",
+                  final_methods: Sequence[str] | None = None) -> dict[tuple[str, str, str], dict[str, float]]:
     """{(budget label, evaluation, method): {task: top1}} for the tasks of the reward table.
     ``budgets``: label -> budget wildcard (e.g. {"reward": "reward", "final": "c32_i180"});
     scratch and imagenet are budget-free (scored once, under ``ref_budget``). A method with
-    several configurations on a task (Random's draws) scores their mean, only where all are scored."""
+    several configurations on a task (Random's draws) scores their mean, only where all are scored.
+    ``final_methods``: the configuration methods pre-trained at a budget other than the reward
+    one (final.final_budget_methods); any other method is left out there, even on the tasks where
+    its pick happens to be another method's backbone (a partial, unplanned row)."""
     rows = [c for c in choices if c["split"] != "new"]
     pick = picks(rows)
     tasks = list(dict.fromkeys(c["task"] for c in rows))
@@ -300,6 +304,9 @@ def method_scores(choices: Sequence[Mapping[str, str]], scores: Mapping[tuple, f
     for label, budget in budgets.items():
         for ev in evaluations:
             for m in METHODS:
+                if budget != "reward" and final_methods is not None and m in CONFIG_METHODS \
+                        and m not in final_methods:
+                    continue
                 per = {}
                 for t in tasks:
                     keys = [(ref_budget, m, t, ev)] if m in ("scratch", "imagenet") else \

@@ -344,7 +344,7 @@ def run_summary(args: argparse.Namespace) -> dict:
     choices = read_tsv(args.choices)
     scores = read_scores(args.scores)
     splits = {c["task"]: c["split"] for c in choices if c["split"] != "new"}
-    ms = method_scores(choices, scores, budgets, cfg.evaluations)
+    ms = method_scores(choices, scores, budgets, cfg.evaluations, final_methods=cfg.final_budget_methods)
     rows = summary_rows(ms, splits)
     pick = picks(choices)
     first = next(iter(splits))
