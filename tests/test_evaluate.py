@@ -34,6 +34,23 @@ def _scramble_test(src: Path, dst: Path) -> Path:
     return dst
 
 
+def test_feature_batches_are_the_dataloaders_batches_and_leave_the_generator_alike():
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from task2sim.train.evaluate import FeatureBatches
+
+    f, y = torch.randn(70, 5), torch.arange(70)
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    loader = DataLoader(TensorDataset(f, y), batch_size=16, shuffle=True, generator=g1)
+    fast = FeatureBatches(f, y, 16, g2)
+    assert len(fast) == len(loader) == 5
+    for _ in range(3):  # epochs: the generator's stream must stay in step
+        pairs = list(zip(loader, fast, strict=True))
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs)
+    assert torch.equal(g1.get_state(), g2.get_state())
+
+
 def test_validation_split_is_seeded_stratified_and_disjoint():
     labels = np.repeat(np.arange(5), 10)
     fit, val = validation_split(labels, 0.3, seed=3)

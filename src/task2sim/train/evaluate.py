@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from .common import autocast_for, derive_seed, grad_scaler, resolve_device, seed_everything, seed_worker, \
     to_device, train_one_epoch
@@ -110,6 +110,27 @@ def _pooled(model: nn.Module, ds, device, amp: bool, progress: bool) -> tuple[to
     return torch.from_numpy(f), torch.from_numpy(y)
 
 
+class FeatureBatches:
+    """The shuffled mini-batches of ``DataLoader(TensorDataset(f, y), batch_size, shuffle=True,
+    generator=g)``, drawn from ``g`` exactly as it draws them (its base seed, then the permutation,
+    then the sampler's empty second permutation), so training on them is bit-identical; but one
+    index per batch instead of one per sample and a collate: the linear probe twice as fast."""
+
+    def __init__(self, f: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator):
+        self.f, self.y, self.batch_size, self.g = f, y, int(batch_size), generator
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.y)
+        torch.empty((), dtype=torch.int64).random_(generator=self.g)
+        perm = torch.randperm(n, generator=self.g)
+        torch.randperm(n, generator=self.g)
+        for idx in perm.split(self.batch_size):
+            yield self.f[idx], self.y[idx]
+
+
 def _train_linear(f: torch.Tensor, y: torch.Tensor, n_classes: int, hp: dict, cfg: EvalConfig,
                   seed: int, device) -> nn.Module:
     seed_everything(seed)
@@ -117,7 +138,7 @@ def _train_linear(f: torch.Tensor, y: torch.Tensor, n_classes: int, hp: dict, cf
     opt = torch.optim.SGD(head.parameters(), lr=hp["lr"], momentum=cfg.momentum, weight_decay=hp["weight_decay"])
     sched = _schedule(opt, cfg.epochs)
     g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(TensorDataset(f, y), batch_size=int(hp["batch_size"]), shuffle=True, generator=g)
+    loader = FeatureBatches(f, y, int(hp["batch_size"]), g)
     loss_fn = nn.CrossEntropyLoss()
     scaler = grad_scaler(device, cfg.amp)
     for _ in range(cfg.epochs):
