@@ -275,15 +275,14 @@ def final_model(budget, bits):
 
 
 def final_score_tasks(wildcards):
-    """The tasks one backbone is scored on: every reward-table task whose method picked it at a
-    comparison budget; seen tasks of Task2Sim / Domain Randomisation at a scaling budget; every
-    reward-table task for scratch and the ImageNet reference."""
-    if wildcards.source in ("scratch", "imagenet"):
+    """The tasks one backbone is scored on: every reward-table task at the reward budget (so Random
+    there is the exact mean over all configurations, and the jobs need no choice: they run while
+    the policy trains) and for scratch and the ImageNet reference; at the final budget the tasks
+    whose method picked it; seen tasks of Task2Sim / Domain Randomisation at a scaling budget."""
+    if wildcards.source in ("scratch", "imagenet") or wildcards.budget == "reward":
         return reward_tasks()
     rows = [r for r in final_choices() if r["split"] != "new" and r["bits"] == wildcards.source]
     tasks = set()
-    if wildcards.budget == "reward":
-        tasks |= {r["task"] for r in rows}
     if wildcards.budget == final_budget():
         tasks |= {r["task"] for r in rows if r["method"] in FINAL["final_budget_methods"]}
     if wildcards.budget in scaling_budgets():
@@ -294,10 +293,23 @@ def final_score_tasks(wildcards):
 
 
 def final_score_inputs(wildcards):
+    """The tasks and the backbone; at the reward budget also the backbone's reward JSONs, whose job
+    leaves the feature caches that final_score reads instead of running the network again."""
     inputs = {"tasks": expand("results/tasks/{task}/data.h5", task=final_score_tasks(wildcards))}
     if wildcards.source not in ("scratch", "imagenet"):
         inputs["model"] = final_model(wildcards.budget, wildcards.source)
+    if wildcards.budget == "reward":
+        inputs["rewards"] = expand("results/rewards/{bits}/{task}.json", bits=wildcards.source, task=reward_tasks())
     return inputs
+
+
+def final_score_features(wildcards):
+    """--features: the reward stage's feature caches of a reward-budget backbone (none elsewhere)."""
+    if wildcards.budget != "reward":
+        return ""
+    return "--features " + " ".join(
+        expand("results/features/{bits}/{task}.npz", bits=wildcards.source, task=reward_tasks())
+    )
 
 
 def final_score_model_args(wildcards):
@@ -309,27 +321,20 @@ def final_score_model_args(wildcards):
 
 
 def final_score_files(budgets, methods=None, seen_only=False):
-    """The score TSVs behind the given budgets (plus scratch and imagenet when comparing); at the
-    reward budget only the reward table's configurations (Domain Randomisation with all 8 bits on
-    has no backbone there unless every bit varies)."""
+    """The score TSVs of the backbones the methods picked at the given (final or scaling) budgets."""
     rows = [r for r in final_choices() if r["split"] != "new"]
     if seen_only:
         rows = [r for r in rows if r["split"] == "seen"]
     if methods:
         rows = [r for r in rows if r["method"] in methods]
     bits = sorted({r["bits"] for r in rows})
-    return [
-        f"results/final/scores/{budget}/{b}.tsv"
-        for budget in budgets
-        for b in bits
-        if budget != "reward" or b in all_bits()
-    ]
+    return [f"results/final/scores/{budget}/{b}.tsv" for budget in budgets for b in bits]
 
 
 def final_summary_scores(wildcards):
-    refs = ["results/final/scores/ref/scratch.tsv", "results/final/scores/ref/imagenet.tsv"]
-    at_final = final_score_files([final_budget()], FINAL["final_budget_methods"])
-    return sorted(set(final_score_files(["reward"]) + at_final)) + refs
+    """The final-budget scores, known once final_choose has run (the reward-budget and reference
+    scores are final_summary's fixed inputs: they are scheduled from the start)."""
+    return final_score_files([final_budget()], FINAL["final_budget_methods"])
 
 
 def final_scaling_scores(wildcards):

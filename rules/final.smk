@@ -70,7 +70,9 @@ use rule pretrain_backbone as final_pretrain with:
 
 
 # One job per backbone: its features are computed once per task and shared by the 5-NN and the
-# linear probe (the probe trains on cached features, a few seconds per task on a CPU).
+# linear probe (the probe trains on cached features, a few seconds per task on a CPU). A
+# reward-budget backbone's features are the reward stage's caches: read, not computed again, so
+# its 5-NN is the reward table's cell; every such backbone is scored on every reward-table task.
 rule final_score:
     input:
         unpack(final_score_inputs),
@@ -95,12 +97,13 @@ rule final_score:
     params:
         tasks=lambda wildcards: " ".join(final_score_tasks(wildcards)),
         model_args=final_score_model_args,
+        features=final_score_features,
         config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed", "random_draws", "selection"]),
         evaluate=FINAL_SECTIONS["evaluate"],
         reward=FINAL_SECTIONS["reward"],
         seed=config["seed"],
     shell:
-        "python -m task2sim.cli.final score --source {wildcards.source} {params.model_args}"
+        "python -m task2sim.cli.final score --source {wildcards.source} {params.model_args} {params.features}"
         " --task {params.tasks} --task-h5 {input.tasks} --config {params.config:q}"
         " --evaluate {params.evaluate:q} --reward {params.reward:q} --seed {params.seed}"
         " --device {resources.device} --threads {threads} --no-progress --out {output.tsv} > {log} 2>&1"
@@ -183,6 +186,8 @@ rule final_summary:
     input:
         choices="results/final/choices.tsv",
         policy="results/policy/policy.pt",
+        reward_scores=expand("results/final/scores/reward/{bits}.tsv", bits=all_bits()),
+        refs=["results/final/scores/ref/scratch.tsv", "results/final/scores/ref/imagenet.tsv"],
         scores=final_summary_scores,
     output:
         md=report(
@@ -227,7 +232,7 @@ rule final_summary:
         seed=config["seed"],
     shell:
         "python -m task2sim.cli.final summary --choices {input.choices} --policy {input.policy}"
-        " --scores {input.scores} {params.budgets} --model-name {params.model} --pretrain-epochs {params.epochs}"
+        " --scores {input.reward_scores} {input.refs} {input.scores} {params.budgets} --model-name {params.model} --pretrain-epochs {params.epochs}"
         " --config {params.config:q}"
         " --seed {params.seed} --md {output.md} --tsv {output.tsv} --png-seen {output.seen}"
         " --png-unseen {output.unseen} > {log} 2>&1"

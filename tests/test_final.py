@@ -16,6 +16,7 @@ from task2sim.bits import configs_for
 from task2sim.compare import (
     CONFIG_METHODS,
     LABELS,
+    CompareError,
     best_fixed_config,
     choose_configs,
     load_source,
@@ -102,6 +103,10 @@ def test_random_draws_are_distinct_per_task_and_all_of_them_give_the_exact_mean(
     ms = method_scores(every, at_final, {"final": "c4_i9"}, ["knn5"], final_methods=["best_fixed"])
     assert ("final", "knn5", "best_fixed") in ms and ("final", "knn5", "random") not in ms
     assert exact == pytest.approx({t: np.mean(list(_table()[t].values())) for t in "abu"})
+    # all_configs: at the reward budget Random is the exact mean whatever its draws (a final
+    # budget keeps the draws)
+    ms = method_scores(rows, scores, {"reward": "reward"}, ["knn5"], all_configs=CONFIGS)
+    assert ms[("reward", "knn5", "random")] == pytest.approx(exact)
 
 
 def test_summary_tables_bold_the_best_and_name_the_losses():
@@ -119,7 +124,7 @@ def test_summary_tables_bold_the_best_and_name_the_losses():
     rows = summary_rows(ms, splits)
     by = {(r["method"]): r for r in rows}
     assert by["task2sim"]["seen_mean"] == "70.00" and by["task2sim"]["unseen_mean"] == "35.00"
-    info = {"n_seen": 2, "n_unseen": 1, "predictor": "ensemble", "random_seed": 0, "random_draws": 1,
+    info = {"n_seen": 2, "n_unseen": 1, "predictor": "ensemble", "random_seed": 0, "random_draws": 1, "n_configs": 4,
             "random_exact": " out of 4", "seed": 0, "dr_bits": "10000001",
             "best_bits": "10000001", "imagenet_size": 64, "model": "m", "budget_titles": {"reward": "reward budget"}}
     md = summary_markdown(rows, {"reward": "reward"}, ["linear"], choices, info)
@@ -185,6 +190,50 @@ def test_score_backbone_knn_and_linear_on_features(tmp_path, one_torch_thread):
     assert [r["evaluation"] for r in rows] == ["knn5", "linear"]
     assert all(0 <= r["top1"] <= 100 and r["n_train"] == 30 and r["n_test"] == 12 for r in rows)
     assert set(rows[1]["chosen"]) == {"lr", "weight_decay", "batch_size"}
+
+
+def test_reward_budget_scoring_reads_the_reward_stage_features(tmp_path, one_torch_thread, monkeypatch):
+    """A reward-budget backbone's final scores come from the reward stage's feature cache: the
+    network does not run, the 5-NN is the reward's, and the numbers equal a fresh extraction's."""
+    from fixtures_h5 import write_render_h5
+
+    import task2sim.reward.knn as knn
+    from task2sim.config import config_from_dict
+    from task2sim.train.evaluate import EvalConfig
+    from task2sim.train.pretrain import PretrainConfig, pretrain
+
+    render = write_render_h5(tmp_path / "images.h5", n_classes=4, per_class=8, size=32)
+    pcfg = config_from_dict(PretrainConfig, {"model": "t2s_resnet18_w8", "epochs": 1, "batch_size": 16,
+                                             "warmup_epochs": 0}, "pretrain", seed=0, device="cpu")
+    pretrain(pcfg, render, tmp_path / "pre", progress=False)
+    ckpt = str(tmp_path / "pre" / "model.pt")
+    h5 = str(write_task_h5(tmp_path / "t.h5", n_classes=3, n_train=30, n_test=12, size=16, seed=1, task="t"))
+    net, name = knn.feature_model(ckpt)
+    cache = tmp_path / "t.npz"
+    reward = knn.compute_reward(net, name, ckpt, h5, 32, k=5, temperature=0.07, cache=cache, device="cpu",
+                                progress=False)
+    lin = config_from_dict(EvalConfig, {"epochs": 3, "lrs": [0.01, 0.1], "val_fraction": 0.3}, "evaluate.linear",
+                           method="linear", image_size=32, seed=0, device="cpu")
+
+    def score(caches):
+        bb = load_source("00000000", ckpt, None, None, seed=0)
+        return score_backbone(bb, {"t": h5}, ["knn5", "linear"], {"linear": lin}, 5, 0.07, 0, "cpu", caches)
+
+    fresh = score(None)
+    with monkeypatch.context() as m:
+        m.setattr(knn, "extract_features", lambda *a, **k: pytest.fail("the network ran despite the cache"))
+        cached = score({"t": str(cache)})
+    assert [r["top1"] for r in cached] == [r["top1"] for r in fresh]
+    assert cached[0]["top1"] == round(reward["knn5_top1"], 4)
+    # a cache of another backbone (here: of another task file) is not read: features are computed
+    other = str(write_task_h5(tmp_path / "u.h5", n_classes=3, n_train=30, n_test=12, size=16, seed=2, task="u"))
+    mtime = cache.stat().st_mtime_ns
+    bb = load_source("00000000", ckpt, None, None, seed=0)
+    rows = score_backbone(bb, {"u": other}, ["knn5"], {}, 5, 0.07, 0, "cpu", {"u": str(cache)})
+    assert rows[0]["n_train"] == 30 and cache.stat().st_mtime_ns == mtime  # read-only: never rewritten
+    with pytest.raises(CompareError, match="pre-trained backbones only"):
+        score_backbone(load_source("scratch", None, "t2s_resnet18_w8", 32, seed=0), {"t": h5}, ["knn5"], {}, 5,
+                       0.07, 0, "cpu", {"t": str(cache)})
 
 
 def _image_folder(root, n_classes=3, per_class=12, size=24):

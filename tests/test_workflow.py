@@ -26,6 +26,9 @@ def test_default_dag_covers_every_config_and_task(workflow):
     # the noise stage: 4 configurations again at 2 other seeds (8 degrees of freedom)
     assert counts["noise_render"] == counts["noise_pretrain"] == counts["noise_knn5"] == 8
     assert counts["task2vec_embed"] == 16 and counts["task2vec_distances"] == 1
+    # every reward-budget backbone and the two references are scored from the start, not after the
+    # final_choose checkpoint: those jobs run while the policy trains (the final budget's wait)
+    assert counts["final_score"] == 16 + 2
 
 
 def test_paper_profile_is_the_same_workflow_at_paper_scale(workflow):

@@ -211,47 +211,37 @@ def load_source(source: str, checkpoint: str | None, model_name: str | None, ima
                     tuple(info.get("std", IMAGENET_STD)), checkpoint)
 
 
-def _features(bb: Backbone, task_h5: str, device, batch_size: int = 256):
-    from timm.data import create_transform
-
-    from .reward.knn import extract_features
-    from .train.data import H5ImageDataset
-
-    tf = create_transform(input_size=bb.image_size, is_training=False, crop_pct=1.0, interpolation="bilinear",
-                          mean=bb.mean, std=bb.std)
-    train, test = H5ImageDataset(task_h5, "train", tf), H5ImageDataset(task_h5, "test", tf)
-    ftr, ytr = extract_features(bb.model, train, batch_size, device, progress=False, normalize=False)
-    fte, yte = extract_features(bb.model, test, batch_size, device, progress=False, normalize=False)
-    return ftr, ytr, fte, yte, int(train.n_classes)
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def score_backbone(bb: Backbone, tasks: Mapping[str, str], evaluations: Sequence[str],
                    eval_cfgs: Mapping[str, Any], k: int, temperature: float, seed: int,
-                   device: str = "auto") -> list[dict[str, Any]]:
+                   device: str = "auto", caches: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Rows (task, source, evaluation, top1, chosen, n_train, n_test, seconds) of ``bb`` on each
     task ``{task: data.h5}``. ``eval_cfgs``: ``EvalConfig`` per probe method (linear, finetune).
-    Features are computed once per task and shared by the 5-NN and the linear probe; fine-tuning
-    trains the whole network from ``bb.checkpoint`` (or from random init for scratch)."""
-    from .reward.knn import knn_accuracy
+    Features are computed once per task (the reward stage's, when ``caches`` {task: .npz} holds
+    them for this backbone: then the 5-NN is the reward table's cell) and shared by the 5-NN and
+    the linear probe; fine-tuning trains the whole network from ``bb.checkpoint`` (or from random
+    init for scratch)."""
+    from .reward.knn import cache_key, knn_accuracy, l2_normalise, task_features
     from .train.common import derive_seed, resolve_device
     from .train.evaluate import evaluate, linear_probe, validation_split
 
     dev = resolve_device(device)
+    caches = dict(caches or {})
+    if caches and bb.checkpoint is None:
+        raise CompareError(f"source {bb.source}: feature caches are for pre-trained backbones only")
     rows = []
     for task, h5 in tasks.items():
         t0 = time.perf_counter()
-        ftr, ytr, fte, yte, n_classes = _features(bb, h5, dev)
+        key = cache_key(bb.name, bb.checkpoint, h5, bb.image_size, bb.mean, bb.std) if task in caches else ""
+        fs = task_features(bb.model, h5, bb.image_size, caches.get(task), key, device=dev, progress=False,
+                           mean=bb.mean, std=bb.std, write_cache=False)
+        ftr, ytr, fte, yte, n_classes = fs.train, fs.train_labels, fs.test, fs.test_labels, fs.n_classes
         base = {"task": task, "source": bb.source, "n_train": len(ytr), "n_test": len(yte)}
         t_feat = time.perf_counter() - t0
         for ev in evaluations:
             t1 = time.perf_counter()
             if ev == "knn5":
-                top1 = knn_accuracy(_l2(ftr), ytr, _l2(fte), yte, n_classes=n_classes, k=k, temperature=temperature,
-                                    device=dev)
+                top1 = knn_accuracy(l2_normalise(ftr), ytr, l2_normalise(fte), yte, n_classes=n_classes, k=k,
+                                    temperature=temperature, device=dev)
                 chosen = {"k": k, "temperature": temperature}
             elif ev == "linear":
                 cfg = eval_cfgs["linear"]
@@ -289,14 +279,17 @@ def read_scores(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str, str,
 
 def method_scores(choices: Sequence[Mapping[str, str]], scores: Mapping[tuple, float], budgets: Mapping[str, str],
                   evaluations: Sequence[str], ref_budget: str = "ref",
-                  final_methods: Sequence[str] | None = None) -> dict[tuple[str, str, str], dict[str, float]]:
+                  final_methods: Sequence[str] | None = None,
+                  all_configs: Sequence[str] = ()) -> dict[tuple[str, str, str], dict[str, float]]:
     """{(budget label, evaluation, method): {task: top1}} for the tasks of the reward table.
     ``budgets``: label -> budget wildcard (e.g. {"reward": "reward", "final": "c32_i180"});
     scratch and imagenet are budget-free (scored once, under ``ref_budget``). A method with
     several configurations on a task (Random's draws) scores their mean, only where all are scored.
     ``final_methods``: the configuration methods pre-trained at a budget other than the reward
     one (final.final_budget_methods); any other method is left out there, even on the tasks where
-    its pick happens to be another method's backbone (a partial, unplanned row)."""
+    its pick happens to be another method's backbone (a partial, unplanned row). ``all_configs``:
+    at the reward budget Random is the mean over all of them (the exact mean of a uniform draw)
+    instead of over its draws."""
     rows = [c for c in choices if c["split"] != "new"]
     pick = picks(rows)
     tasks = list(dict.fromkeys(c["task"] for c in rows))
@@ -309,8 +302,11 @@ def method_scores(choices: Sequence[Mapping[str, str]], scores: Mapping[tuple, f
                     continue
                 per = {}
                 for t in tasks:
-                    keys = [(ref_budget, m, t, ev)] if m in ("scratch", "imagenet") else \
-                        [(budget, b, t, ev) for b in pick[(t, m)]]
+                    if m in ("scratch", "imagenet"):
+                        keys = [(ref_budget, m, t, ev)]
+                    else:
+                        exact = m == "random" and budget == "reward" and all_configs
+                        keys = [(budget, b, t, ev) for b in (all_configs if exact else pick[(t, m)])]
                     if all(k in scores for k in keys):
                         per[t] = float(np.mean([scores[k] for k in keys]))
                 if per:
@@ -393,7 +389,9 @@ def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, st
               "Measured selection (ours; neither paper has it): per task, the reward-budget configuration "
               "whose backbone scores best by 5-NN left-one-out on the task's own training split (no test "
               "image read). "
-              f"Random: the mean over {info['random_draws']} distinct configurations per task, drawn "
+              f"Random: at the reward budget the exact mean over all {info['n_configs']} configurations (every "
+              "reward-budget backbone is scored on every task); at another budget the mean over "
+              f"{info['random_draws']} distinct configurations per task, drawn "
               f"with seed {info['random_seed']} (and the task id){info['random_exact']}. "
               f"Domain Randomisation (varied bits): every varied bit on ({info['dr_bits']}); "
               f"(all 8 bits): every simulation parameter on ({ALL_ON}), the paper's, rendered for it alone "

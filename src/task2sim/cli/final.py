@@ -13,7 +13,8 @@ Usage::
     python -m task2sim.cli.final score --source 00000001 --model results/pretrain/00000001/model.pt \
         --task digits8 faces --task-h5 results/tasks/{digits8,faces}/data.h5 \
         --config '{"evaluations": ["knn5", "linear"]}' --evaluate '{...evaluate section...}' \
-        --reward '{"k": 5, "temperature": 0.07}' --out results/final/scores/reward/00000001.tsv
+        --reward '{"k": 5, "temperature": 0.07}' --out results/final/scores/reward/00000001.tsv \
+        --features results/features/00000001/{digits8,faces}.npz   # the reward stage's, if there
 
     # one-shot: a new task's configuration from the saved policy (no refit), then its
     # final-budget backbone and that backbone's evaluation
@@ -76,6 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     s.add_argument("--image-size", type=int, help="scratch and imagenet: input size")
     s.add_argument("--task", nargs="+", required=True, help="task ids")
     s.add_argument("--task-h5", nargs="+", required=True, help="each task's data.h5")
+    s.add_argument("--features", nargs="+",
+                   help="the reward stage's feature caches (.npz), one per task: read, never written (a "
+                        "missing or stale one is computed in memory)")
     s.add_argument("--out", required=True, help="scores .tsv to write")
     add_config_args(s, "final")
     _sections(s)
@@ -187,7 +191,8 @@ def _score(args, source: str, model: str | None, tasks: dict[str, str], cfg) -> 
     bb = load_source(source, model, getattr(args, "model_name", None),
                      getattr(args, "image_size", None) or cfg.imagenet_image_size, args.seed)
     cfgs = _eval_cfgs(args, bb.image_size, scratch=source == "scratch")
-    rows = score_backbone(bb, tasks, cfg.evaluations, cfgs, rw.k, rw.temperature, args.seed, args.device)
+    caches = dict(zip(tasks, args.features)) if getattr(args, "features", None) else None
+    rows = score_backbone(bb, tasks, cfg.evaluations, cfgs, rw.k, rw.temperature, args.seed, args.device, caches)
     return rows, bb
 
 
@@ -198,6 +203,8 @@ def run_score(args: argparse.Namespace) -> dict:
     cfg = _final_cfg(args)
     if len(args.task) != len(args.task_h5):
         raise ValueError(f"--task ({len(args.task)}) and --task-h5 ({len(args.task_h5)}) must be parallel lists")
+    if args.features and len(args.features) != len(args.task):
+        raise ValueError(f"--features ({len(args.features)}) must have one entry per --task ({len(args.task)})")
     if (args.model is None) != (args.source in ("scratch", "imagenet")):
         raise ValueError(f"source {args.source}: --model is for config-string sources only, and required there")
     if args.source == "scratch" and not (args.model_name and args.image_size):
@@ -205,6 +212,7 @@ def run_score(args: argparse.Namespace) -> dict:
     tasks = dict(zip(args.task, args.task_h5))
     rec = Provenance.start("final_score", cfg, seeds={"seed": args.seed},
                            inputs=[p for p in [args.model, *args.task_h5] if p], source=args.source,
+                           feature_caches=args.features or [],
                            evaluate=json_object_arg(args.evaluate, "--evaluate"),
                            reward=json_object_arg(args.reward, "--reward"))
     rows, bb = _score(args, args.source, args.model, tasks, cfg)
@@ -327,6 +335,8 @@ def run_summary(args: argparse.Namespace) -> dict:
     from ..compare import (
         CONFIG_METHODS,
         SUMMARY_COLUMNS,
+        CompareError,
+        configs_for,
         margin_rows,
         method_scores,
         parse_budget,
@@ -344,12 +354,20 @@ def run_summary(args: argparse.Namespace) -> dict:
     choices = read_tsv(args.choices)
     scores = read_scores(args.scores)
     splits = {c["task"]: c["split"] for c in choices if c["split"] != "new"}
-    ms = method_scores(choices, scores, budgets, cfg.evaluations, final_methods=cfg.final_budget_methods)
-    rows = summary_rows(ms, splits)
     pick = picks(choices)
     first = next(iter(splits))
-    # Random's draws per task, and the size of the space (every varied bit is on in DR's configuration)
-    draws, n_configs = len(pick[(first, "random")]), 2 ** pick[(first, "domain_randomisation")][0].count("1")
+    # Random's draws per task, and the space (every varied bit is on in DR's configuration)
+    dr = pick[(first, "domain_randomisation")][0]
+    configs = configs_for([i for i, c in enumerate(dr) if c == "1"])
+    draws, n_configs = len(pick[(first, "random")]), len(configs)
+    missing = sorted({(t, b) for t in splits for b in configs for ev in cfg.evaluations
+                      if ("reward", b, t, ev) not in scores})
+    if "reward" in budgets.values() and missing:
+        raise CompareError(f"scores: reward-budget configuration {missing[0][1]} is not scored on task "
+                           f"{missing[0][0]!r} (Random there is the mean over every configuration)")
+    ms = method_scores(choices, scores, budgets, cfg.evaluations, final_methods=cfg.final_budget_methods,
+                       all_configs=configs)
+    rows = summary_rows(ms, splits)
     titles = {}
     for label, b in budgets.items():
         if b == "reward":
@@ -363,8 +381,8 @@ def run_summary(args: argparse.Namespace) -> dict:
     n_split = {k: sum(s == k for s in splits.values()) for k in ("seen", "unseen")}
     info = {"n_seen": n_split["seen"], "n_unseen": n_split["unseen"],
             "predictor": _predictor_name(args.policy), "random_seed": cfg.random_seed, "seed": args.seed,
-            "random_draws": draws, "random_exact": ": all of them, the exact mean" if draws == n_configs else
-            f" out of {n_configs}",
+            "random_draws": draws, "n_configs": n_configs,
+            "random_exact": ": all of them, the exact mean" if draws == n_configs else f" out of {n_configs}",
             "dr_bits": pick[(first, "domain_randomisation")][0], "best_bits": pick[(first, "best_fixed")][0],
             "imagenet_size": cfg.imagenet_image_size, "model": args.model_name, "budget_titles": titles,
             "margins": margin_rows(ms, splits)}

@@ -1,8 +1,9 @@
 """Backbone features and the weighted k-NN reward (docs/algorithms.md, "Reward").
 
 Features: global-pooled backbone output (timm ``forward_features`` then
-``forward_head(pre_logits=True)``), L2-normalised, both splits through the evaluation transform
-(resize to the backbone's training size, normalise; grayscale becomes 3 channels).
+``forward_head(pre_logits=True)``), both splits through the evaluation transform (resize to the
+backbone's training size, normalise; grayscale becomes 3 channels); cached raw per (backbone,
+task), L2-normalised for the k-NN.
 
 Reward: for each test image, cosine similarity to every training image, the top-k neighbours vote
 for their class with weight exp(sim / T); the class with the largest summed vote is the prediction;
@@ -33,6 +34,7 @@ from tqdm import tqdm
 from ..io import save_npz
 from ..provenance import sha256_file
 from ..train.common import autocast_for, resolve_device, to_device
+from ..backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalisation
 from ..train.data import H5ImageDataset, eval_transform, normalize_batch
 
 log = logging.getLogger(__name__)
@@ -42,18 +44,19 @@ log = logging.getLogger(__name__)
 def extract_features(model: nn.Module, dataset, batch_size: int = 256,
                      device: torch.device | str = "cpu", num_workers: int = 0,
                      progress: bool = True, desc: str = "features", normalize: bool = True,
-                     amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                     amp: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> tuple[np.ndarray, np.ndarray]:
     """Pooled features (float32, N x D; L2-normalised unless ``normalize=False``) and labels of
-    ``dataset``, in order. ``amp``: autocast (``amp_dtype``; off by default: rewards are fp32, and
-    bf16 features changed 2-4 % of the 5 nearest neighbours, BENCHMARKS.md: precision). The model
-    runs channels-last (``to_device``): same neighbours, a third faster on CPU."""
+    ``dataset`` (uint8 images, normalised by ``mean`` and ``std`` per batch), in order. ``amp``:
+    autocast (``amp_dtype``; off by default: rewards are fp32, and bf16 features changed 2-4 % of
+    the 5 nearest neighbours, BENCHMARKS.md: precision). The model runs channels-last
+    (``to_device``): same neighbours, a third faster on CPU."""
     device = torch.device(device)
     model = to_device(model, device).eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     feats, labels = [], []
     for x, y in tqdm(loader, desc=desc, disable=not progress, mininterval=5.0, leave=False):
         with autocast_for(device, amp):
-            x = normalize_batch(x.to(device)).contiguous(memory_format=torch.channels_last)
+            x = normalize_batch(x.to(device), mean, std).contiguous(memory_format=torch.channels_last)
             f = model.forward_head(model.forward_features(x), pre_logits=True)
         f = f.float().flatten(1)
         feats.append((F.normalize(f, dim=1) if normalize else f).cpu())
@@ -102,8 +105,16 @@ def knn_loo_accuracy(features, labels, **kw: Any) -> float:
     return knn_accuracy(features, labels, None, labels, **kw)
 
 
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, as ``extract_features`` does per batch (bit-identical)."""
+    return F.normalize(torch.from_numpy(np.ascontiguousarray(x)), dim=1).numpy()
+
+
 @dataclass
 class FeatureSet:
+    """Raw (un-normalised) pooled features of both splits of a task, and their labels: the 5-NN
+    reads them L2-normalised (``l2_normalise``), the linear probe as they are."""
+
     train: np.ndarray
     train_labels: np.ndarray
     test: np.ndarray
@@ -111,22 +122,27 @@ class FeatureSet:
     n_classes: int
 
 
-def _cache_key(model_name: str, checkpoint: Path | None, task_h5: Path, image_size: int,
-               seed: int = 0) -> str:
+def cache_key(model_name: str, checkpoint: str | os.PathLike | None, task_h5: str | os.PathLike, image_size: int,
+              mean=IMAGENET_MEAN, std=IMAGENET_STD, seed: int = 0) -> str:
+    """The key of a feature cache: what the features are of and how they were made."""
     # A random-init backbone is identified by its init seed (a trained one by its weights).
+    # "raw": the cache holds un-normalised features (a cache of L2-normalised ones is stale).
     parts = [model_name, sha256_file(checkpoint) if checkpoint else f"random-init:{int(seed)}",
-             sha256_file(task_h5), str(image_size)]
+             sha256_file(task_h5), str(image_size), [float(v) for v in mean], [float(v) for v in std], "raw"]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
 def task_features(model: nn.Module, task_h5: str | os.PathLike, image_size: int,
                   cache: str | os.PathLike | None = None, cache_key: str = "",
-                  batch_size: int = 256, device: str = "auto", progress: bool = True) -> FeatureSet:
-    """Features of both splits of a task, read from ``cache`` (npz) when its key matches.
+                  batch_size: int = 256, device: str = "auto", progress: bool = True,
+                  mean=IMAGENET_MEAN, std=IMAGENET_STD, write_cache: bool = True) -> FeatureSet:
+    """Raw features of both splits of a task (resized to ``image_size``, normalised by ``mean``
+    and ``std``), read from ``cache`` (npz) when its key matches (``cache_key``), else computed
+    (and written there unless ``write_cache`` is False).
 
     The cache holds ``train``, ``train_labels``, ``test``, ``test_labels``, ``n_classes`` and
-    ``key`` (sha256 over model name, checkpoint sha256 or random-init seed, task file sha256 and
-    image size).
+    ``key``. The reward stage writes one per (backbone, task); the final stage's scoring of the
+    same backbone reads it instead of running the network again.
     """
     cache = Path(cache) if cache else None
     if cache and cache.is_file():
@@ -139,10 +155,11 @@ def task_features(model: nn.Module, task_h5: str | os.PathLike, image_size: int,
     tf = eval_transform(image_size)
     train = H5ImageDataset(task_h5, "train", tf)
     test = H5ImageDataset(task_h5, "test", tf)
-    ftr, ytr = extract_features(model, train, batch_size, dev, progress=progress, desc="train features")
-    fte, yte = extract_features(model, test, batch_size, dev, progress=progress, desc="test features")
+    kw = {"progress": progress, "normalize": False, "mean": mean, "std": std}
+    ftr, ytr = extract_features(model, train, batch_size, dev, desc="train features", **kw)
+    fte, yte = extract_features(model, test, batch_size, dev, desc="test features", **kw)
     fs = FeatureSet(ftr, ytr, fte, yte, int(train.n_classes))
-    if cache:
+    if cache and write_cache:
         save_npz(cache, train=ftr, train_labels=ytr, test=fte, test_labels=yte,
                  n_classes=fs.n_classes, key=np.array(cache_key))
     return fs
@@ -202,12 +219,14 @@ def compute_reward(model: nn.Module, model_name: str, checkpoint: str | os.PathL
     ``checkpoint``, or ``model_name`` at random init from ``seed`` when it is None)."""
     checkpoint = Path(checkpoint) if checkpoint else None
     task_h5 = Path(task_h5)
-    key = _cache_key(model_name, checkpoint, task_h5, image_size, seed)
-    fs = task_features(model, task_h5, image_size, cache, key, batch_size, device, progress)
-    acc = knn_accuracy(fs.train, fs.train_labels, fs.test, fs.test_labels, n_classes=fs.n_classes,
+    mean, std = normalisation(model)
+    key = cache_key(model_name, checkpoint, task_h5, image_size, mean, std, seed)
+    fs = task_features(model, task_h5, image_size, cache, key, batch_size, device, progress, mean, std)
+    train, test = l2_normalise(fs.train), l2_normalise(fs.test)
+    acc = knn_accuracy(train, fs.train_labels, test, fs.test_labels, n_classes=fs.n_classes,
                        k=k, temperature=temperature, chunk=chunk,
                        device=resolve_device(device))
-    loo = knn_loo_accuracy(fs.train, fs.train_labels, n_classes=fs.n_classes, k=k, temperature=temperature,
+    loo = knn_loo_accuracy(train, fs.train_labels, n_classes=fs.n_classes, k=k, temperature=temperature,
                            chunk=chunk, device=resolve_device(device))
     return {"knn5_top1": acc, "knn5_train_loo": loo, "k": k, "temperature": temperature,
             "feature_dim": int(fs.train.shape[1]),

@@ -186,12 +186,13 @@ def _posterize_keeps_zero_bits() -> None:
             auto_augment.NAME_TO_OP[name] = _posterize
 
 
-def normalize_batch(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, C, H, W) batch -> float, ImageNet-normalised (a float batch passes through)."""
+def normalize_batch(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """uint8 (N, C, H, W) batch -> float, normalised by ``mean`` and ``std`` (per channel, on the
+    0-1 scale; ImageNet's by default). A float batch passes through."""
     if x.dtype != torch.uint8:
         return x
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, -1, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, -1, 1, 1) * 255
+    mean = torch.tensor(mean, device=x.device).view(1, -1, 1, 1) * 255
+    std = torch.tensor(std, device=x.device).view(1, -1, 1, 1) * 255
     return x.float().sub_(mean).div_(std)
 
 
