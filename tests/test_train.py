@@ -223,6 +223,10 @@ def test_benchmarks_report_consistent_ratios(render):
     k = bench_knn(n_train=2000, n_test=300, dim=16, repeats=1)
     assert k["knn_over_matmul"] == pytest.approx(k["knn_seconds"] / k["matmul_seconds"])
     assert k["peak_chunk_mb"] == pytest.approx(1024 * 2000 * 4 / 2**20)
+    from task2sim.bench.linear import bench_linear
+
+    lin = bench_linear(n=100, dim=8, n_classes=3, epochs=2, repeats=1)
+    assert lin["identical"] and lin["ratio"] > 0  # the same head, bit for bit
 
 
 def test_lazy_dataset_in_worker_processes(render):
