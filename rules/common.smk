@@ -36,6 +36,12 @@ except ConfigError as err:
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 
+# Scheduling: the jobs the policy and the final-budget backbones wait for (tasks, renders,
+# pre-training, rewards, noise, Task2Vec, the policy, the final budget) get CRITICAL priority; the
+# rest (ASG, the reward-budget and reference scores, figures) get 0 and fill the cores that path
+# leaves idle, e.g. the second core while the one-thread policy job runs (BENCHMARKS.md, "Default
+# workflow"). Priorities order jobs only: no output depends on them.
+CRITICAL = 1
 # Each stage file appends what `rule all` must build; the Snakefile's `rule all` takes the list.
 FINAL_TARGETS = []
 
@@ -272,6 +278,12 @@ def final_model(budget, bits):
     if budget == "reward":
         return f"results/pretrain/{bits}/model.pt"
     return f"results/final/budgets/{budget}/pretrain/{bits}/model.pt"
+
+
+def final_score_priority(wildcards):
+    """A final-budget backbone's scores are on the critical path; the reward-budget and reference
+    ones are not (their inputs exist long before the policy is trained)."""
+    return 0 if wildcards.budget in ("reward", "ref") else CRITICAL
 
 
 def final_score_tasks(wildcards):

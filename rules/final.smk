@@ -20,6 +20,7 @@ checkpoint final_choose:
         "logs/final/choose.log",
     benchmark:
         "benchmarks/final/choose.tsv"
+    priority: CRITICAL
     conda:
         "../envs/task2sim.yaml"
     resources:
@@ -86,6 +87,7 @@ rule final_score:
     wildcard_constraints:
         budget=r"reward|ref|c\d+_i\d+",
         source=r"[01]{8}|scratch|imagenet",
+    priority: final_score_priority
     conda:
         "../envs/task2sim.yaml"
     threads: 1
@@ -219,6 +221,7 @@ rule final_summary:
         "logs/final/summary.log",
     benchmark:
         "benchmarks/final/summary.tsv"
+    priority: CRITICAL
     conda:
         "../envs/task2sim.yaml"
     resources:

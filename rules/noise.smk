@@ -68,6 +68,7 @@ rule reward_noise:
         "logs/rewards/noise.log",
     benchmark:
         "benchmarks/rewards/noise.tsv"
+    priority: CRITICAL
     conda:
         "../envs/task2sim.yaml"
     resources:

@@ -13,6 +13,7 @@ rule pretrain_backbone:
         "logs/pretrain/{bits}/model.log",
     benchmark:
         "benchmarks/pretrain/{bits}/model.tsv"
+    priority: CRITICAL
     conda:
         "../envs/task2sim.yaml"
     threads: 2

@@ -16,6 +16,7 @@ rule reward_knn5:
         "logs/rewards/{bits}/knn5.log",
     benchmark:
         "benchmarks/rewards/{bits}/knn5.tsv"
+    priority: CRITICAL
     conda:
         "../envs/task2sim.yaml"
     threads: 1
@@ -67,6 +68,7 @@ rule reward_table:
         "logs/rewards/table.log",
     benchmark:
         "benchmarks/rewards/table.tsv"
+    priority: CRITICAL
     conda:
         "../envs/task2sim.yaml"
     resources:

@@ -16,6 +16,7 @@ rule tasks_prepare:
         "logs/tasks/{task}/data.log",
     benchmark:
         "benchmarks/tasks/{task}/data.tsv"
+    priority: CRITICAL
     conda:
         "../envs/task2sim.yaml"
     resources:
