@@ -7,10 +7,10 @@ import h5py
 import pytest
 import timm
 import torch
-from fixtures_h5 import write_render_h5
+from fixtures_h5 import write_render_h5, write_task_h5
 
 from task2sim.config import ConfigError, config_from_dict, section_defaults
-from task2sim.train.data import DataError, H5ImageDataset, eval_transform, train_transform
+from task2sim.train.data import DataError, EvalImages, H5ImageDataset, eval_transform, train_transform
 from task2sim.train.models import CheckpointError, backbone_cfg, load_backbone
 from task2sim.train.pretrain import CHECKPOINT, PretrainConfig, pretrain
 
@@ -181,6 +181,24 @@ def test_lazy_and_in_memory_datasets_agree(render):
         assert a.n_classes == int(f.attrs["n_classes"])
 
 
+@pytest.mark.parametrize("size,channels,target", [(28, 1, 64), (24, 3, 64), (32, 1, 32), (48, 3, 20)])
+def test_eval_batches_are_the_per_image_transform_byte_for_byte(tmp_path, size, channels, target):
+    """Whole-batch resizing (grayscale resized before it becomes RGB; up, down and same size)
+    gives exactly the bytes the per-image transform and the DataLoader's collation give."""
+    from torch.utils.data import DataLoader
+
+    task = write_task_h5(tmp_path / "t.h5", n_train=37, n_test=5, size=size, channels=channels)
+    idx = [3, 0, 36, 7, 8, 9, 20]
+    for ds in (EvalImages(task, "train", target), EvalImages(task, "train", target, indices=idx)):
+        got = list(ds.batches(4))
+        want = list(DataLoader(H5ImageDataset(task, "train", eval_transform(target), indices=ds.indices), 4))
+        assert len(got) == len(want) == -(-len(ds) // 4)
+        for (xa, ya), (xb, yb) in zip(got, want):
+            assert xa.dtype == xb.dtype == torch.uint8 and xa.shape == xb.shape
+            assert xa.shape[1:] == (3, target, target) and xa.is_contiguous()
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
 def test_cli_trains_and_rejects_bad_params(render, tmp_path, capsys):
     from task2sim.cli import pretrain as cli
 
@@ -212,7 +230,7 @@ def test_config_errors_name_the_key():
         tiny(lrr=0.1)
 
 
-def test_benchmarks_report_consistent_ratios(render):
+def test_benchmarks_report_consistent_ratios(render, tmp_path):
     from task2sim.bench.pretrain import bench_knn, bench_pipeline
 
     r = bench_pipeline(render, "t2s_resnet18_w8", batch=32, steps=2, repeats=1)
@@ -227,6 +245,10 @@ def test_benchmarks_report_consistent_ratios(render):
 
     lin = bench_linear(n=100, dim=8, n_classes=3, epochs=2, repeats=1)
     assert lin["identical"] and lin["ratio"] > 0  # the same head, bit for bit
+    from task2sim.bench.eval_images import bench_eval_images
+
+    ev = bench_eval_images(write_task_h5(tmp_path / "t.h5", n_train=20, n_test=10), size=32, batch=8, repeats=1)
+    assert ev["identical"] and ev["images"] == 30 and ev["ratio"] > 0  # the same bytes
 
 
 def test_lazy_dataset_in_worker_processes(render):

@@ -48,7 +48,7 @@ from ..config import section_defaults
 from ..provenance import is_record
 from ..train.common import amp_dtype, autocast_for, cpu_has_native_bf16, seed_worker, to_device, train_one_epoch
 from ..reward.knn import knn_accuracy
-from ..train.data import H5ImageDataset, eval_transform, normalize_batch, read_meta, train_transform
+from ..train.data import EvalImages, H5ImageDataset, normalize_batch, read_meta, train_transform
 from ..train.models import create_backbone, load_backbone
 
 # name -> (autocast on, channels-last)
@@ -121,7 +121,7 @@ def bench_features(checkpoint: Path, task_h5: Path, repeats: int) -> dict:
     model, cfg = load_backbone(checkpoint)
     size = int(cfg["input_size"][-1])
     cpu = torch.device("cpu")
-    splits = [H5ImageDataset(task_h5, split, eval_transform(size)) for split in ("train", "test")]
+    splits = [EvalImages(task_h5, split, size) for split in ("train", "test")]
 
     @torch.no_grad()
     def features(amp: bool, channels_last: bool):
@@ -129,7 +129,7 @@ def bench_features(checkpoint: Path, task_h5: Path, repeats: int) -> dict:
         out = []
         for ds in splits:
             fs, ys = [], []
-            for x, y in DataLoader(ds, batch_size=256):
+            for x, y in ds.batches(256):
                 x = normalize_batch(x)
                 x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
                 with autocast_for(cpu, amp):

@@ -35,7 +35,7 @@ from ..io import save_npz
 from ..provenance import sha256_file
 from ..train.common import autocast_for, resolve_device, to_device
 from ..backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalisation
-from ..train.data import H5ImageDataset, eval_transform, normalize_batch
+from ..train.data import EvalImages, normalize_batch
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,11 @@ def extract_features(model: nn.Module, dataset, batch_size: int = 256,
     (``to_device``): same neighbours, a third faster on CPU."""
     device = torch.device(device)
     model = to_device(model, device).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = dataset.batches(batch_size, num_workers) if isinstance(dataset, EvalImages) else \
+        DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     feats, labels = [], []
-    for x, y in tqdm(loader, desc=desc, disable=not progress, mininterval=5.0, leave=False):
+    total = -(-len(dataset) // batch_size)
+    for x, y in tqdm(loader, desc=desc, total=total, disable=not progress, mininterval=5.0, leave=False):
         with autocast_for(device, amp):
             x = normalize_batch(x.to(device), mean, std).contiguous(memory_format=torch.channels_last)
             f = model.forward_head(model.forward_features(x), pre_logits=True)
@@ -152,9 +154,8 @@ def task_features(model: nn.Module, task_h5: str | os.PathLike, image_size: int,
                 return FeatureSet(z["train"], z["train_labels"], z["test"], z["test_labels"],
                                   int(z["n_classes"]))
     dev = resolve_device(device)
-    tf = eval_transform(image_size)
-    train = H5ImageDataset(task_h5, "train", tf)
-    test = H5ImageDataset(task_h5, "test", tf)
+    train = EvalImages(task_h5, "train", image_size)
+    test = EvalImages(task_h5, "test", image_size)
     kw = {"progress": progress, "normalize": False, "mean": mean, "std": std}
     ftr, ytr = extract_features(model, train, batch_size, dev, desc="train features", **kw)
     fte, yte = extract_features(model, test, batch_size, dev, desc="test features", **kw)
@@ -171,7 +172,7 @@ def train_loo_score(model: nn.Module, task_h5: str | os.PathLike, image_size: in
     the features of that split only (the test split is never opened). Measured selection for a
     task outside the reward table (``task2sim.cli.final measure``)."""
     dev = resolve_device(device)
-    train = H5ImageDataset(task_h5, "train", eval_transform(image_size))
+    train = EvalImages(task_h5, "train", image_size)
     f, y = extract_features(model, train, batch_size, dev, progress=progress, desc="train features")
     return knn_loo_accuracy(f, y, n_classes=int(train.n_classes), k=k, temperature=temperature, device=dev), len(y)
 

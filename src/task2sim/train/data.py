@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from timm.data import auto_augment, create_transform
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from ..backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from ..tasks.data import TaskData, TaskDataError, load_task_h5
@@ -148,6 +148,44 @@ class H5ImageDataset(Dataset):
         state = dict(self.__dict__)
         state["_h5"] = None  # never pickle an open handle into a worker
         return state
+
+
+class EvalImages(H5ImageDataset):
+    """A task split (or a render) under ``eval_transform(size)``, read in order a batch at a time
+    (``batches``): what feature extraction and evaluation read.
+
+    Square in-memory images (every task's) are resized a batch at a time by the same Pillow call
+    the transform makes per image, on the single channel of a grayscale image before it becomes
+    three: the same bytes (tests/test_train.py) at about a fifth of the per-image cost of
+    PIL conversion, transform and collation (BENCHMARKS.md, "Feature extraction"). Other images
+    go through the transform one by one.
+    """
+
+    def __init__(self, path: str | os.PathLike, split: str | None, size: int,
+                 indices: Sequence[int] | None = None):
+        super().__init__(path, split, eval_transform(size), indices=indices)
+        self.size = int(size)
+
+    def batches(self, batch_size: int, num_workers: int = 0):
+        """``(uint8 (B, 3, size, size), int64 labels)`` batches in dataset order."""
+        if self._images is None or self._images.shape[1] != self._images.shape[2] or num_workers:
+            yield from DataLoader(self, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+            return
+        for start in range(0, len(self.indices), batch_size):
+            idx = self.indices[start:start + batch_size]
+            x = torch.from_numpy(np.stack([self._resized(i) for i in idx]))
+            # (B, H, W, C) -> (B, C, H, W); one channel -> three, as convert("RGB") does
+            x = x.permute(0, 3, 1, 2)
+            yield (x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x).contiguous(), \
+                torch.from_numpy(self._labels[idx])
+
+    def _resized(self, i: int) -> np.ndarray:
+        arr = self._images[i]
+        if arr.shape[0] == self.size:
+            return arr
+        img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+        out = np.asarray(img.resize((self.size, self.size), Image.BILINEAR))
+        return out[..., None] if out.ndim == 2 else out
 
 
 def train_transform(size: int, scale: tuple[float, float] = (0.35, 1.0), hflip: float = 0.5,

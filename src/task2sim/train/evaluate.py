@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 
 from .common import autocast_for, derive_seed, grad_scaler, resolve_device, seed_everything, seed_worker, \
     to_device, train_one_epoch
-from .data import H5ImageDataset, eval_transform, normalize_batch, train_transform
+from .data import EvalImages, H5ImageDataset, normalize_batch, train_transform
 from ..reward.knn import extract_features
 from .models import create_backbone, load_backbone
 
@@ -188,10 +188,10 @@ def _train_full(model: nn.Module, ds, hp: dict, cfg: EvalConfig, seed: int, devi
 
 
 @torch.no_grad()
-def _accuracy_full(model: nn.Module, ds, device, amp: bool) -> float:
+def _accuracy_full(model: nn.Module, ds: EvalImages, device, amp: bool) -> float:
     model.eval()
     correct = n = 0
-    for x, y in DataLoader(ds, batch_size=256, shuffle=False):
+    for x, y in ds.batches(256):
         with autocast_for(device, amp):
             correct += int((model(normalize_batch(x.to(device))).argmax(1).cpu() == y).sum())
         n += len(y)
@@ -233,9 +233,8 @@ def evaluate(model_name: str | None, checkpoint: str | os.PathLike | None, task_
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
-    ev = eval_transform(cfg.image_size)
-    train_eval = H5ImageDataset(task_h5, "train", ev)
-    test = H5ImageDataset(task_h5, "test", ev)
+    train_eval = EvalImages(task_h5, "train", cfg.image_size)
+    test = EvalImages(task_h5, "test", cfg.image_size)
     n_classes = train_eval.n_classes
     fit_idx, val_idx = validation_split(train_eval.labels, cfg.val_fraction, derive_seed(cfg.seed, 7),
                                         where=str(task_h5))
@@ -253,7 +252,7 @@ def evaluate(model_name: str | None, checkpoint: str | os.PathLike | None, task_
     else:
         aug = train_transform(cfg.image_size, cfg.crop_scale)
         fit_ds = H5ImageDataset(task_h5, "train", aug, indices=fit_idx)
-        val_ds = H5ImageDataset(task_h5, "train", ev, indices=val_idx)
+        val_ds = EvalImages(task_h5, "train", cfg.image_size, indices=val_idx)
         for hp in grid if len(grid) > 1 else ():
             model = _train_full(backbone.build(derive_seed(cfg.seed, 1)), fit_ds, hp, cfg,
                                 derive_seed(cfg.seed, 2), device, progress)
