@@ -74,3 +74,45 @@ def test_noise_configs_must_belong_to_the_run(workflow):
     workflow.write_config(cfg)
     res = workflow.run("-n")
     assert res.returncode == 0 and "noise_render" not in res.stdout
+
+
+SNAKEMAKE_LOG = """\
+[Sat Dec  5 15:00:00 2026]
+localrule render_dataset:
+    output: results/renders/00000000/images.h5
+    jobid: 3
+    wildcards: bits=00000000
+    threads: 2
+Shell command: python -m task2sim.cli.render ...
+[Sat Dec  5 15:00:10 2026]
+Finished jobid: 3 (Rule: render_dataset)
+[Sat Dec  5 15:00:10 2026]
+localrule policy_train:
+    jobid: 7
+Shell command: python -m task2sim.cli.policy ...
+[Sat Dec  5 15:00:10 2026]
+localcheckpoint final_choose:
+    jobid: 8
+[Sat Dec  5 15:00:12 2026]
+checkpoint final_choose:
+    jobid: 9
+[Sat Dec  5 15:00:13 2026]
+Finished jobid: 9 (Rule: final_choose)
+[Sat Dec  5 15:01:00 2026]
+Finished jobid: 7 (Rule: policy_train)
+"""
+
+
+def test_timeline_places_jobs_on_the_cores_and_finds_the_idle_stretch():
+    from task2sim.bench.timeline import parse_log, timeline
+
+    jobs = parse_log(SNAKEMAKE_LOG)
+    # a checkpoint block is a job of its own (not more of the job above it); job 8 never finished
+    assert [(j["rule"], j["threads"], j["start"], j["end"]) for j in jobs] == [
+        ("render_dataset", 2, 0, 10), ("policy_train", 1, 10, 60), ("final_choose", 1, 12, 13)]
+    t = timeline(jobs, cores=2, min_gap=30)
+    assert t["span_s"] == 60 and t["held_core_s"] == 20 + 50 + 1 and t["idle_core_s"] == 120 - 71
+    assert t["core_s_by_rule"] == {"policy_train": 50, "render_dataset": 20, "final_choose": 1}
+    # 10-12 s and 13-60 s have a core idle: only the second is long enough to report
+    assert [(g["from_s"], g["to_s"], g["idle_core_s"]) for g in t["gaps"]] == [(13, 60, 47)]
+    assert t["gaps"][0]["running"] == ["policy_train()"]
