@@ -359,7 +359,7 @@ def test_measure_cli_picks_the_best_training_split_score_without_reading_the_tes
     from task2sim.cli import final
     from task2sim.reward.knn import extract_features, feature_model, knn_loo_accuracy
     from task2sim.backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
-    from task2sim.train.data import H5ImageDataset, eval_transform
+    from task2sim.train.data import EvalImages, H5ImageDataset, eval_transform
     from task2sim.train.models import backbone_cfg, create_backbone, save_backbone
 
     h5 = write_task_h5(tmp_path / "mine.h5", n_classes=3, n_train=24, n_test=9, size=16, seed=2, task="mine")
@@ -377,11 +377,12 @@ def test_measure_cli_picks_the_best_training_split_score_without_reading_the_tes
         expected[backbone_cfg(m)["render_bits"]] = knn_loo_accuracy(f, y, k=5, temperature=0.07)
     opened = []
 
-    def recording(path, split=None, *a, **kw):
-        opened.append(split)
-        return H5ImageDataset(path, split, *a, **kw)
+    class Recording(EvalImages):
+        def __init__(self, path, split=None, *a, **kw):
+            opened.append(split)
+            super().__init__(path, split, *a, **kw)
 
-    monkeypatch.setattr(knn, "H5ImageDataset", recording)
+    monkeypatch.setattr(knn, "EvalImages", Recording)
     out = tmp_path / "final" / "mine" / "prediction.json"
     args = ["measure", "--task", "mine", "--task-h5", str(h5), "--models", *map(str, models),
             "--reward", json.dumps({"k": 5, "temperature": 0.07}), "--device", "cpu", "--no-progress"]

@@ -125,7 +125,7 @@ def test_reward_cli_knn_and_aggregate(tmp_path, capsys):
         assert json.loads(out2.read_text())["n_test"] == 10 and rec["n_test"] == 15
         meta = json.loads(out.with_suffix(".meta.json").read_text())
         assert meta["params"]["image_size"] == 32 and meta["params"]["model_name"] == "t2s_resnet18_w8"
-        assert meta["params"]["batch_size"] == 256  # the schema default, resolved
+        assert meta["params"]["batch_size"] == 64  # the schema default, resolved
         outs += [str(out), str(out.with_suffix(".meta.json")), str(out2)]  # sidecars are skipped
     assert cli.main(["aggregate", "--tsv", str(tmp_path / "table.tsv"), "--png", str(tmp_path / "t.png"),
                      "--reward-db", str(tmp_path / "db.json"), "--measured-tsv", str(tmp_path / "loo.tsv"),

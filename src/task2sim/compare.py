@@ -213,13 +213,14 @@ def load_source(source: str, checkpoint: str | None, model_name: str | None, ima
 
 def score_backbone(bb: Backbone, tasks: Mapping[str, str], evaluations: Sequence[str],
                    eval_cfgs: Mapping[str, Any], k: int, temperature: float, seed: int,
-                   device: str = "auto", caches: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+                   device: str = "auto", caches: Mapping[str, str] | None = None,
+                   batch_size: int = 256) -> list[dict[str, Any]]:
     """Rows (task, source, evaluation, top1, chosen, n_train, n_test, seconds) of ``bb`` on each
     task ``{task: data.h5}``. ``eval_cfgs``: ``EvalConfig`` per probe method (linear, finetune).
     Features are computed once per task (the reward stage's, when ``caches`` {task: .npz} holds
     them for this backbone: then the 5-NN is the reward table's cell) and shared by the 5-NN and
     the linear probe; fine-tuning trains the whole network from ``bb.checkpoint`` (or from random
-    init for scratch)."""
+    init for scratch). ``batch_size``: of the feature extraction (reward.batch_size)."""
     from .reward.knn import cache_key, knn_accuracy, l2_normalise, task_features
     from .train.common import derive_seed, resolve_device
     from .train.evaluate import evaluate, linear_probe, validation_split
@@ -232,7 +233,7 @@ def score_backbone(bb: Backbone, tasks: Mapping[str, str], evaluations: Sequence
     for task, h5 in tasks.items():
         t0 = time.perf_counter()
         key = cache_key(bb.name, bb.checkpoint, h5, bb.image_size, bb.mean, bb.std) if task in caches else ""
-        fs = task_features(bb.model, h5, bb.image_size, caches.get(task), key, device=dev, progress=False,
+        fs = task_features(bb.model, h5, bb.image_size, caches.get(task), key, batch_size, dev, progress=False,
                            mean=bb.mean, std=bb.std, write_cache=False)
         ftr, ytr, fte, yte, n_classes = fs.train, fs.train_labels, fs.test, fs.test_labels, fs.n_classes
         base = {"task": task, "source": bb.source, "n_train": len(ytr), "n_test": len(yte)}

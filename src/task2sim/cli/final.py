@@ -192,7 +192,8 @@ def _score(args, source: str, model: str | None, tasks: dict[str, str], cfg) -> 
                      getattr(args, "image_size", None) or cfg.imagenet_image_size, args.seed)
     cfgs = _eval_cfgs(args, bb.image_size, scratch=source == "scratch")
     caches = dict(zip(tasks, args.features)) if getattr(args, "features", None) else None
-    rows = score_backbone(bb, tasks, cfg.evaluations, cfgs, rw.k, rw.temperature, args.seed, args.device, caches)
+    rows = score_backbone(bb, tasks, cfg.evaluations, cfgs, rw.k, rw.temperature, args.seed, args.device, caches,
+                          rw.batch_size)
     return rows, bb
 
 
