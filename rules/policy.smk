@@ -39,10 +39,10 @@ rule policy_train:
         "logs/policy/train.log",
     benchmark:
         "benchmarks/policy/train.tsv"
-    # batch-4 controller updates are latency-bound: a second torch thread only slows them (docs/policy.md)
     priority: CRITICAL
     conda:
         "../envs/task2sim.yaml"
+    # batch-4 controller updates are latency-bound: a second torch thread only slows them (docs/policy.md)
     threads: 1
     resources:
         mem_mb=2000,

@@ -13,11 +13,11 @@ rule task2vec_embed:
         "logs/task2vec/{task}.log",
     benchmark:
         "benchmarks/task2vec/{task}.tsv"
-    # One thread: two tasks at a time use two cores better than one task on two threads
-    # (BENCHMARKS.md, Task2Vec).
     priority: CRITICAL
     conda:
         "../envs/task2sim.yaml"
+    # One thread: two tasks at a time use two cores better than one task on two threads
+    # (BENCHMARKS.md, Task2Vec).
     threads: 1
     resources:
         device=config["device"],
