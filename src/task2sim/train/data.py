@@ -156,9 +156,9 @@ class EvalImages(H5ImageDataset):
 
     Square in-memory images (every task's) are resized a batch at a time by the same Pillow call
     the transform makes per image, on the single channel of a grayscale image before it becomes
-    three: the same bytes (tests/test_train.py) at about a fifth of the per-image cost of
-    PIL conversion, transform and collation (BENCHMARKS.md, "Feature extraction"). Other images
-    go through the transform one by one.
+    three: the same bytes (tests/test_train.py) at 0.2-0.4x the time of per-image conversion,
+    transform and collation for grayscale tasks, 0.9x for RGB ones (BENCHMARKS.md, "Feature
+    extraction"). Other images go through the transform one by one.
     """
 
     def __init__(self, path: str | os.PathLike, split: str | None, size: int,
