@@ -474,23 +474,29 @@ def plot_per_task(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits
     panels = [(b, ev) for b in budgets for ev in evaluations]
     fig = Figure(figsize=(max(6.0, 1.3 * len(tasks) + 2.5), 2.8 * len(panels) + 0.6))
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
-    methods = [m for m in METHODS if any((b, ev, m) in ms for b, ev in panels)]
-    width = 0.8 / max(len(methods), 1)
     colours = {"task2sim": "#d62728", "measured": "#ff7f0e", "random": "#7f7f7f", "domain_randomisation": "#1f77b4",
                "domain_randomisation_all": "#17becf",
                "best_fixed": "#2ca02c", "scratch": "#bcbd22", "imagenet": "#9467bd"}
+    legend = {}
     for ax, (b, ev) in zip(axes, panels):
+        # a panel's bars: the methods with a number on one of its tasks (a method not pre-trained at
+        # this budget leaves no empty slot); colours stay the method's in every panel
+        methods = [m for m in METHODS if any(np.isfinite(ms.get((b, ev, m), {}).get(t, np.nan)) for t in tasks)]
+        width = 0.8 / max(len(methods), 1)
         for i, m in enumerate(methods):
             per = ms.get((b, ev, m), {})
             ys = [per.get(t, np.nan) for t in tasks]
-            ax.bar(np.arange(len(tasks)) + (i - (len(methods) - 1) / 2) * width, ys, width, label=LABELS[m],
-                   color=colours[m], hatch="//" if m == "imagenet" else None, edgecolor="white", linewidth=0.3)
+            legend[m] = ax.bar(np.arange(len(tasks)) + (i - (len(methods) - 1) / 2) * width, ys, width,
+                               label=LABELS[m], color=colours[m], hatch="//" if m == "imagenet" else None,
+                               edgecolor="white", linewidth=0.3)
         ax.set_xticks(np.arange(len(tasks)))
         ax.set_xticklabels(tasks)
         ax.set_ylabel("top-1 (%)")
         ax.set_title(f"{b} budget, {ev}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=3, loc="lower left", bbox_to_anchor=(0, 1.15))
+    order = [m for m in METHODS if m in legend]
+    axes[0].legend([legend[m] for m in order], [LABELS[m] for m in order], fontsize=7, ncol=3, loc="lower left",
+                   bbox_to_anchor=(0, 1.15))
     fig.suptitle(title, fontsize=11)
     return save_figure(fig, path, tight={})
 
