@@ -28,32 +28,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..io import save_npz
 from ..provenance import sha256_file
 from ..train.common import autocast_for, resolve_device, to_device
 from ..backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalisation
-from ..train.data import EvalImages, normalize_batch
+from ..train.data import EvalImages, H5ImageDataset, normalize_batch
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, dataset, batch_size: int = 256,
+def extract_features(model: nn.Module, dataset: H5ImageDataset, batch_size: int = 256,
                      device: torch.device | str = "cpu", num_workers: int = 0,
                      progress: bool = True, desc: str = "features", normalize: bool = True,
                      amp: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> tuple[np.ndarray, np.ndarray]:
     """Pooled features (float32, N x D; L2-normalised unless ``normalize=False``) and labels of
-    ``dataset`` (uint8 images, normalised by ``mean`` and ``std`` per batch), in order. ``amp``:
+    ``dataset`` (uint8 images, read by its ``batches``, normalised by ``mean`` and ``std`` per
+    batch), in order. ``amp``:
     autocast (``amp_dtype``; off by default: rewards are fp32, and bf16 features changed 2-4 % of
     the 5 nearest neighbours, BENCHMARKS.md: precision). The model runs channels-last
     (``to_device``): same neighbours, a third faster on CPU."""
     device = torch.device(device)
     model = to_device(model, device).eval()
-    loader = dataset.batches(batch_size, num_workers) if isinstance(dataset, EvalImages) else \
-        DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = dataset.batches(batch_size, num_workers)
     feats, labels = [], []
     total = -(-len(dataset) // batch_size)
     for x, y in tqdm(loader, desc=desc, total=total, disable=not progress, mininterval=5.0, leave=False):

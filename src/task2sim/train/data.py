@@ -144,6 +144,10 @@ class H5ImageDataset(Dataset):
         x = self.transform(img) if self.transform is not None else torch.from_numpy(np.asarray(img))
         return x, int(self._labels[i])
 
+    def batches(self, batch_size: int, num_workers: int = 0):
+        """``(images, labels)`` batches in dataset order (a DataLoader over the per-image transform)."""
+        return iter(DataLoader(self, batch_size=batch_size, shuffle=False, num_workers=num_workers))
+
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_h5"] = None  # never pickle an open handle into a worker
@@ -169,7 +173,7 @@ class EvalImages(H5ImageDataset):
     def batches(self, batch_size: int, num_workers: int = 0):
         """``(uint8 (B, 3, size, size), int64 labels)`` batches in dataset order."""
         if self._images is None or self._images.shape[1] != self._images.shape[2] or num_workers:
-            yield from DataLoader(self, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+            yield from super().batches(batch_size, num_workers)
             return
         for start in range(0, len(self.indices), batch_size):
             idx = self.indices[start:start + batch_size]
