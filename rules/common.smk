@@ -121,19 +121,38 @@ def reward_jsons(wildcards):
 
 
 def noise_configs():
-    """The configurations repeated at other seeds (empty: the noise stage is off)."""
+    """The configurations repeated at the noise stage's seeds."""
     return config["noise"]["configs"]
 
 
+# The reward section as a reward job reads it: reward.seeds only says which jobs run.
+REWARD_JOB = config_json("reward", drop=["seeds"])
+REWARD_SEEDS = config["reward"]["seeds"]
+# noise.seeds that are not table seeds (a seed of both repeats every configuration)
+NOISE_ONLY_SEEDS = [s for s in config["noise"]["seeds"] if s not in REWARD_SEEDS]
+
+
+def noise_on():
+    """The noise stage runs when some configurations are repeated: the noise stage's or the table's seeds."""
+    return bool(noise_configs() and NOISE_ONLY_SEEDS) or bool(REWARD_SEEDS)
+
+
 def noise_tsv(wildcards):
-    return ["results/rewards/noise.tsv"] if noise_configs() else []
+    return ["results/rewards/noise.tsv"] if noise_on() else []
+
+
+def reward_seed_jsons(wildcards):
+    """The table's other seeds (reward.seeds): every (seed, configuration, task)."""
+    return expand(
+        "results/noise/{seed}/rewards/{bits}/{task}.json", seed=REWARD_SEEDS, bits=all_bits(), task=reward_tasks()
+    )
 
 
 def noise_repeat_jsons(wildcards):
-    """The repeated runs' reward JSONs: every (seed, configuration, task)."""
-    return expand(
+    """The repeated runs' reward JSONs: the table's other seeds and the noise stage's configurations."""
+    return reward_seed_jsons(wildcards) + expand(
         "results/noise/{seed}/rewards/{bits}/{task}.json",
-        seed=config["noise"]["seeds"],
+        seed=NOISE_ONLY_SEEDS,
         bits=noise_configs(),
         task=reward_tasks(),
     )
@@ -161,8 +180,16 @@ if _unknown:
     raise WorkflowError(
         f"invalid configuration: evaluate.sources: {_unknown[0]} is not one of this run's configurations"
     )
-if config["seed"] in config["noise"]["seeds"]:
-    raise WorkflowError(f"invalid configuration: noise.seeds: {config['seed']} is the run's own seed")
+for _key, _seeds in (("noise.seeds", config["noise"]["seeds"]), ("reward.seeds", REWARD_SEEDS)):
+    if config["seed"] in _seeds:
+        raise WorkflowError(f"invalid configuration: {_key}: {config['seed']} is the run's own seed")
+_used = {config["seed"], *REWARD_SEEDS, *config["noise"]["seeds"]}
+_reused = [s for s in config["final"]["seeds"] if s in _used]
+if _reused:
+    raise WorkflowError(
+        f"invalid configuration: final.seeds: {_reused[0]} is a seed of the run, reward.seeds or noise.seeds"
+        " (the comparison is scored on backbones that fitted and chose nothing)"
+    )
 
 
 def reward_task_files(wildcards):
@@ -274,10 +301,29 @@ def final_choices():
     return rows
 
 
-def final_model(budget, bits):
+# The comparison's backbones: the run's own (seed None) or, with final.seeds, those seeds' only.
+FINAL_SEEDS = [str(s) for s in FINAL["seeds"]]
+EVAL_SEEDS = FINAL_SEEDS or [None]
+
+
+def final_model(budget, bits, seed=None):
+    """A backbone of the comparison at ``budget``: the run's own, or (``seed``, one of final.seeds)
+    one rendered and pre-trained again at that seed; a reward-budget one through the noise stage's
+    rules, which build any configuration at any seed."""
+    if seed is not None:
+        if budget == "reward":
+            return f"results/noise/{seed}/pretrain/{bits}/model.pt"
+        return f"results/final/seeds/{seed}/budgets/{budget}/pretrain/{bits}/model.pt"
     if budget == "reward":
         return f"results/pretrain/{bits}/model.pt"
     return f"results/final/budgets/{budget}/pretrain/{bits}/model.pt"
+
+
+def final_score_path(budget, source, seed=None):
+    """One backbone's score TSV (final_score, or final_seed_score at one of final.seeds)."""
+    if seed is None:
+        return f"results/final/scores/{budget}/{source}.tsv"
+    return f"results/final/seeds/{seed}/scores/{budget}/{source}.tsv"
 
 
 def final_score_priority(wildcards):
@@ -307,11 +353,13 @@ def final_score_tasks(wildcards):
 def final_score_inputs(wildcards):
     """The tasks and the backbone; at the reward budget also the backbone's reward JSONs, whose job
     leaves the feature caches that final_score reads instead of running the network again."""
+    seed = wildcards.get("seed")
     inputs = {"tasks": expand("results/tasks/{task}/data.h5", task=final_score_tasks(wildcards))}
     if wildcards.source not in ("scratch", "imagenet"):
-        inputs["model"] = final_model(wildcards.budget, wildcards.source)
+        inputs["model"] = final_model(wildcards.budget, wildcards.source, seed)
     if wildcards.budget == "reward":
-        inputs["rewards"] = expand("results/rewards/{bits}/{task}.json", bits=wildcards.source, task=reward_tasks())
+        root = "results" if seed is None else f"results/noise/{seed}"
+        inputs["rewards"] = expand(f"{root}/rewards/{{bits}}/{{task}}.json", bits=wildcards.source, task=reward_tasks())
     return inputs
 
 
@@ -319,8 +367,10 @@ def final_score_features(wildcards):
     """--features: the reward stage's feature caches of a reward-budget backbone (none elsewhere)."""
     if wildcards.budget != "reward":
         return ""
+    seed = wildcards.get("seed")
+    root = "results" if seed is None else f"results/noise/{seed}"
     return "--features " + " ".join(
-        expand("results/features/{bits}/{task}.npz", bits=wildcards.source, task=reward_tasks())
+        expand(f"{root}/features/{{bits}}/{{task}}.npz", bits=wildcards.source, task=reward_tasks())
     )
 
 
@@ -329,10 +379,10 @@ def final_score_model_args(wildcards):
         return f"--model-name {config['pretrain']['model']} --image-size {config['render']['image_size']}"
     if wildcards.source == "imagenet":
         return ""
-    return f"--model {final_model(wildcards.budget, wildcards.source)}"
+    return f"--model {final_model(wildcards.budget, wildcards.source, wildcards.get('seed'))}"
 
 
-def final_score_files(budgets, methods=None, seen_only=False):
+def final_score_files(budgets, methods=None, seen_only=False, seeds=(None,)):
     """The score TSVs of the backbones the methods picked at the given (final or scaling) budgets."""
     rows = [r for r in final_choices() if r["split"] != "new"]
     if seen_only:
@@ -340,13 +390,45 @@ def final_score_files(budgets, methods=None, seen_only=False):
     if methods:
         rows = [r for r in rows if r["method"] in methods]
     bits = sorted({r["bits"] for r in rows})
-    return [f"results/final/scores/{budget}/{b}.tsv" for budget in budgets for b in bits]
+    return [final_score_path(budget, b, seed) for seed in seeds for budget in budgets for b in bits]
+
+
+def final_fixed_scores():
+    """The scores final_summary needs from the start: every reward-budget backbone and the two
+    references, at each evaluation seed."""
+    return [
+        final_score_path(budget, source, seed)
+        for seed in EVAL_SEEDS
+        for budget, source in [("reward", b) for b in all_bits()] + [("ref", "scratch"), ("ref", "imagenet")]
+    ]
+
+
+STUDY_MIN_SEEDS = 3
+
+
+def study_inputs(wildcards):
+    """The study's outputs; it needs at least 3 seeds of the reward table and 3 final.seeds."""
+    table_seeds = 1 + len(REWARD_SEEDS)
+    if min(table_seeds, len(FINAL_SEEDS)) < STUDY_MIN_SEEDS:
+        raise WorkflowError(
+            f"study: needs at least {STUDY_MIN_SEEDS} seeds of the reward table (this config has {table_seeds})"
+            f" and {STUDY_MIN_SEEDS} final.seeds (has {len(FINAL_SEEDS)}):"
+            " run snakemake --configfile study.yaml study (docs/study.md)"
+        )
+    return [
+        "results/rewards/table.png",
+        "results/rewards/noise.tsv",
+        "results/policy/summary.md",
+        "results/evaluate/summary.md",
+        "results/evaluate/per_task_seen.png",
+        "results/evaluate/per_task_unseen.png",
+    ]
 
 
 def final_summary_scores(wildcards):
     """The final-budget scores, known once final_choose has run (the reward-budget and reference
     scores are final_summary's fixed inputs: they are scheduled from the start)."""
-    return final_score_files([final_budget()], FINAL["final_budget_methods"])
+    return final_score_files([final_budget()], FINAL["final_budget_methods"], seeds=EVAL_SEEDS)
 
 
 def final_scaling_scores(wildcards):
@@ -398,7 +480,7 @@ FINAL_SECTIONS = {
         {k: v for k, v in config["evaluate"].items() if k in ("val_fraction", "linear", "finetune", "scratch")},
         sort_keys=True,
     ),
-    "reward": config_json("reward"),
+    "reward": REWARD_JOB,
 }
 
 

@@ -100,7 +100,7 @@ rule final_score:
         tasks=lambda wildcards: " ".join(final_score_tasks(wildcards)),
         model_args=final_score_model_args,
         features=final_score_features,
-        config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed", "random_draws", "selection"]),
+        config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed", "random_draws", "selection", "seeds"]),
         evaluate=FINAL_SECTIONS["evaluate"],
         reward=FINAL_SECTIONS["reward"],
         seed=config["seed"],
@@ -109,6 +109,52 @@ rule final_score:
         " --task {params.tasks} --task-h5 {input.tasks} --config {params.config:q}"
         " --evaluate {params.evaluate:q} --reward {params.reward:q} --seed {params.seed}"
         " --device {resources.device} --threads {threads} --no-progress --out {output.tsv} > {log} 2>&1"
+
+
+# final.seeds: the comparison's backbones again at seeds that fitted and chose nothing. The
+# reward-budget ones come from the noise stage's rules (results/noise/{seed}/), the final-budget
+# ones from these; each is scored by the same job as the run's own.
+use rule final_render as final_seed_render with:
+    output:
+        images="results/final/seeds/{seed}/budgets/{budget}/renders/{bits}/images.h5",
+        preview="results/final/seeds/{seed}/budgets/{budget}/renders/{bits}/preview.png",
+        meta="results/final/seeds/{seed}/budgets/{budget}/renders/{bits}/images.meta.json",
+    log:
+        "logs/final/seeds/{seed}/budgets/{budget}/renders/{bits}/images.log",
+    benchmark:
+        "benchmarks/final/seeds/{seed}/budgets/{budget}/renders/{bits}/images.tsv"
+    params:
+        config=final_render_config,
+        seed=lambda wildcards: wildcards.seed,
+
+
+use rule final_pretrain as final_seed_pretrain with:
+    input:
+        images="results/final/seeds/{seed}/budgets/{budget}/renders/{bits}/images.h5",
+    output:
+        model="results/final/seeds/{seed}/budgets/{budget}/pretrain/{bits}/model.pt",
+        history="results/final/seeds/{seed}/budgets/{budget}/pretrain/{bits}/history.tsv",
+        meta="results/final/seeds/{seed}/budgets/{budget}/pretrain/{bits}/model.meta.json",
+    log:
+        "logs/final/seeds/{seed}/budgets/{budget}/pretrain/{bits}/model.log",
+    benchmark:
+        "benchmarks/final/seeds/{seed}/budgets/{budget}/pretrain/{bits}/model.tsv"
+    params:
+        out_dir="results/final/seeds/{seed}/budgets/{budget}/pretrain/{bits}",
+        config=final_pretrain_config,
+        seed=lambda wildcards: wildcards.seed,
+
+
+use rule final_score as final_seed_score with:
+    output:
+        tsv="results/final/seeds/{seed}/scores/{budget}/{source}.tsv",
+        meta="results/final/seeds/{seed}/scores/{budget}/{source}.meta.json",
+    log:
+        "logs/final/seeds/{seed}/scores/{budget}/{source}.log",
+    benchmark:
+        "benchmarks/final/seeds/{seed}/scores/{budget}/{source}.tsv"
+    params:
+        seed=lambda wildcards: wildcards.seed,
 
 
 # A task outside the reward table (reward: false): its configuration, by final.selection (one
@@ -172,7 +218,7 @@ rule final_oneshot:
     params:
         out_dir=subpath(output.model, parent=True),
         # final.selection stays in: the one-shot record says how the configuration was chosen
-        config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed", "random_draws"]),
+        config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed", "random_draws", "seeds"]),
         evaluate=FINAL_SECTIONS["evaluate"],
         reward=FINAL_SECTIONS["reward"],
         seed=config["seed"],
@@ -188,8 +234,8 @@ rule final_summary:
     input:
         choices="results/final/choices.tsv",
         policy="results/policy/policy.pt",
-        reward_scores=expand("results/final/scores/reward/{bits}.tsv", bits=all_bits()),
-        refs=["results/final/scores/ref/scratch.tsv", "results/final/scores/ref/imagenet.tsv"],
+        # every reward-budget backbone and the references (at each of final.seeds, when set)
+        fixed=final_fixed_scores(),
         scores=final_summary_scores,
     output:
         md=report(
@@ -235,7 +281,7 @@ rule final_summary:
         seed=config["seed"],
     shell:
         "python -m task2sim.cli.final summary --choices {input.choices} --policy {input.policy}"
-        " --scores {input.reward_scores} {input.refs} {input.scores} {params.budgets} --model-name {params.model} --pretrain-epochs {params.epochs}"
+        " --scores {input.fixed} {input.scores} {params.budgets} --model-name {params.model} --pretrain-epochs {params.epochs}"
         " --config {params.config:q}"
         " --seed {params.seed} --md {output.md} --tsv {output.tsv} --png-seen {output.seen}"
         " --png-unseen {output.unseen} > {log} 2>&1"
@@ -272,10 +318,19 @@ rule final_scaling:
         " --budgets {params.budgets} --seed {params.seed} --tsv {output.tsv} --png {output.png} > {log} 2>&1"
 
 
+# The study (docs/study.md): the comparison on seeds, a named target outside `rule all`. Its
+# settings (reward.seeds, final.seeds) come from study.yaml:
+#   snakemake --cores 2 --configfile study.yaml study
+rule study:
+    input:
+        study_inputs,
+
+
 localrules:
     final_choose,
     final_summary,
     final_scaling,
+    study,
 
 
 # Only in a workflow that has the policy stage (a Snakefile of a few stages has nothing to compare).

@@ -1,6 +1,8 @@
 # Seed-to-seed noise of the rewards: the configurations in noise.configs are rendered, pre-trained
-# and scored again at each seed in noise.seeds (the same rules, other paths and seeds), and
-# results/rewards/noise.tsv sets each task's seed sd beside the spread of its rewards.
+# and scored again at each seed in noise.seeds, and every configuration at each seed of
+# reward.seeds (the same rules, other paths and seeds); results/rewards/noise.tsv sets each task's
+# seed sd beside the spread of its table cells. The final comparison's seeds (final.seeds) reuse
+# these rules for their reward-budget backbones.
 # Code: task2sim.reward.noise, CLI task2sim.cli.reward noise; docs/training.md.
 
 
@@ -49,7 +51,7 @@ use rule reward_knn5 as noise_knn5 with:
     params:
         task_ids=" ".join(reward_tasks()),
         features=noise_feature_caches,
-        config=config_json("reward"),
+        config=REWARD_JOB,
 
 
 rule reward_noise:
@@ -75,13 +77,14 @@ rule reward_noise:
         mem_mb=1000,
         runtime=5,
     params:
-        repeats=expand("results/noise/{seed}/rewards", seed=config["noise"]["seeds"]),
+        table_repeats=expand("results/noise/{seed}/rewards", seed=REWARD_SEEDS),
+        repeats=expand("results/noise/{seed}/rewards", seed=NOISE_ONLY_SEEDS if noise_configs() else []),
     shell:
-        "python -m task2sim.cli.reward noise --tsv {output.tsv} --repeats {params.repeats}"
-        " -- {input.run} > {log} 2>&1"
+        "python -m task2sim.cli.reward noise --tsv {output.tsv} --table-repeats {params.table_repeats}"
+        " --repeats {params.repeats} -- {input.run} > {log} 2>&1"
 
 
-if noise_configs():
+if noise_on():
     FINAL_TARGETS.append("results/rewards/noise.tsv")
 
 

@@ -33,7 +33,7 @@ rule reward_knn5:
         # after a change of k or temperature, or a new task, the network does not run again.
         # Each file carries a key (model, checkpoint, task file, image size); stale ones are redone.
         features=reward_feature_caches,
-        config=config_json("reward"),
+        config=REWARD_JOB,
     shell:
         "python -m task2sim.cli.reward knn --model {input.model} --bits {wildcards.bits}"
         " --task {params.task_ids} --task-h5 {input.tasks} --out {output.json}"
@@ -44,6 +44,8 @@ rule reward_knn5:
 rule reward_table:
     input:
         run=reward_jsons,
+        # the table's other seeds (reward.seeds): a cell is the mean over them and the run's
+        repeats=reward_seed_jsons,
         # noise.tsv when the noise stage is on: the heatmap shows each task's seed sd and ties
         noise=noise_tsv,
     output:
@@ -76,9 +78,11 @@ rule reward_table:
         runtime=5,
     params:
         noise=lambda wildcards, input: f"--noise {input.noise}" if input.noise else "",
+        repeats=expand("results/noise/{seed}/rewards", seed=REWARD_SEEDS),
     shell:
         "python -m task2sim.cli.reward aggregate --tsv {output.tsv} --png {output.png}"
-        " --reward-db {output.db} --measured-tsv {output.measured} {params.noise} {input.run} > {log} 2>&1"
+        " --reward-db {output.db} --measured-tsv {output.measured} {params.noise} --repeats {params.repeats}"
+        " -- {input.run} > {log} 2>&1"
 
 
 FINAL_TARGETS.extend(["results/rewards/table.tsv", "results/rewards/table.png"])

@@ -121,11 +121,11 @@ def test_summary_tables_bold_the_best_and_name_the_losses():
         scores[("ref", "imagenet", t, "linear")] = 99.0
     ms = method_scores(choices, scores, {"reward": "reward"}, ["linear"])
     splits = {"a": "seen", "b": "seen", "u": "unseen"}
-    rows = summary_rows(ms, splits)
+    rows = summary_rows({"0": ms}, splits)
     by = {(r["method"]): r for r in rows}
     assert by["task2sim"]["seen_mean"] == "70.00" and by["task2sim"]["unseen_mean"] == "35.00"
     info = {"n_seen": 2, "n_unseen": 1, "predictor": "ensemble", "random_seed": 0, "random_draws": 1, "n_configs": 4,
-            "random_exact": " out of 4", "seed": 0, "dr_bits": "10000001",
+            "random_exact": " out of 4", "seed": 0, "seeds": ["0"], "dr_bits": "10000001",
             "best_bits": "10000001", "imagenet_size": 64, "model": "m", "budget_titles": {"reward": "reward budget"}}
     md = summary_markdown(rows, {"reward": "reward"}, ["linear"], choices, info)
     assert "| Task2Sim | **70.00** | **35.00** |" in md  # the ImageNet reference (99) is not ranked
@@ -137,7 +137,7 @@ def test_summary_tables_bold_the_best_and_name_the_losses():
     # paired margins: two seen tasks give an interval, the single unseen task does not
     from task2sim.compare import margin_rows
 
-    info["margins"] = margin_rows(ms, splits)
+    info["margins"] = margin_rows({"0": ms}, splits)
     md = summary_markdown(rows, {"reward": "reward"}, ["linear"], choices, info)
     assert "## Paired margins, with 95 % intervals" in md
     assert "| reward | linear | seen | Task2Sim - Best single config (seen) | +2.50 [" in md
@@ -162,11 +162,11 @@ def test_margin_intervals_cover_a_planted_difference():
         shift = {"best_fixed": 0.0, "random": 0.0, "task2sim": 2.0, "measured": 0.0}
         ms = {("reward", "linear", m): {t: v + d + float(rng.normal(0, 3)) for t, v in base.items()}
               for m, d in shift.items()}
-        rows = {(r["split"], r["method"], r["baseline"]): r for r in margin_rows(ms, splits)}
+        rows = {(r["split"], r["method"], r["baseline"]): r for r in margin_rows({"0": ms}, splits)}
         # every pair whose two methods are present (no Domain Randomisation here), n = the split's tasks
         assert set(rows) == set(covered)
         for key, r in rows.items():
-            assert r["n"] == str(sum(v == key[0] for v in splits.values()))
+            assert r["tasks"] == str(sum(v == key[0] for v in splits.values())) and r["seeds"] == "1"
             covered[key] += float(r["low"]) <= planted[key[1:]] <= float(r["high"])
         false_calls += rows[("seen", "measured", "best_fixed")]["verdict"] != "not shown"
     for key, n in covered.items():
@@ -174,8 +174,61 @@ def test_margin_intervals_cover_a_planted_difference():
     assert false_calls / draws <= 0.09
     # an incomplete split (a task without a score) gets no margin, not a margin over fewer tasks
     ms[("reward", "linear", "task2sim")].pop("u0")
-    assert {(r["split"], r["method"]) for r in margin_rows(ms, splits) if r["split"] == "unseen"} == {
+    assert {(r["split"], r["method"]) for r in margin_rows({"0": ms}, splits) if r["split"] == "unseen"} == {
         ("unseen", "measured")}
+
+
+def test_seeded_summary_gives_sd_over_seeds_and_margins_that_cover_a_planted_difference():
+    """final.seeds: each seed's backbones lift or sink all its tasks together (a shared seed effect,
+    sd 2), tasks vary (sd 10) and cells are noisy (sd 1.5). Task2Sim = best single config + 2 on
+    every seed. The crossed interval over 3 seeds x 12 tasks covers the planted 2 about 95 % of
+    the time; the summary row is the mean over seeds with their sd."""
+    from task2sim.compare import margin_rows
+
+    rng = np.random.default_rng(3)
+    splits = {f"s{i}": "seen" for i in range(12)} | {f"u{i}": "unseen" for i in range(4)}
+    covered, draws = {"seen": 0, "unseen": 0}, 300
+    for _ in range(draws):
+        base = {t: float(rng.normal(50, 10)) for t in splits}
+        by_seed = {}
+        for seed in ("3", "4", "5"):
+            lift = {m: float(rng.normal(0, 2)) for m in ("task2sim", "best_fixed")}
+            by_seed[seed] = {("final", "linear", m): {t: v + d + lift[m] + float(rng.normal(0, 1.5))
+                                                      for t, v in base.items()}
+                             for m, d in (("task2sim", 2.0), ("best_fixed", 0.0))}
+        rows = {r["split"]: r for r in margin_rows(by_seed, splits, pairs=[("task2sim", "best_fixed")])}
+        for split, r in rows.items():
+            assert (r["seeds"], r["tasks"]) == ("3", "12" if split == "seen" else "4")
+            covered[split] += float(r["low"]) <= 2.0 <= float(r["high"])
+    for split, n in covered.items():
+        assert 0.9 <= n / draws <= 0.99, (split, n)
+    rows = {r["method"]: r for r in summary_rows(by_seed, splits)}
+    seen_means = [np.mean([ms[("final", "linear", "task2sim")][t] for t in splits if t[0] == "s"])
+                  for ms in by_seed.values()]
+    assert rows["task2sim"]["seeds"] == "3"
+    assert float(rows["task2sim"]["seen_mean"]) == pytest.approx(np.mean(seen_means), abs=0.006)
+    assert float(rows["task2sim"]["seen_sd"]) == pytest.approx(np.std(seen_means, ddof=1), abs=0.006)
+    # a task missing on one seed counts on none (the seeds' means stay over the same tasks)
+    by_seed["4"][("final", "linear", "task2sim")].pop("s0")
+    assert {r["method"]: r for r in summary_rows(by_seed, splits)}["task2sim"]["seen_n"] == "11"
+
+
+def test_scores_of_the_run_and_of_final_seeds_are_told_apart_and_never_mixed(tmp_path):
+    from task2sim.compare import read_scores_by_seed, score_seed
+
+    assert score_seed("results/final/seeds/4/scores/reward/00000000.tsv") == "4"
+    assert score_seed("results/final/scores/reward/00000000.tsv") is None
+    rows = "source\ttask\tevaluation\ttop1\n00000000\ta\tknn5\t50.0\n"
+    paths = []
+    for rel in ("seeds/4/scores/reward/00000000.tsv", "seeds/10/scores/reward/00000000.tsv"):
+        (tmp_path / rel).parent.mkdir(parents=True)
+        (tmp_path / rel).write_text(rows)
+        paths.append(tmp_path / rel)
+    assert list(read_scores_by_seed(paths)) == ["4", "10"]  # numeric order
+    (tmp_path / "scores/reward").mkdir(parents=True)
+    (tmp_path / "scores/reward/00000000.tsv").write_text(rows)
+    with pytest.raises(CompareError, match="mixed"):
+        read_scores_by_seed([*paths, tmp_path / "scores/reward/00000000.tsv"])
 
 
 def test_score_backbone_knn_and_linear_on_features(tmp_path, one_torch_thread):

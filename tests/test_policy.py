@@ -222,14 +222,15 @@ def _workflow_inputs(tmp_path, dims=(16, 16, 16, 16)):
 def test_cli_workflow_mode_predicts_new_tasks(tmp_path):
     paths = _workflow_inputs(tmp_path)
     out = tmp_path / "policy"
-    write_noise_tsv({t: {"seed_sd": sd, "spread": 10.0, "ratio": 10 / sd, "dof": 4, "p_value": 0.01, "configs": 2,
-                         "seeds": 3}
+    write_noise_tsv({t: {"seed_sd": sd, "cell_sd": sd, "spread": 10.0, "ratio": 10 / sd, "dof": 4, "p_value": 0.01,
+                         "configs": 2, "seeds": 3, "cell_seeds": 1}
                      for t, sd in (("a", 1.0), ("b", 2.0), ("c", 3.0))}, tmp_path / "noise.tsv")
     rc = main(["--table", str(tmp_path / "table.tsv"), "--task2vec", *paths, "--seen", "a", "b", "--unseen", "c",
                "--noise", str(tmp_path / "noise.tsv"), "--out-dir", str(out),
                "--config", '{"epochs": 5, "n_seeds": 2}'])
     assert rc == 0
-    assert "seed sd of one task's reward is 1.00-3.00 points (mean 2.00)" in (out / "summary.md").read_text()
+    assert "seed sd of one task's table cell (a mean over 1 seed) is 1.00-3.00 points (mean 2.00)" in (
+        out / "summary.md").read_text()
     for name in ("policy.pt", "predictions.tsv", "summary.md", "summary.tsv", "heatmap.png", "policy.meta.json"):
         assert (out / name).is_file(), name
     with open(out / "predictions.tsv") as f:

@@ -105,3 +105,50 @@ def test_cli_noise_then_annotated_heatmap(tmp_path):
     assert (tmp_path / "t.png").stat().st_size > 5000
     assert cli.main(["noise", "--tsv", str(tmp_path / "n2.tsv"), "--repeats", str(tmp_path / "empty"),
                      "--", *run]) == 2
+
+
+def test_table_seeds_average_the_cells_and_test_the_means():
+    """reward.seeds: every configuration at S seeds; a cell is their mean, its sd seed_sd / sqrt(S),
+    the spread is of the means, and 16 (S - 1) degrees of freedom. On pure noise the p-value passes
+    about 5 % of tasks; a planted spread of 4 seed sd over 16 configurations (which one seed with 4
+    dof could rarely tell from noise: its 95 % point is 8.8 sd) is found."""
+    rng = np.random.default_rng(2)
+    configs = [f"{i:04b}0000" for i in range(16)]
+
+    def draw(effect):
+        runs = [{b: 50 + effect * i / 15 + float(rng.normal(0, 2)) for i, b in enumerate(configs)} for _ in range(3)]
+        table = {"t": runs[0]}
+        table_repeats = {s: {b: {"t": runs[s][b]} for b in configs} for s in (1, 2)}
+        return table, table_repeats, runs
+
+    passed, n = 0, 300
+    for _ in range(n):
+        table, table_repeats, runs = draw(0.0)
+        r = reward_noise(table, {}, table_repeats)["t"]
+        assert r["dof"] == 32 and r["cell_seeds"] == 3 and r["configs"] == 16
+        assert r["cell_sd"] == pytest.approx(r["seed_sd"] / math.sqrt(3))
+        means = [np.mean([run[b] for run in runs]) for b in configs]
+        assert r["spread"] == pytest.approx(max(means) - min(means))
+        passed += r["p_value"] < SIGNAL_P
+    assert passed / n < 0.10
+    found = 0
+    for _ in range(50):
+        table, table_repeats, _ = draw(8.0)
+        found += reward_noise(table, {}, table_repeats)["t"]["p_value"] < SIGNAL_P
+    assert found >= 40
+    with pytest.raises(RewardTableError, match="missing from a table seed"):
+        reward_noise({"t": {configs[0]: 1.0}}, {}, {1: {}})
+
+
+def test_cli_aggregate_averages_the_table_seeds(tmp_path):
+    table = {"a": {"00000000": 10.0, "00000001": 20.0}}
+    run = _write_jsons(tmp_path / "run", table)
+    _write_jsons(tmp_path / "s1", {"a": {"00000000": 14.0, "00000001": 26.0}})
+    assert cli.main(["aggregate", "--tsv", str(tmp_path / "table.tsv"), "--repeats", str(tmp_path / "s1"),
+                     "--", *run]) == 0
+    from task2sim.reward.table import read_table_tsv
+
+    assert read_table_tsv(tmp_path / "table.tsv") == {"a": {"00000000": 12.0, "00000001": 23.0}}
+    _write_jsons(tmp_path / "s2", {"a": {"00000000": 14.0}})  # a table seed without every cell
+    assert cli.main(["aggregate", "--tsv", str(tmp_path / "t2.tsv"), "--repeats", str(tmp_path / "s2"),
+                     "--", *run]) == 2

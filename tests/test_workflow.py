@@ -76,6 +76,32 @@ def test_noise_configs_must_belong_to_the_run(workflow):
     assert res.returncode == 0 and "noise_render" not in res.stdout
 
 
+def test_study_target_runs_the_table_and_the_comparison_on_seeds(workflow):
+    """`snakemake --configfile study.yaml study`: the whole table at seeds 1 and 2 (the noise stage's
+    rules, every configuration), every comparison backbone at seeds 3-5, none scored at seed 0; without
+    study.yaml the target says what it needs in one line."""
+    res = workflow.run("-n", "study")
+    assert res.returncode != 0
+    assert "study: needs at least 3 seeds of the reward table (this config has 1) and 3 final.seeds (has 0)" in (
+        res.stdout + res.stderr)
+    res = workflow.run("-n", "study", "--configfile", "study.yaml")
+    assert res.returncode == 0, res.stdout + res.stderr
+    counts = job_counts(res.stdout)
+    # 16 configurations at seeds 1, 2 (the table) and 3, 4, 5 (the comparison)
+    assert counts["noise_render"] == counts["noise_pretrain"] == counts["noise_knn5"] == 16 * 5
+    # the comparison is scored on seeds 3-5 only: 16 reward-budget backbones and 2 references each
+    assert counts["final_seed_score"] == 3 * (16 + 2) and "final_score" not in counts
+    assert "--table-repeats results/noise/1/rewards results/noise/2/rewards --repeats  --" in res.stdout
+    # a seed of the comparison may not be one that fitted or chose anything
+    cfg = yaml.safe_load((workflow.root / "study.yaml").read_text())
+    cfg["final"]["seeds"] = [2, 3, 4]
+    (workflow.root / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    res = workflow.run("-n", "study", "--configfile", "bad.yaml")
+    assert res.returncode != 0
+    assert "invalid configuration: final.seeds: 2 is a seed of the run, reward.seeds or noise.seeds" in (
+        res.stdout + res.stderr)
+
+
 SNAKEMAKE_LOG = """\
 [Sat Dec  5 15:00:00 2026]
 localrule render_dataset:

@@ -275,6 +275,24 @@ def read_scores(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str, str,
     return out
 
 
+def score_seed(path: str | os.PathLike) -> str | None:
+    """The evaluation seed of a score TSV at .../seeds/{seed}/scores/{budget}/{source}.tsv
+    (final.seeds), None for the run's own backbones (.../scores/{budget}/{source}.tsv)."""
+    parts = Path(path).parts
+    return parts[-4] if len(parts) >= 5 and parts[-5] == "seeds" and parts[-3] == "scores" else None
+
+
+def read_scores_by_seed(paths: Sequence[str | os.PathLike]) -> dict[str | None, dict[tuple[str, str, str, str], float]]:
+    """read_scores per evaluation seed (``score_seed``). The run's own scores and seeded ones do
+    not mix: a comparison is scored on one or the other."""
+    by: dict[str | None, list] = {}
+    for p in paths:
+        by.setdefault(score_seed(p), []).append(p)
+    if None in by and len(by) > 1:
+        raise CompareError("scores: the run's own backbones and final.seeds' backbones mixed in one comparison")
+    return {s: read_scores(ps) for s, ps in sorted(by.items(), key=lambda kv: int(kv[0] or -1))}
+
+
 # --- tables and figures ---------------------------------------------------------------------------
 
 
@@ -315,20 +333,30 @@ def method_scores(choices: Sequence[Mapping[str, str]], scores: Mapping[tuple, f
     return out
 
 
-def summary_rows(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits: Mapping[str, str]) -> list[dict]:
-    """One row per (budget, evaluation, method): seen and unseen means (and task counts)."""
+def summary_rows(ms_by_seed: Mapping[Any, Mapping[tuple[str, str, str], Mapping[str, float]]],
+                 splits: Mapping[str, str]) -> list[dict]:
+    """One row per (budget, evaluation, method): seen and unseen means over the split's tasks, as
+    the mean and sd over seeds (``ms_by_seed``: method_scores per evaluation seed), with the task
+    and seed counts. A task counts where every seed has it."""
+    runs = list(ms_by_seed.values())
     rows = []
-    for (label, ev, m), per in ms.items():
-        row = {"budget": label, "evaluation": ev, "method": m}
+    for key in runs[0]:
+        if not all(key in ms for ms in runs):
+            continue
+        label, ev, m = key
+        row = {"budget": label, "evaluation": ev, "method": m, "seeds": str(len(runs))}
         for split in ("seen", "unseen"):
-            v = [x for t, x in per.items() if splits.get(t) == split]
-            row[f"{split}_mean"] = f"{np.mean(v):.2f}" if v else ""
-            row[f"{split}_n"] = str(len(v))
+            tasks = [t for t, sp in splits.items() if sp == split and all(t in ms[key] for ms in runs)]
+            means = [float(np.mean([ms[key][t] for t in tasks])) for ms in runs] if tasks else []
+            row[f"{split}_mean"] = f"{np.mean(means):.2f}" if means else ""
+            row[f"{split}_sd"] = f"{np.std(means, ddof=1):.2f}" if len(means) > 1 else ""
+            row[f"{split}_n"] = str(len(tasks))
         rows.append(row)
     return rows
 
 
-SUMMARY_COLUMNS = ("budget", "evaluation", "method", "seen_mean", "seen_n", "unseen_mean", "unseen_n")
+SUMMARY_COLUMNS = ("budget", "evaluation", "method", "seeds", "seen_mean", "seen_sd", "seen_n", "unseen_mean",
+                   "unseen_sd", "unseen_n")
 
 # The headline margins: each configuration-choosing method of ours or the paper's against the
 # fixed baselines.
@@ -336,38 +364,52 @@ MARGIN_PAIRS = tuple((m, b) for m in ("task2sim", "measured")
                      for b in ("best_fixed", "random", "domain_randomisation", "domain_randomisation_all"))
 
 
-def margin_rows(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits: Mapping[str, str],
-                pairs: Sequence[tuple[str, str]] = MARGIN_PAIRS, level: float = 0.95) -> list[dict[str, str]]:
-    """Paired margins method - baseline per (budget, evaluation, split): the mean over the split's
-    tasks of the per-task differences, with its Student-t ``level`` interval over tasks
-    (``task2sim.stats.paired_interval``). Only where both methods have every task of the split.
-    ``verdict``: ahead / behind when the interval excludes 0, else "not shown"."""
-    from .stats import paired_interval
+def margin_rows(ms_by_seed: Mapping[Any, Mapping[tuple[str, str, str], Mapping[str, float]]],
+                splits: Mapping[str, str], pairs: Sequence[tuple[str, str]] = MARGIN_PAIRS,
+                level: float = 0.95) -> list[dict[str, str]]:
+    """Paired margins method - baseline per (budget, evaluation, split): d[seed, task] = the
+    per-task difference on that seed's backbones, its mean with the ``level`` interval of
+    ``task2sim.stats.crossed_interval`` (over seeds x tasks: a seed's backbones are shared by all
+    its tasks; with one seed, Student's t over the tasks). Only where both methods have every task
+    of the split on every seed. ``verdict``: ahead / behind when the interval excludes 0, else
+    "not shown"."""
+    from .stats import crossed_interval
 
+    runs = list(ms_by_seed.values())
     n_split = {k: sum(v == k for v in splits.values()) for k in ("seen", "unseen")}
     rows = []
-    for label, ev in dict.fromkeys((lb, e) for lb, e, _ in ms):
+    for label, ev in dict.fromkeys((lb, e) for lb, e, _ in runs[0]):
         for split in ("seen", "unseen"):
             for m, b in pairs:
-                per_m, per_b = ms.get((label, ev, m), {}), ms.get((label, ev, b), {})
-                tasks = [t for t, s in splits.items() if s == split and t in per_m and t in per_b]
+                per = [(ms.get((label, ev, m), {}), ms.get((label, ev, b), {})) for ms in runs]
+                tasks = [t for t, s in splits.items() if s == split and all(t in pm and t in pb for pm, pb in per)]
                 if not tasks or len(tasks) < n_split[split]:
                     continue
-                iv = paired_interval([per_m[t] - per_b[t] for t in tasks], level)
+                iv = crossed_interval([[pm[t] - pb[t] for t in tasks] for pm, pb in per], level)
                 verdict = ("ahead" if iv.low > 0 else "behind" if iv.high < 0 else "not shown") if iv.n > 1 else \
                     "no interval (one task)"
                 rows.append({"budget": label, "evaluation": ev, "split": split, "method": m, "baseline": b,
                              "mean": f"{iv.mean:+.2f}", "low": f"{iv.low:+.2f}", "high": f"{iv.high:+.2f}",
-                             "n": str(iv.n), "verdict": verdict})
+                             "seeds": str(len(runs)), "tasks": str(len(tasks)), "verdict": verdict})
     return rows
 
 
-def _bold_best(values: dict[str, str], keys: Sequence[str]) -> dict[str, str]:
+def mean_over_seeds(ms_by_seed: Mapping[Any, Mapping[tuple[str, str, str], Mapping[str, float]]]
+                    ) -> dict[tuple[str, str, str], dict[str, float]]:
+    """{(budget, evaluation, method): {task: mean over the seeds that all have it}} (the figures)."""
+    runs = list(ms_by_seed.values())
+    return {key: {t: float(np.mean([ms[key][t] for ms in runs])) for t in per if all(t in ms.get(key, {})
+                                                                                   for ms in runs)}
+            for key, per in runs[0].items()}
+
+
+def _bold_best(values: dict[str, str], keys: Sequence[str], texts: Mapping[str, str] | None = None) -> dict[str, str]:
     """Cells with the best value (config methods and scratch; the ImageNet reference stands apart)
-    in bold."""
+    in bold; ``texts``: what a cell shows (its value by default)."""
+    texts = texts or values
     nums = {k: float(values[k]) for k in keys if values.get(k)}
     best = max(nums.values()) if nums else None
-    return {k: (f"**{values[k]}**" if best is not None and k in nums and nums[k] == best else values.get(k, ""))
+    return {k: (f"**{texts[k]}**" if best is not None and k in nums and nums[k] == best else texts.get(k, ""))
             for k in values}
 
 
@@ -375,6 +417,12 @@ def _complete(row: Mapping[str, str], split: str, info: Mapping[str, Any]) -> st
     """A split's mean only when every task of the split has a score (else no number: a mean over
     fewer tasks would not compare)."""
     return row.get(f"{split}_mean", "") if row.get(f"{split}_n") == str(info[f"n_{split}"]) else ""
+
+
+def _with_sd(row: Mapping[str, str], split: str, info: Mapping[str, Any]) -> str:
+    """The cell's text: its mean, and ± the sd over seeds when there are several."""
+    mean = _complete(row, split, info)
+    return f"{mean} ± {row[f'{split}_sd']}" if mean and row.get(f"{split}_sd") else mean
 
 
 def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, str], evaluations: Sequence[str],
@@ -402,9 +450,8 @@ def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, st
               "in the 5-NN and linear columns a probe of its random features (a floor, not the paper's "
               "Scratch); in a fine-tune column trained end to end from random init, its grid chosen on "
               "validation (the paper's Scratch). "
-              f"Seeds: run seed {info['seed']} for rendering, pre-training and every probe; one run per cell, no "
-              "repeats (see the measured seed noise in results/rewards/noise.tsv). Best per column in bold, "
-              "the ImageNet reference excluded from the ranking."), "",
+              + _seeds_text(info) + " Best per column in bold, the ImageNet reference excluded from the ranking."),
+             "",
              (f"The ImageNet row is a labelled reference, not a competitor: timm's EfficientNet-Lite0 with real "
               f"ImageNet-1k weights (1.28M real images, a different architecture), fed {info['imagenet_size']} px "
               "images; the other rows pre-train "
@@ -417,7 +464,8 @@ def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, st
         for ev in evaluations:
             for split in ("seen", "unseen"):
                 col = {m: _complete(by.get((label, ev, m), {}), split, info) for m in METHODS}
-                bolded = _bold_best(col, [m for m in METHODS if m != "imagenet"])
+                texts = {m: _with_sd(by.get((label, ev, m), {}), split, info) for m in METHODS}
+                bolded = _bold_best(col, [m for m in METHODS if m != "imagenet"], texts)
                 for m in METHODS:
                     cells[m][(ev, split)] = bolded[m]
         for m in METHODS:
@@ -427,18 +475,23 @@ def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, st
         lines.append("")
     margins = info.get("margins", [])
     if margins:
+        how = ("over seeds x tasks: d[seed, task] under the crossed random-effects model (a task effect, a "
+               "seed effect shared by every task of a seed's backbones, a residual; Satterthwaite's degrees of "
+               "freedom; task2sim.stats.crossed_interval), so it holds both the spread over tasks and the "
+               "seed-to-seed noise of the backbones" if len(info["seeds"]) > 1 else
+               "Student's t over the per-task differences. Computed on one seed: the unit is the task, and "
+               "tasks are not independent (tasks that get the same configuration share one backbone, and every "
+               "task shares the renderer and the seed), so these intervals are narrower than a repeat of the "
+               "whole run would show; the study's seeds (final.seeds) widen them")
         lines += ["## Paired margins, with 95 % intervals", "",
-                  ("Each method minus a baseline, task by task, averaged over the split's tasks; the interval is "
-                   "Student's t over those per-task differences (n = tasks). Computed on one seed: the unit is "
-                   "the task, and tasks are not independent (tasks that get the same configuration share one "
-                   "backbone, and every task shares the renderer and the seed), so these intervals are narrower "
-                   "than a repeat of the whole run would show; the study target's seeds widen them. "
-                   "\"ahead\" / \"behind\": the interval excludes 0; \"not shown\": it does not."), "",
-                  "| budget | evaluation | split | method - baseline | mean [95 % interval] | n | verdict |",
+                  (f"Each method minus a baseline, task by task, averaged over the split's tasks; the interval "
+                   f"is {how}. \"ahead\" / \"behind\": the interval excludes 0; \"not shown\": it does not."), "",
+                  "| budget | evaluation | split | method - baseline | mean [95 % interval] | seeds x tasks "
+                  "| verdict |",
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['budget']} | {r['evaluation']} | {r['split']} | {LABELS[r['method']]} - "
-                  f"{LABELS[r['baseline']]} | {r['mean']} [{r['low']}, {r['high']}] | {r['n']} | {r['verdict']} |"
-                  for r in margins]
+                  f"{LABELS[r['baseline']]} | {r['mean']} [{r['low']}, {r['high']}] | {r['seeds']} x {r['tasks']} "
+                  f"| {r['verdict']} |" for r in margins]
         lines.append("")
     lines += ["## Where Task2Sim loses", ""]
     losses = []
@@ -463,6 +516,22 @@ def summary_markdown(rows: Sequence[Mapping[str, str]], budgets: Mapping[str, st
     return "\n".join(lines) + "\n"
 
 
+def _seeds_text(info: Mapping[str, Any]) -> str:
+    """What the numbers rest on: the evaluation seeds (final.seeds) or the run's one seed."""
+    seeds = info["seeds"]
+    if len(seeds) > 1 or seeds != [str(info["seed"])]:
+        return (f"Seeds: every backbone of this comparison (the 2^M reward-budget ones, the final-budget ones, "
+                f"Scratch's initialisation) was rendered, pre-trained and probed again at seeds "
+                f"{', '.join(seeds)} (final.seeds), none of which fitted or chose anything (the choices come from "
+                f"the reward table of seed {info['seed']} and reward.seeds); a cell is the mean over them ± their "
+                f"sd (n = {len(seeds)} seeds).")
+    return (f"Seeds: run seed {info['seed']} for rendering, pre-training and every probe; one run per cell, no "
+            "repeats (see the measured seed noise in results/rewards/noise.tsv). At the reward budget the 5-NN "
+            "columns are the reward table's own cells, the values the predictors were fitted on and chose from "
+            "(in-sample, each the maximum of noisy values for the methods that pick the best); final.seeds "
+            "scores every backbone again at seeds that chose nothing.")
+
+
 def plot_per_task(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits: Mapping[str, str], split: str,
                   budgets: Sequence[str], evaluations: Sequence[str], path: str | os.PathLike, title: str) -> Path:
     """Grouped bars, one panel per (budget, evaluation): each task's accuracy per method (Figs. 3/4)."""
@@ -472,7 +541,8 @@ def plot_per_task(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits
 
     tasks = [t for t, s in splits.items() if s == split]
     panels = [(b, ev) for b in budgets for ev in evaluations]
-    fig = Figure(figsize=(max(6.0, 1.3 * len(tasks) + 2.5), 2.8 * len(panels) + 0.6))
+    width = max(6.0, 1.3 * len(tasks) + 2.5)
+    fig = Figure(figsize=(width, 2.8 * len(panels) + 0.6))
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     colours = {"task2sim": "#d62728", "measured": "#ff7f0e", "random": "#7f7f7f", "domain_randomisation": "#1f77b4",
                "domain_randomisation_all": "#17becf",
@@ -495,8 +565,9 @@ def plot_per_task(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits
         ax.set_title(f"{b} budget, {ev}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     order = [m for m in METHODS if m in legend]
-    axes[0].legend([legend[m] for m in order], [LABELS[m] for m in order], fontsize=7, ncol=3, loc="lower left",
-                   bbox_to_anchor=(0, 1.15))
+    # three columns of labels need about 8 inches; a figure of few tasks gets two
+    axes[0].legend([legend[m] for m in order], [LABELS[m] for m in order], fontsize=7, ncol=3 if width >= 8 else 2,
+                   loc="lower left", bbox_to_anchor=(0, 1.15))
     fig.suptitle(title, fontsize=11)
     return save_figure(fig, path, tight={})
 

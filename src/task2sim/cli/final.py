@@ -339,11 +339,12 @@ def run_summary(args: argparse.Namespace) -> dict:
         CompareError,
         configs_for,
         margin_rows,
+        mean_over_seeds,
         method_scores,
         parse_budget,
         picks,
         plot_per_task,
-        read_scores,
+        read_scores_by_seed,
         read_tsv,
         summary_markdown,
         summary_rows,
@@ -353,7 +354,8 @@ def run_summary(args: argparse.Namespace) -> dict:
     cfg = _final_cfg(args)
     budgets = dict(b.split("=", 1) for b in args.budget)
     choices = read_tsv(args.choices)
-    scores = read_scores(args.scores)
+    by_seed = read_scores_by_seed(args.scores)
+    seeds = [str(args.seed) if s is None else s for s in by_seed]
     splits = {c["task"]: c["split"] for c in choices if c["split"] != "new"}
     pick = picks(choices)
     first = next(iter(splits))
@@ -361,14 +363,16 @@ def run_summary(args: argparse.Namespace) -> dict:
     dr = pick[(first, "domain_randomisation")][0]
     configs = configs_for([i for i, c in enumerate(dr) if c == "1"])
     draws, n_configs = len(pick[(first, "random")]), len(configs)
-    missing = sorted({(t, b) for t in splits for b in configs for ev in cfg.evaluations
-                      if ("reward", b, t, ev) not in scores})
-    if "reward" in budgets.values() and missing:
-        raise CompareError(f"scores: reward-budget configuration {missing[0][1]} is not scored on task "
-                           f"{missing[0][0]!r} (Random there is the mean over every configuration)")
-    ms = method_scores(choices, scores, budgets, cfg.evaluations, final_methods=cfg.final_budget_methods,
-                       all_configs=configs)
-    rows = summary_rows(ms, splits)
+    for seed, scores in zip(seeds, by_seed.values()):
+        missing = sorted({(t, b) for t in splits for b in configs for ev in cfg.evaluations
+                          if ("reward", b, t, ev) not in scores})
+        if "reward" in budgets.values() and missing:
+            raise CompareError(f"scores: reward-budget configuration {missing[0][1]} is not scored on task "
+                               f"{missing[0][0]!r} at seed {seed} (Random there is the mean over every configuration)")
+    ms_by_seed = {seed: method_scores(choices, scores, budgets, cfg.evaluations,
+                                      final_methods=cfg.final_budget_methods, all_configs=configs)
+                  for seed, scores in zip(seeds, by_seed.values())}
+    rows = summary_rows(ms_by_seed, splits)
     titles = {}
     for label, b in budgets.items():
         if b == "reward":
@@ -386,15 +390,18 @@ def run_summary(args: argparse.Namespace) -> dict:
             "random_exact": ": all of them, the exact mean" if draws == n_configs else f" out of {n_configs}",
             "dr_bits": pick[(first, "domain_randomisation")][0], "best_bits": pick[(first, "best_fixed")][0],
             "imagenet_size": cfg.imagenet_image_size, "model": args.model_name, "budget_titles": titles,
-            "margins": margin_rows(ms, splits)}
+            "margins": margin_rows(ms_by_seed, splits), "seeds": seeds}
     inputs = [args.choices, *args.scores, args.policy]
-    rec = Provenance.start("final_summary", cfg, seeds={"seed": args.seed}, inputs=inputs, budgets=budgets)
+    rec = Provenance.start("final_summary", cfg, seeds={"seed": args.seed, "evaluation_seeds": seeds}, inputs=inputs,
+                           budgets=budgets)
     write_tsv(args.tsv, SUMMARY_COLUMNS, rows)
     with atomic_path(args.md, suffix=".md.part") as tmp:
         tmp.write_text(summary_markdown(rows, budgets, cfg.evaluations, choices, info))
+    ms = mean_over_seeds(ms_by_seed)
     for split, png in (("seen", args.png_seen), ("unseen", args.png_unseen)):
         plot_per_task(ms, splits, split, list(budgets), cfg.evaluations, png,
-                      f"Per-task top-1 on the {split} tasks (seed {args.seed})")
+                      f"Per-task top-1 on the {split} tasks "
+                      f"({'seed' if len(seeds) == 1 else 'mean over seeds'} {', '.join(seeds)})")
     rec.finish([args.md, args.tsv, args.png_seen, args.png_unseen],
                extra={"methods": list(CONFIG_METHODS), "rows": rows, "margins": info["margins"]})
     return {"rows": len(rows)}

@@ -9,20 +9,24 @@ Usage::
         --config '{"k": 5, "temperature": 0.07}' --runtime '{"batch_size": 256}'
 
     python -m task2sim.cli.reward noise --tsv results/rewards/noise.tsv \
-        --repeats results/noise/1/rewards results/noise/2/rewards -- results/rewards/*/*.json
+        [--table-repeats results/noise/1/rewards ...] \
+        [--repeats results/noise/1/rewards results/noise/2/rewards] -- results/rewards/*/*.json
 
     python -m task2sim.cli.reward aggregate --tsv results/rewards/table.tsv \
         --png results/rewards/table.png [--noise results/rewards/noise.tsv] \
-        [--measured-tsv results/rewards/train_loo.tsv] results/rewards/*/*.json
+        [--measured-tsv results/rewards/train_loo.tsv] [--repeats results/noise/1/rewards ...] \
+        -- results/rewards/*/*.json
 
 ``knn`` scores one backbone on one or more tasks (``--task``, ``--task-h5``, ``--out`` and
 ``--features`` are parallel lists): the backbone is loaded once, and the ~5 s of torch/timm
 start-up is paid once per backbone instead of once per task. The model's architecture and
 training image size come from the checkpoint itself. Each reward JSON (docs/FORMATS.md) gets its
-provenance record. ``noise`` compares the run's rewards with repeated runs of a few configurations
-at other seeds (each ``--repeats`` folder holds one seed's ``{bits}/{task}.json``) and writes the
-per-task seed sd, spread and their ratio (``task2sim.reward.noise``). Bad input prints one line
-``error: ...`` and exits 2.
+provenance record. ``aggregate`` writes the table; with ``--repeats`` (reward.seeds: each folder
+holds one other seed's ``{bits}/{task}.json`` of every configuration) a cell is the mean over the
+run and those seeds. ``noise`` compares the run's rewards with repeated runs at other seeds: the
+table's own seeds (``--table-repeats``, every configuration) and a few configurations at the
+noise stage's seeds (``--repeats``), and writes the per-task seed sd, spread and their ratio
+(``task2sim.reward.noise``). Bad input prints one line ``error: ...`` and exits 2.
 """
 
 from __future__ import annotations
@@ -60,9 +64,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.add_argument("--noise", help="noise.tsv: annotate the heatmap with each task's seed sd and ties")
     a.add_argument("--measured-tsv", help="also write the training-split table (knn5_train_loo, same layout): "
                    "what measured selection chooses from")
+    a.add_argument("--repeats", nargs="*", default=[],
+                   help="the table's other seeds: one folder each, holding {bits}/{task}.json of every configuration")
     n = sub.add_parser("noise", help="per-task seed sd, spread and spread/sd from repeated configurations")
     n.add_argument("inputs", nargs="+", help="reward JSON files of the run (every configuration)")
-    n.add_argument("--repeats", nargs="+", required=True,
+    n.add_argument("--table-repeats", nargs="*", default=[],
+                   help="the table's other seeds (reward.seeds): one folder each, every configuration")
+    n.add_argument("--repeats", nargs="*", default=[],
                    help="one folder per other seed, holding {bits}/{task}.json of the repeated configurations")
     n.add_argument("--tsv", required=True, help="noise.tsv to write")
     return p.parse_args(argv)
@@ -121,45 +129,80 @@ def read_reward_jsons(paths: list[str], key: str = "knn5_top1") -> dict[str, dic
     return {t: table[t] for t in sorted(table)}
 
 
+def repeat_files(folder: str) -> list[str]:
+    """One other seed's reward JSONs (``folder/{bits}/{task}.json``)."""
+    files = sorted(str(p) for p in Path(folder).glob("*/*.json") if not is_record(p))
+    if not files:
+        raise RewardTableError(f"{folder}: no repeated reward JSONs ({{bits}}/{{task}}.json)")
+    return files
+
+
+def read_repeat(folder: str, key: str = "knn5_top1") -> dict[str, dict[str, float]]:
+    """{bits: {task: value}} of one other seed's reward JSONs."""
+    by_task = read_reward_jsons(repeat_files(folder), key)
+    return {b: {t: by_task[t][b] for t in by_task if b in by_task[t]}
+            for b in {b for row in by_task.values() for b in row}}
+
+
+def mean_table(table: dict[str, dict[str, float]], repeats: list[dict[str, dict[str, float]]],
+               folders: list[str]) -> dict[str, dict[str, float]]:
+    """Each cell of ``table`` (the run's seed) averaged with the same cell of every repeat."""
+    out = {}
+    for task, row in table.items():
+        out[task] = {}
+        for bits, v in row.items():
+            vals = [v]
+            for rep, folder in zip(repeats, folders):
+                if task not in rep.get(bits, {}):
+                    raise RewardTableError(f"{folder}: no reward of {bits} on {task} (a table seed needs every cell)")
+                vals.append(rep[bits][task])
+            out[task][bits] = sum(vals) / len(vals)
+    return out
+
+
 def run_noise(args: argparse.Namespace) -> dict:
     from ..reward.noise import reward_noise, write_noise_tsv
 
     table = read_reward_jsons(args.inputs)
-    repeats = {}
-    for d in args.repeats:
-        files = sorted(str(p) for p in Path(d).glob("*/*.json") if not is_record(p))
-        if not files:
-            raise RewardTableError(f"{d}: no repeated reward JSONs ({{bits}}/{{task}}.json)")
-        by_task = read_reward_jsons(files)
-        repeats[d] = {b: {t: by_task[t][b] for t in by_task if b in by_task[t]}
-                      for b in {b for row in by_task.values() for b in row}}
-    inputs = [p for p in args.inputs if not is_record(p)]
-    rec = Provenance.start("reward_noise", inputs=inputs, repeats=args.repeats)
-    noise = reward_noise(table, repeats)
+    table_repeats = {d: read_repeat(d) for d in args.table_repeats}
+    repeats = {d: read_repeat(d) for d in args.repeats if d not in table_repeats}
+    inputs = [p for p in args.inputs if not is_record(p)] + [f for d in {**table_repeats, **repeats}
+                                                            for f in repeat_files(d)]
+    rec = Provenance.start("reward_noise", inputs=inputs, repeats=args.repeats, table_repeats=args.table_repeats)
+    noise = reward_noise(table, repeats, table_repeats)
     write_noise_tsv(noise, args.tsv)
     rec.finish([args.tsv], extra={"noise": noise})
     return {t: {"ratio": round(r["ratio"], 2), "p_value": round(r["p_value"], 4)} for t, r in noise.items()}
 
 
 def run_aggregate(args: argparse.Namespace) -> dict:
-    table = read_reward_jsons(args.inputs)
-    inputs = [p for p in args.inputs if not is_record(p)] + ([args.noise] if args.noise else [])
-    rec = Provenance.start("reward_table", inputs=inputs)
+    def table_of(key):
+        return mean_table(read_reward_jsons(args.inputs, key), [read_repeat(d, key) for d in args.repeats],
+                          args.repeats)
+
+    table = table_of("knn5_top1")
+    inputs = ([p for p in args.inputs if not is_record(p)] + [f for d in args.repeats for f in repeat_files(d)]
+              + ([args.noise] if args.noise else []))
+    rec = Provenance.start("reward_table", inputs=inputs, repeats=args.repeats)
     write_table_tsv(table, args.tsv)
     outputs = [args.tsv]
     if args.reward_db:
         write_reward_db(table, args.reward_db)
         outputs.append(args.reward_db)
     if args.measured_tsv:
-        write_table_tsv(read_reward_jsons(args.inputs, key="knn5_train_loo"), args.measured_tsv)
+        write_table_tsv(table_of("knn5_train_loo"), args.measured_tsv)
         outputs.append(args.measured_tsv)
     if args.png:
         from ..reward.noise import read_noise_tsv
         from ..reward.plot import plot_reward_heatmap
-        plot_reward_heatmap(table, args.png, noise=read_noise_tsv(args.noise) if args.noise else None)
+        seeds = 1 + len(args.repeats)
+        title = "5-NN top-1 (%) per task and simulator configuration" + (
+            f" (mean over {seeds} seeds)" if seeds > 1 else "")
+        plot_reward_heatmap(table, args.png, title=title,
+                            noise=read_noise_tsv(args.noise) if args.noise else None)
         outputs.append(args.png)
     rec.finish(outputs)
-    return {"tasks": len(table), "pairs": sum(len(r) for r in table.values())}
+    return {"tasks": len(table), "pairs": sum(len(r) for r in table.values()), "seeds": 1 + len(args.repeats)}
 
 
 def run(args: argparse.Namespace) -> dict:

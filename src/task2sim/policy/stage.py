@@ -250,11 +250,12 @@ def summary_markdown(rows: list[dict[str, str]], cfg: PolicyConfig, info: dict[s
         lines.append(f"| {r['method']} | {r['n_seeds']} | {cell(r, 'seen')} | {cell(r, 'unseen')} "
                      f"| {cell(r, 'loo')} | {cell(r, 'loo_seen')} | {wl} |")
     if noise:
-        sds = [float(r["seed_sd"]) for r in noise.values()]
-        lines += ["", (f"Measured reward noise (results/rewards/noise.tsv): the seed sd of one task's reward is "
-                       f"{min(sds):.2f}-{max(sds):.2f} points (mean {sum(sds) / len(sds):.2f}); a mean over n tasks "
-                       "has about sd/sqrt(n) of seed noise, and two methods' means differ by noise alone by up to "
-                       "about 2 sqrt(2) sd/sqrt(n).")]
+        sds = [float(r["cell_sd"]) for r in noise.values()]
+        n = int(next(iter(noise.values()))["cell_seeds"])
+        lines += ["", (f"Measured reward noise (results/rewards/noise.tsv): the seed sd of one task's table cell "
+                       f"(a mean over {n} seed{'s' if n > 1 else ''}) is {min(sds):.2f}-{max(sds):.2f} points (mean "
+                       f"{sum(sds) / len(sds):.2f}). The tasks of a configuration share its backbones, so a mean over "
+                       "tasks does not average that noise away as if the tasks were independent.")]
     lines += ["", f"Predictions of `{cfg.predictor}` (P(bit=1) kind: {info['p_kind']}):", "",
               ("| task | split | bits | reward |" + "".join(f" noise {k} |" for k in _noise_cols(noise))),
               "|---|---|---|---|" + "---|" * len(_noise_cols(noise))]

@@ -18,8 +18,8 @@ from ..figures import save_figure  # noqa: E402
 def plot_reward_heatmap(table: Mapping[str, Mapping[str, float]], path: str | os.PathLike,
                         title: str = "5-NN top-1 (%) per task and simulator configuration",
                         noise: Mapping[str, Mapping[str, float]] | None = None) -> None:
-    """``noise`` (``reward.noise.reward_noise``): each row label gets the task's seed sd and
-    spread/sd, and cells within 2 sd of the task's best (ties, as far as the table can tell) get
+    """``noise`` (``reward.noise.reward_noise``): each row label gets the seed sd of the task's
+    cells and spread/sd, and cells within 2 sd of the task's best (ties, as far as the table can tell) get
     a frame."""
     from .noise import ties as tied_configs
 
@@ -47,7 +47,7 @@ def plot_reward_heatmap(table: Mapping[str, Mapping[str, float]], path: str | os
                 if configs[j] in tie.get(tasks[i], ()):
                     ax.add_patch(plt.Rectangle((j - 0.46, i - 0.44), 0.92, 0.88, fill=False, lw=1.2,
                                                edgecolor="red"))
-    labels = [f"{t}\nsd {noise[t]['seed_sd']:.1f}, spread/sd {noise[t]['ratio']:.1f}, p {noise[t]['p_value']:.2g}"
+    labels = [f"{t}\nsd {noise[t]['cell_sd']:.1f}, spread/sd {noise[t]['ratio']:.1f}, p {noise[t]['p_value']:.2g}"
               if noise and t in noise
               else t for t in tasks]
     ax.set_yticks(range(len(tasks)), labels, fontsize=7 if noise else None)
@@ -55,6 +55,6 @@ def plot_reward_heatmap(table: Mapping[str, Mapping[str, float]], path: str | os
                   rotation=90, fontsize=6.5)
     legend = "colour: position within the task's own range, worst to best; bold: best per task"
     if noise:
-        legend += ";\nred frame: within 2 seed sd of the best (not distinguishable from it)"
+        legend += ";\nred frame: within 2 sd of the best (not distinguishable from it)"
     ax.set_title(f"{title}\n({legend})", fontsize=9)
     save_figure(fig, path, dpi=130, tight={})
