@@ -541,8 +541,8 @@ def plot_per_task(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits
 
     tasks = [t for t, s in splits.items() if s == split]
     panels = [(b, ev) for b in budgets for ev in evaluations]
-    width = max(6.0, 1.3 * len(tasks) + 2.5)
-    fig = Figure(figsize=(width, 2.8 * len(panels) + 0.6))
+    fig_width = max(6.0, 1.3 * len(tasks) + 2.5)
+    fig = Figure(figsize=(fig_width, 2.8 * len(panels) + 0.6))
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     colours = {"task2sim": "#d62728", "measured": "#ff7f0e", "random": "#7f7f7f", "domain_randomisation": "#1f77b4",
                "domain_randomisation_all": "#17becf",
@@ -566,7 +566,7 @@ def plot_per_task(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits
         ax.grid(axis="y", alpha=0.3)
     order = [m for m in METHODS if m in legend]
     # three columns of labels need about 8 inches; a figure of few tasks gets two
-    axes[0].legend([legend[m] for m in order], [LABELS[m] for m in order], fontsize=7, ncol=3 if width >= 8 else 2,
+    axes[0].legend([legend[m] for m in order], [LABELS[m] for m in order], fontsize=7, ncol=3 if fig_width >= 8 else 2,
                    loc="lower left", bbox_to_anchor=(0, 1.15))
     fig.suptitle(title, fontsize=11)
     return save_figure(fig, path, tight={})

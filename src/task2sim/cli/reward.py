@@ -144,22 +144,6 @@ def read_repeat(folder: str, key: str = "knn5_top1") -> dict[str, dict[str, floa
             for b in {b for row in by_task.values() for b in row}}
 
 
-def mean_table(table: dict[str, dict[str, float]], repeats: list[dict[str, dict[str, float]]],
-               folders: list[str]) -> dict[str, dict[str, float]]:
-    """Each cell of ``table`` (the run's seed) averaged with the same cell of every repeat."""
-    out = {}
-    for task, row in table.items():
-        out[task] = {}
-        for bits, v in row.items():
-            vals = [v]
-            for rep, folder in zip(repeats, folders):
-                if task not in rep.get(bits, {}):
-                    raise RewardTableError(f"{folder}: no reward of {bits} on {task} (a table seed needs every cell)")
-                vals.append(rep[bits][task])
-            out[task][bits] = sum(vals) / len(vals)
-    return out
-
-
 def run_noise(args: argparse.Namespace) -> dict:
     from ..reward.noise import reward_noise, write_noise_tsv
 
@@ -176,13 +160,16 @@ def run_noise(args: argparse.Namespace) -> dict:
 
 
 def run_aggregate(args: argparse.Namespace) -> dict:
+    from ..reward.table import mean_table
+
+    runs = [[p for p in args.inputs if not is_record(p)]] + [repeat_files(d) for d in args.repeats]
+    names = ["the run", *args.repeats]
+
     def table_of(key):
-        return mean_table(read_reward_jsons(args.inputs, key), [read_repeat(d, key) for d in args.repeats],
-                          args.repeats)
+        return mean_table([read_reward_jsons(files, key) for files in runs], names)
 
     table = table_of("knn5_top1")
-    inputs = ([p for p in args.inputs if not is_record(p)] + [f for d in args.repeats for f in repeat_files(d)]
-              + ([args.noise] if args.noise else []))
+    inputs = [f for files in runs for f in files] + ([args.noise] if args.noise else [])
     rec = Provenance.start("reward_table", inputs=inputs, repeats=args.repeats)
     write_table_tsv(table, args.tsv)
     outputs = [args.tsv]

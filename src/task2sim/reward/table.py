@@ -17,7 +17,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from ..bits import N_BITS, validate_bits
 from ..io import atomic_path
@@ -109,6 +109,23 @@ def write_table_tsv(table: Mapping[str, Mapping[str, float]], path: str | os.Pat
             for task, row in table.items():
                 for bits in sorted(row):
                     w.writerow([task, validate_bits(bits), f"{float(row[bits]):.4f}"])
+
+
+def mean_table(tables: Sequence[Mapping[str, Mapping[str, float]]], names: Sequence[str]) -> Table:
+    """Each cell of ``tables[0]`` (the run's seed) averaged with the same cell of every other table
+    (reward.seeds: each a whole table at another seed; ``names`` label them in errors)."""
+    first, others = tables[0], list(zip(tables[1:], names[1:]))
+    out: Table = {}
+    for task, row in first.items():
+        out[task] = {}
+        for bits, v in row.items():
+            vals = [v]
+            for other, name in others:
+                if bits not in other.get(task, {}):
+                    raise RewardTableError(f"{name}: no reward of {bits} on {task} (a table seed needs every cell)")
+                vals.append(other[task][bits])
+            out[task][bits] = sum(vals) / len(vals)
+    return out
 
 
 def read_table_tsv(path: str | os.PathLike) -> Table:
