@@ -95,6 +95,38 @@ def test_the_imagenet_statistics_are_written_once():
     assert hits == [], "ImageNet statistics written outside task2sim.backbones.preprocess: " + ", ".join(hits)
 
 
+def _task2sim_imports(path: Path) -> set[str]:
+    """The task2sim modules ``path`` imports (at any depth of the file), as dotted names."""
+    import ast
+
+    pkg = ["task2sim", *path.relative_to(SRC).parent.parts]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = pkg[:len(pkg) - node.level + 1] if node.level else []
+            mod = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            found |= {mod} if node.module else {f"{mod}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {m for m in found if m.startswith("task2sim.")}
+
+
+# Who may not import whom: backbones/ sits below every stage; training and rewards do not know
+# each other (both use backbones/).
+_LAYERS = {"backbones": ("train", "reward", "policy", "asg", "compare", "cli", "task2vec", "render"),
+           "train": ("reward",), "reward": ("train",)}
+
+
+def test_backbones_sit_below_every_stage():
+    bad = []
+    for p in _sources():
+        room = p.relative_to(SRC).parts[0].removesuffix(".py")
+        for mod in _task2sim_imports(p):
+            if mod.split(".")[1] in _LAYERS.get(room, ()):
+                bad.append(f"{p.relative_to(SRC)} imports {mod}")
+    assert bad == [], "; ".join(bad)
+
+
 def test_every_torch_load_is_weights_only():
     bad = []
     for p in _sources():

@@ -251,6 +251,7 @@ def test_reward_budget_scoring_reads_the_reward_stage_features(tmp_path, one_tor
     from fixtures_h5 import write_render_h5
 
     import task2sim.reward.knn as knn
+    from task2sim.backbones.features import feature_model
     from task2sim.config import config_from_dict
     from task2sim.train.evaluate import EvalConfig
     from task2sim.train.pretrain import PretrainConfig, pretrain
@@ -261,7 +262,7 @@ def test_reward_budget_scoring_reads_the_reward_stage_features(tmp_path, one_tor
     pretrain(pcfg, render, tmp_path / "pre", progress=False)
     ckpt = str(tmp_path / "pre" / "model.pt")
     h5 = str(write_task_h5(tmp_path / "t.h5", n_classes=3, n_train=30, n_test=12, size=16, seed=1, task="t"))
-    net, name = knn.feature_model(ckpt)
+    net, name = feature_model(ckpt)
     cache = tmp_path / "t.npz"
     reward = knn.compute_reward(net, name, ckpt, h5, 32, k=5, temperature=0.07, cache=cache, device="cpu",
                                 progress=False)
@@ -341,7 +342,7 @@ def test_oneshot_cli_predicts_from_the_saved_policy_then_writes_backbone_and_eva
     from task2sim.policy.predictors import make_predictor
     from task2sim.policy.stage import save_policy
     from task2sim.backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
-    from task2sim.train.models import backbone_cfg, create_backbone, save_backbone
+    from task2sim.backbones.models import backbone_cfg, create_backbone, save_backbone
 
     h5 = write_task_h5(tmp_path / "mine.h5", n_classes=3, n_train=24, n_test=9, size=16, seed=2, task="mine")
     ckpt = tmp_path / "budget" / "model.pt"
@@ -410,10 +411,11 @@ def test_measure_cli_picks_the_best_training_split_score_without_reading_the_tes
 
     import task2sim.reward.knn as knn
     from task2sim.cli import final
-    from task2sim.reward.knn import extract_features, feature_model, knn_loo_accuracy
+    from task2sim.backbones.features import extract_features, feature_model
+    from task2sim.reward.knn import knn_loo_accuracy
     from task2sim.backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
-    from task2sim.train.data import EvalImages, H5ImageDataset, eval_transform
-    from task2sim.train.models import backbone_cfg, create_backbone, save_backbone
+    from task2sim.backbones.images import EvalImages, H5ImageDataset, eval_transform
+    from task2sim.backbones.models import backbone_cfg, create_backbone, save_backbone
 
     h5 = write_task_h5(tmp_path / "mine.h5", n_classes=3, n_train=24, n_test=9, size=16, seed=2, task="mine")
     models = []

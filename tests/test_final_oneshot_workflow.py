@@ -153,7 +153,7 @@ def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_r
         assert all(v == 0 for v in evaluation["margins"]["best_fixed"].values())
 
     # model.pt: a backbone that says what it holds, the final-budget backbone of the prediction
-    from task2sim.train.models import load_backbone
+    from task2sim.backbones.models import load_backbone
 
     model, info = load_backbone(root / "model.pt")
     assert info["architecture"] == cfg["pretrain"]["model"] and tuple(info["input_size"]) == (3, 32, 32)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from fixtures_h5 import write_task_h5
 
-from task2sim.reward.knn import compute_reward, feature_model, knn_accuracy, knn_loo_accuracy, knn_predict
+from task2sim.reward.knn import compute_reward, knn_accuracy, knn_loo_accuracy, knn_predict
+from task2sim.backbones.features import feature_model
 
 
 def random_init_reward(task, cache, seed=0):
@@ -104,7 +105,7 @@ def test_random_init_feature_model_is_seeded():
 def test_reward_cli_knn_and_aggregate(tmp_path, capsys):
     from task2sim.cli import reward as cli
     from task2sim.reward.table import read_reward_db, read_table_tsv
-    from task2sim.train.models import create_backbone, save_backbone
+    from task2sim.backbones.models import create_backbone, save_backbone
 
     task = write_task_h5(tmp_path / "data.h5", n_classes=3, n_train=30, n_test=15)
     model_dir = tmp_path / "pre"

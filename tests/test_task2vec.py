@@ -11,7 +11,7 @@ from fixtures_h5 import write_task_h5
 
 from task2sim.cli.task2vec import main
 from task2sim.config import config_from_dict
-from task2sim.imagenet import imagenet_model
+from task2sim.backbones.imagenet import imagenet_model
 from task2sim.provenance import meta_path
 from task2sim.task2vec import (
     Preprocess,

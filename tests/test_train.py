@@ -10,8 +10,8 @@ import torch
 from fixtures_h5 import write_render_h5, write_task_h5
 
 from task2sim.config import ConfigError, config_from_dict, section_defaults
-from task2sim.train.data import DataError, EvalImages, H5ImageDataset, eval_transform, train_transform
-from task2sim.train.models import CheckpointError, backbone_cfg, load_backbone
+from task2sim.backbones.images import DataError, EvalImages, H5ImageDataset, eval_transform, train_transform
+from task2sim.backbones.models import CheckpointError, backbone_cfg, load_backbone
 from task2sim.train.pretrain import CHECKPOINT, PretrainConfig, pretrain
 
 TINY = dict(model="t2s_resnet18_w8", epochs=2, batch_size=32, warmup_epochs=0, lr=3e-3)

@@ -188,12 +188,12 @@ def load_source(source: str, checkpoint: str | None, model_name: str | None, ima
     """The network behind ``source``: a pre-trained checkpoint (its own size and normalisation),
     ``scratch`` (``model_name`` at random init from ``seed``, ``image_size``) or ``imagenet`` (the
     packaged EfficientNet-Lite0 with real ImageNet weights, fed ``image_size`` pixels)."""
-    from .reward.knn import feature_model
+    from .backbones.features import feature_model
     from .backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
-    from .train.models import backbone_cfg
+    from .backbones.models import backbone_cfg
 
     if source == "imagenet":
-        from .imagenet import imagenet_model
+        from .backbones.imagenet import imagenet_model
 
         model = imagenet_model()
         model.reset_classifier(0)
@@ -221,8 +221,9 @@ def score_backbone(bb: Backbone, tasks: Mapping[str, str], evaluations: Sequence
     them for this backbone: then the 5-NN is the reward table's cell) and shared by the 5-NN and
     the linear probe; fine-tuning trains the whole network from ``bb.checkpoint`` (or from random
     init for scratch). ``batch_size``: of the feature extraction (reward.batch_size)."""
-    from .reward.knn import cache_key, knn_accuracy, l2_normalise, task_features
-    from .train.common import derive_seed, resolve_device
+    from .backbones.features import cache_key, l2_normalise, task_features
+    from .reward.knn import knn_accuracy
+    from .backbones.runtime import derive_seed, resolve_device
     from .train.evaluate import evaluate, linear_probe, validation_split
 
     dev = resolve_device(device)

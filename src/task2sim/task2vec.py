@@ -97,8 +97,8 @@ class Task2VecResult:
 
 
 def load_probe(name: str, checkpoint: str | os.PathLike | None = None) -> nn.Module:
-    """The ImageNet probe (``task2sim.imagenet.imagenet_model``), in eval mode."""
-    from .imagenet import imagenet_model
+    """The ImageNet probe (``task2sim.backbones.imagenet.imagenet_model``), in eval mode."""
+    from .backbones.imagenet import imagenet_model
 
     return imagenet_model(name, checkpoint)
 
@@ -265,7 +265,7 @@ def task2vec(images: np.ndarray, labels: np.ndarray, n_classes: int, cfg: Task2V
 
     ``model``: the probe (its weights and classifier are never changed, but it is moved to the
     device in channels-last layout); None loads ``cfg.probe`` with ``cfg.checkpoint``."""
-    from .train.common import derive_seed, resolve_device
+    from .backbones.runtime import derive_seed, resolve_device
 
     labels = np.asarray(labels, dtype=np.int64)
     _check_images(images, labels, n_classes)

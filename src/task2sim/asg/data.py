@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import Task2SimError
-from ..train.data import read_arrays, read_meta
+from ..backbones.images import read_arrays, read_meta
 
 # The digit source: the extruded-glyph procedural classes '0'..'9' (DejaVu fonts, several faces
 # each), renamed to the digit itself so they match the real digit tasks' class names.

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import StopRequested, fingerprint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ..imagenet import imagenet_model
+from ..backbones.imagenet import imagenet_model
 from .data import Source, Split
 from .model import ASGNet, asg_loss, layer_groups
 from .policy import SCALES, LRPolicy, MovingBaseline, observation, reinforce_update

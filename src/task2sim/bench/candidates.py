@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from ..config import config_from_dict, section_defaults
-from ..reward.knn import compute_reward, feature_model
-from ..train.data import read_arrays
+from ..reward.knn import compute_reward
+from ..backbones.features import feature_model
+from ..backbones.images import read_arrays
 from ..train.pretrain import PretrainConfig, pretrain
 
 

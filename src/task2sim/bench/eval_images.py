@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ..train.data import EvalImages, H5ImageDataset, eval_transform
+from ..backbones.images import EvalImages, H5ImageDataset, eval_transform
 
 
 def _read(batches) -> tuple[float, list[torch.Tensor]]:

@@ -46,10 +46,11 @@ from torch.utils.data import DataLoader
 
 from ..config import section_defaults
 from ..provenance import is_record
-from ..train.common import amp_dtype, autocast_for, cpu_has_native_bf16, seed_worker, to_device, train_one_epoch
+from ..backbones.runtime import amp_dtype, autocast_for, cpu_has_native_bf16, seed_worker, to_device
+from ..train.common import train_one_epoch
 from ..reward.knn import knn_accuracy
-from ..train.data import EvalImages, H5ImageDataset, normalize_batch, read_meta, train_transform
-from ..train.models import create_backbone, load_backbone
+from ..backbones.images import EvalImages, H5ImageDataset, normalize_batch, read_meta, train_transform
+from ..backbones.models import create_backbone, load_backbone
 
 # name -> (autocast on, channels-last)
 VARIANTS = {"fp32_nchw": (False, False), "fp32_channels_last": (False, True), "amp_channels_last": (True, True)}

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..train.common import seed_worker
-from ..train.data import H5ImageDataset, normalize_batch, read_meta, train_transform
+from ..backbones.runtime import seed_worker
+from ..backbones.images import H5ImageDataset, normalize_batch, read_meta, train_transform
 from ..reward.knn import knn_predict
-from ..train.models import create_backbone
+from ..backbones.models import create_backbone
 
 CANDIDATES = ("t2s_resnet18_w32s4", "t2s_resnet18_w32s2", "t2s_resnet18_w32")
 

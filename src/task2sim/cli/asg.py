@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _cfg(args: argparse.Namespace):
     from ..asg.train import ASGConfig
-    from ..train.common import resolve_device
+    from ..backbones.runtime import resolve_device
     return stage_config(args, ASGConfig, "asg", device=str(resolve_device(args.device)))
 
 
@@ -114,7 +114,7 @@ def run_policy(args: argparse.Namespace) -> dict:
     from ..asg.report import plot_schedule
     from ..asg.train import train_policy
     from ..asg.policy import save_lr_policy
-    from ..imagenet import weights_file
+    from ..backbones.imagenet import weights_file
 
     cfg = _cfg(args)
     rec = Provenance.start("asg_policy", cfg, seeds={"seed": args.seed},
@@ -149,7 +149,7 @@ def run_finetune(args: argparse.Namespace) -> dict:
     from ..asg.train import CHECKPOINT_DIR, FinetuneCheckpoint, finetune, finetune_fingerprint
     from ..checkpoint import StopRequested
     from ..errors import Task2SimError
-    from ..imagenet import weights_file
+    from ..backbones.imagenet import weights_file
     from ..provenance import sha256_file
 
     cfg = _cfg(args)

@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict:
     from ..train.evaluate import EvalConfig, evaluate
-    from ..train.models import backbone_cfg
+    from ..backbones.models import backbone_cfg
 
     if args.method == "scratch":
         if args.model or not (args.model_name and args.image_size):

@@ -245,8 +245,9 @@ def run_measure(args: argparse.Namespace) -> dict:
     from ..compare import configs_for, measured_config
     from ..config import config_from_dict
     from ..policy.data import ConfigSpace
-    from ..reward.knn import RewardConfig, feature_model, train_loo_score
-    from ..train.models import backbone_cfg
+    from ..reward.knn import RewardConfig, train_loo_score
+    from ..backbones.features import feature_model
+    from ..backbones.models import backbone_cfg
 
     rw = config_from_dict(RewardConfig, json_object_arg(args.reward, "--reward"), "reward")
     models, sizes = {}, {}
@@ -281,7 +282,7 @@ def run_measure(args: argparse.Namespace) -> dict:
 
 def run_oneshot(args: argparse.Namespace) -> dict:
     from ..compare import CompareError
-    from ..train.models import backbone_cfg, load_backbone, save_backbone
+    from ..backbones.models import backbone_cfg, load_backbone, save_backbone
 
     cfg = _final_cfg(args)
     prediction = json_object_arg(Path(args.prediction).read_text(), args.prediction)

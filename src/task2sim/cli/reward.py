@@ -77,8 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_knn(args: argparse.Namespace) -> dict:
-    from ..reward.knn import RewardConfig, compute_reward, feature_model
-    from ..train.models import backbone_cfg
+    from ..reward.knn import RewardConfig, compute_reward
+    from ..backbones.features import feature_model
+    from ..backbones.models import backbone_cfg
 
     cfg = stage_config(args, RewardConfig, "reward")
     bits = validate_bits(args.bits)

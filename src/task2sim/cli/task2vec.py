@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_embed(args: argparse.Namespace) -> dict:
-    from ..imagenet import weights_file
+    from ..backbones.imagenet import weights_file
     from ..task2vec import BN_MODE, Task2VecConfig, embed_task_h5, write_embedding_npz
 
     cfg = stage_config(args, Task2VecConfig, "task2vec", seed=args.seed, device=args.device)

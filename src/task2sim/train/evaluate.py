@@ -30,11 +30,12 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .common import autocast_for, derive_seed, grad_scaler, resolve_device, seed_everything, seed_worker, \
-    to_device, train_one_epoch
-from .data import EvalImages, H5ImageDataset, normalize_batch, train_transform
-from ..reward.knn import extract_features
-from .models import create_backbone, load_backbone
+from ..backbones.features import extract_features
+from ..backbones.images import EvalImages, H5ImageDataset, normalize_batch, train_transform
+from ..backbones.models import create_backbone, load_backbone
+from ..backbones.runtime import (autocast_for, derive_seed, grad_scaler, resolve_device, seed_everything,
+                                 seed_worker, to_device)
+from .common import train_one_epoch
 
 log = logging.getLogger(__name__)
 METHODS = ("linear", "finetune", "scratch")

@@ -34,14 +34,15 @@ from timm.scheduler import CosineLRScheduler
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..backbones.images import H5ImageDataset, read_meta, train_transform
+from ..backbones.models import create_backbone, save_backbone
+from ..backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from ..backbones.runtime import (amp_dtype, derive_seed, grad_scaler, resolve_device, seed_everything,
+                                 seed_worker, to_device)
 from ..checkpoint import fingerprint, load_checkpoint, remove_checkpoint, save_checkpoint
 from ..io import atomic_path
 from ..provenance import sha256_file
-from .common import (amp_dtype, derive_seed, grad_scaler, resolve_device, seed_everything, seed_worker,
-                     to_device, train_one_epoch)
-from ..backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from .data import H5ImageDataset, read_meta, train_transform
-from .models import create_backbone, save_backbone
+from .common import train_one_epoch
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 from timm.data import auto_augment, create_transform
 from torch.utils.data import DataLoader, Dataset
 
-from ..backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 from ..tasks.data import TaskData, TaskDataError, load_task_h5
 
 

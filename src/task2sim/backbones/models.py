@@ -23,7 +23,7 @@ from timm.models import register_model
 from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
-from ..backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import Task2SimError
 from ..io import save_torch
 

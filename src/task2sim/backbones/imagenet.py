@@ -23,7 +23,7 @@ import timm
 import torch
 from torch import nn
 
-from .errors import Task2SimError
+from ..errors import Task2SimError
 
 PACKAGED = "efficientnet_lite0"
 

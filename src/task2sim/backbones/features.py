@@ -1,0 +1,138 @@
+"""Backbone features of a task's images: global-pooled network output (timm ``forward_features``
+then ``forward_head(pre_logits=True)``), both splits through the evaluation transform (resize to the
+backbone's training size, normalise by its ``pretrained_cfg``; grayscale becomes 3 channels), cached
+raw per (backbone, task). The reward's k-NN, the final comparison's probes and measured selection
+all read them from here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ..io import save_npz
+from ..provenance import sha256_file
+from .images import EvalImages, H5ImageDataset, normalize_batch
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .runtime import autocast_for, resolve_device, to_device
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, dataset: H5ImageDataset, batch_size: int = 256,
+                     device: torch.device | str = "cpu", num_workers: int = 0,
+                     progress: bool = True, desc: str = "features", normalize: bool = True,
+                     amp: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled features (float32, N x D; L2-normalised unless ``normalize=False``) and labels of
+    ``dataset`` (uint8 images, read by its ``batches``, normalised by ``mean`` and ``std`` per
+    batch), in order. ``amp``:
+    autocast (``amp_dtype``; off by default: rewards are fp32, and bf16 features changed 2-4 % of
+    the 5 nearest neighbours, BENCHMARKS.md: precision). The model runs channels-last
+    (``to_device``): same neighbours, a third faster on CPU."""
+    device = torch.device(device)
+    model = to_device(model, device).eval()
+    loader = dataset.batches(batch_size, num_workers)
+    feats, labels = [], []
+    total = -(-len(dataset) // batch_size)
+    for x, y in tqdm(loader, desc=desc, total=total, disable=not progress, mininterval=5.0, leave=False):
+        with autocast_for(device, amp):
+            x = normalize_batch(x.to(device), mean, std).contiguous(memory_format=torch.channels_last)
+            f = model.forward_head(model.forward_features(x), pre_logits=True)
+        f = f.float().flatten(1)
+        feats.append((F.normalize(f, dim=1) if normalize else f).cpu())
+        labels.append(y)
+    return torch.cat(feats).numpy(), torch.cat(labels).numpy().astype(np.int64)
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, as ``extract_features`` does per batch (bit-identical)."""
+    return F.normalize(torch.from_numpy(np.ascontiguousarray(x)), dim=1).numpy()
+
+
+@dataclass
+class FeatureSet:
+    """Raw (un-normalised) pooled features of both splits of a task, and their labels: the 5-NN
+    reads them L2-normalised (``l2_normalise``), the linear probe as they are."""
+
+    train: np.ndarray
+    train_labels: np.ndarray
+    test: np.ndarray
+    test_labels: np.ndarray
+    n_classes: int
+
+
+def cache_key(model_name: str, checkpoint: str | os.PathLike | None, task_h5: str | os.PathLike, image_size: int,
+              mean=IMAGENET_MEAN, std=IMAGENET_STD, seed: int = 0) -> str:
+    """The key of a feature cache: what the features are of and how they were made."""
+    # A random-init backbone is identified by its init seed (a trained one by its weights).
+    # "raw": the cache holds un-normalised features (a cache of L2-normalised ones is stale).
+    parts = [model_name, sha256_file(checkpoint) if checkpoint else f"random-init:{int(seed)}",
+             sha256_file(task_h5), str(image_size), [float(v) for v in mean], [float(v) for v in std], "raw"]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def task_features(model: nn.Module, task_h5: str | os.PathLike, image_size: int,
+                  cache: str | os.PathLike | None = None, cache_key: str = "",
+                  batch_size: int = 256, device: str = "auto", progress: bool = True,
+                  mean=IMAGENET_MEAN, std=IMAGENET_STD, write_cache: bool = True) -> FeatureSet:
+    """Raw features of both splits of a task (resized to ``image_size``, normalised by ``mean``
+    and ``std``), read from ``cache`` (npz) when its key matches (``cache_key``), else computed
+    (and written there unless ``write_cache`` is False).
+
+    The cache holds ``train``, ``train_labels``, ``test``, ``test_labels``, ``n_classes`` and
+    ``key``. The reward stage writes one per (backbone, task); the final stage's scoring of the
+    same backbone reads it instead of running the network again.
+    """
+    cache = Path(cache) if cache else None
+    if cache and cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if str(z["key"]) == cache_key:
+                log.info("features from cache %s", cache)
+                return FeatureSet(z["train"], z["train_labels"], z["test"], z["test_labels"],
+                                  int(z["n_classes"]))
+    dev = resolve_device(device)
+    train = EvalImages(task_h5, "train", image_size)
+    test = EvalImages(task_h5, "test", image_size)
+    kw = {"progress": progress, "normalize": False, "mean": mean, "std": std}
+    ftr, ytr = extract_features(model, train, batch_size, dev, desc="train features", **kw)
+    fte, yte = extract_features(model, test, batch_size, dev, desc="test features", **kw)
+    fs = FeatureSet(ftr, ytr, fte, yte, int(train.n_classes))
+    if cache and write_cache:
+        save_npz(cache, train=ftr, train_labels=ytr, test=fte, test_labels=yte,
+                 n_classes=fs.n_classes, key=np.array(cache_key))
+    return fs
+
+
+def backbone_features_model(model: nn.Module) -> nn.Module:
+    """The model with its classifier dropped (``reset_classifier(0)``): outputs pooled features."""
+    model.reset_classifier(0)
+    return model
+
+
+def feature_model(checkpoint: str | os.PathLike | None, model_name: str | None = None,
+                  seed: int = 0) -> tuple[nn.Module, str]:
+    """(backbone with its classifier dropped, its timm name). ``checkpoint`` None: ``model_name``
+    at random init from ``seed`` (the untrained floor)."""
+    from .models import create_backbone, load_backbone
+
+    if checkpoint is not None:
+        model, cfg = load_backbone(checkpoint)
+        model_name = cfg["architecture"]
+    else:
+        if not model_name:
+            raise ValueError("a random-init backbone needs a model name")
+        # Seeded without touching the caller's global RNG stream.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            model = create_backbone(model_name, num_classes=0)
+    return backbone_features_model(model), model_name
