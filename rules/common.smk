@@ -419,9 +419,9 @@ def study_inputs(wildcards):
         "results/rewards/table.png",
         "results/rewards/noise.tsv",
         "results/policy/summary.md",
-        "results/evaluate/summary.md",
-        "results/evaluate/per_task_seen.png",
-        "results/evaluate/per_task_unseen.png",
+        "results/final/summary.md",
+        "results/final/per_task_seen.png",
+        "results/final/per_task_unseen.png",
     ]
 
 

@@ -1,10 +1,10 @@
 # The payoff (docs/final.md): one-shot backbones for tasks outside the reward table, and the final
-# comparison of Task2Sim against its baselines (results/evaluate/summary.md).
+# comparison of Task2Sim against its baselines (results/final/summary.md).
 # final_choose (a checkpoint) reads the policy's predictions, the reward table and its training-split
 # twin (measured selection) and fixes the
 # configuration of every (task, method); the backbones those configurations need are rendered and
 # pre-trained once per (budget, configuration) through the {budget}/{bits} wildcards, whichever
-# tasks and methods share them. Code: task2sim.compare, CLI task2sim.cli.final.
+# tasks and methods share them. Code: task2sim.final (choose, score, report), CLI task2sim.cli.final.
 
 
 checkpoint final_choose:
@@ -239,30 +239,30 @@ rule final_summary:
         scores=final_summary_scores,
     output:
         md=report(
-            "results/evaluate/summary.md",
+            "results/final/summary.md",
             category="Final comparison",
             caption="../docs/report/final_summary.rst",
             labels={"figure": "Tables 2/3 (summary)"},
         ),
         tsv=report(
-            "results/evaluate/summary.tsv",
+            "results/final/summary.tsv",
             category="Final comparison",
             caption="../docs/report/final_summary.rst",
             labels={"figure": "Tables 2/3 (TSV)"},
         ),
         seen=report(
-            "results/evaluate/per_task_seen.png",
+            "results/final/per_task_seen.png",
             category="Final comparison",
             caption="../docs/report/final_per_task.rst",
             labels={"figure": "per-task bars (Fig. 3)", "split": "seen"},
         ),
         unseen=report(
-            "results/evaluate/per_task_unseen.png",
+            "results/final/per_task_unseen.png",
             category="Final comparison",
             caption="../docs/report/final_per_task.rst",
             labels={"figure": "per-task bars (Fig. 4)", "split": "unseen"},
         ),
-        meta="results/evaluate/summary.meta.json",
+        meta="results/final/summary.meta.json",
     log:
         "logs/final/summary.log",
     benchmark:
@@ -293,14 +293,14 @@ rule final_scaling:
         choices="results/final/choices.tsv",
         scores=final_scaling_scores,
     output:
-        tsv="results/evaluate/scaling.tsv",
+        tsv="results/final/scaling.tsv",
         png=report(
-            "results/evaluate/scaling.png",
+            "results/final/scaling.png",
             category="Final comparison",
             caption="../docs/report/final_scaling.rst",
             labels={"figure": "scaling (Fig. 8)"},
         ),
-        meta="results/evaluate/scaling.meta.json",
+        meta="results/final/scaling.meta.json",
     log:
         "logs/final/scaling.log",
     benchmark:
@@ -335,7 +335,7 @@ localrules:
 
 # Only in a workflow that has the policy stage (a Snakefile of a few stages has nothing to compare).
 if hasattr(rules, "policy_train"):
-    FINAL_TARGETS.extend(["results/evaluate/summary.md", "results/evaluate/per_task_seen.png"])
+    FINAL_TARGETS.extend(["results/final/summary.md", "results/final/per_task_seen.png"])
     FINAL_TARGETS.extend(
         expand(
             "results/final/{task}/{name}",

@@ -15,7 +15,7 @@ import task2sim.cli
 from task2sim.config import ConfigError, config_from_dict, section_defaults, section_schema
 from task2sim.render.dataset import RenderConfig
 from task2sim.asg.train import ASGConfig
-from task2sim.compare import FinalConfig
+from task2sim.final import FinalConfig
 from task2sim.policy.stage import PolicyConfig
 from task2sim.reward.knn import RewardConfig
 from task2sim.task2vec import Task2VecConfig
@@ -113,7 +113,7 @@ def _task2sim_imports(path: Path) -> set[str]:
 
 # Who may not import whom: backbones/ sits below every stage; training and rewards do not know
 # each other (both use backbones/).
-_LAYERS = {"backbones": ("train", "reward", "policy", "asg", "compare", "cli", "task2vec", "render"),
+_LAYERS = {"backbones": ("train", "reward", "policy", "asg", "final", "cli", "task2vec", "render"),
            "train": ("reward",), "reward": ("train",)}
 
 

@@ -12,21 +12,12 @@ import yaml
 from conftest import Workflow
 from fixtures_h5 import write_task_h5
 
+from task2sim.backbones.features import load_source
 from task2sim.bits import configs_for
-from task2sim.compare import (
-    CONFIG_METHODS,
-    LABELS,
-    CompareError,
-    best_fixed_config,
-    choose_configs,
-    load_source,
-    method_scores,
-    picks,
-    random_configs,
-    score_backbone,
-    summary_markdown,
-    summary_rows,
-)
+from task2sim.final import CONFIG_METHODS, LABELS, FinalError
+from task2sim.final.choose import best_fixed_config, choose_configs, picks, random_configs
+from task2sim.final.report import method_scores, summary_markdown, summary_rows
+from task2sim.final.score import score_backbone
 from task2sim.policy.predictors import PREDICTORS
 
 CONFIGS = configs_for([0, 7])  # 00000000 00000001 10000000 10000001
@@ -135,7 +126,7 @@ def test_summary_tables_bold_the_best_and_name_the_losses():
     assert "- Nowhere: Task2Sim's average is at least as high" in md  # nor on the unseen task (35 vs 25)
     assert f"\n| {LABELS['domain_randomisation_all']} |" not in md  # no row: not at the reward budget
     # paired margins: two seen tasks give an interval, the single unseen task does not
-    from task2sim.compare import margin_rows
+    from task2sim.final.report import margin_rows
 
     info["margins"] = margin_rows({"0": ms}, splits)
     md = summary_markdown(rows, {"reward": "reward"}, ["linear"], choices, info)
@@ -149,7 +140,7 @@ def test_margin_intervals_cover_a_planted_difference():
     single config + 2 points, Random = best single config, measured selection = best single config
     (planted 0), each with task noise (sd 3). Over 400 draws each 95 % interval covers its planted
     difference about 95 % of the time, and the null margin is called ahead or behind about 5 %."""
-    from task2sim.compare import margin_rows
+    from task2sim.final.report import margin_rows
 
     rng = np.random.default_rng(0)
     splits = {f"s{i}": "seen" for i in range(12)} | {f"u{i}": "unseen" for i in range(6)}
@@ -183,7 +174,7 @@ def test_seeded_summary_gives_sd_over_seeds_and_margins_that_cover_a_planted_dif
     sd 2), tasks vary (sd 10) and cells are noisy (sd 1.5). Task2Sim = best single config + 2 on
     every seed. The crossed interval over 3 seeds x 12 tasks covers the planted 2 about 95 % of
     the time; the summary row is the mean over seeds with their sd."""
-    from task2sim.compare import margin_rows
+    from task2sim.final.report import margin_rows
 
     rng = np.random.default_rng(3)
     splits = {f"s{i}": "seen" for i in range(12)} | {f"u{i}": "unseen" for i in range(4)}
@@ -214,7 +205,7 @@ def test_seeded_summary_gives_sd_over_seeds_and_margins_that_cover_a_planted_dif
 
 
 def test_scores_of_the_run_and_of_final_seeds_are_told_apart_and_never_mixed(tmp_path):
-    from task2sim.compare import read_scores_by_seed, score_seed
+    from task2sim.final.score import read_scores_by_seed, score_seed
 
     assert score_seed("results/final/seeds/4/scores/reward/00000000.tsv") == "4"
     assert score_seed("results/final/scores/reward/00000000.tsv") is None
@@ -227,7 +218,7 @@ def test_scores_of_the_run_and_of_final_seeds_are_told_apart_and_never_mixed(tmp
     assert list(read_scores_by_seed(paths)) == ["4", "10"]  # numeric order
     (tmp_path / "scores/reward").mkdir(parents=True)
     (tmp_path / "scores/reward/00000000.tsv").write_text(rows)
-    with pytest.raises(CompareError, match="mixed"):
+    with pytest.raises(FinalError, match="mixed"):
         read_scores_by_seed([*paths, tmp_path / "scores/reward/00000000.tsv"])
 
 
@@ -250,8 +241,8 @@ def test_reward_budget_scoring_reads_the_reward_stage_features(tmp_path, one_tor
     network does not run, the 5-NN is the reward's, and the numbers equal a fresh extraction's."""
     from fixtures_h5 import write_render_h5
 
+    import task2sim.backbones.features as features
     import task2sim.reward.knn as knn
-    from task2sim.backbones.features import feature_model
     from task2sim.config import config_from_dict
     from task2sim.train.evaluate import EvalConfig
     from task2sim.train.pretrain import PretrainConfig, pretrain
@@ -262,30 +253,29 @@ def test_reward_budget_scoring_reads_the_reward_stage_features(tmp_path, one_tor
     pretrain(pcfg, render, tmp_path / "pre", progress=False)
     ckpt = str(tmp_path / "pre" / "model.pt")
     h5 = str(write_task_h5(tmp_path / "t.h5", n_classes=3, n_train=30, n_test=12, size=16, seed=1, task="t"))
-    net, name = feature_model(ckpt)
     cache = tmp_path / "t.npz"
-    reward = knn.compute_reward(net, name, ckpt, h5, 32, k=5, temperature=0.07, cache=cache, device="cpu",
-                                progress=False)
+    reward = knn.compute_reward(load_source("00000000", ckpt), h5, k=5, temperature=0.07, cache=cache,
+                                device="cpu", progress=False)
     lin = config_from_dict(EvalConfig, {"epochs": 3, "lrs": [0.01, 0.1], "val_fraction": 0.3}, "evaluate.linear",
                            method="linear", image_size=32, seed=0, device="cpu")
 
     def score(caches):
-        bb = load_source("00000000", ckpt, None, None, seed=0)
+        bb = load_source("00000000", ckpt)
         return score_backbone(bb, {"t": h5}, ["knn5", "linear"], {"linear": lin}, 5, 0.07, 0, "cpu", caches)
 
     fresh = score(None)
     with monkeypatch.context() as m:
-        m.setattr(knn, "extract_features", lambda *a, **k: pytest.fail("the network ran despite the cache"))
+        m.setattr(features, "extract_features", lambda *a, **k: pytest.fail("the network ran despite the cache"))
         cached = score({"t": str(cache)})
     assert [r["top1"] for r in cached] == [r["top1"] for r in fresh]
     assert cached[0]["top1"] == round(reward["knn5_top1"], 4)
     # a cache of another backbone (here: of another task file) is not read: features are computed
     other = str(write_task_h5(tmp_path / "u.h5", n_classes=3, n_train=30, n_test=12, size=16, seed=2, task="u"))
     mtime = cache.stat().st_mtime_ns
-    bb = load_source("00000000", ckpt, None, None, seed=0)
+    bb = load_source("00000000", ckpt)
     rows = score_backbone(bb, {"u": other}, ["knn5"], {}, 5, 0.07, 0, "cpu", {"u": str(cache)})
     assert rows[0]["n_train"] == 30 and cache.stat().st_mtime_ns == mtime  # read-only: never rewritten
-    with pytest.raises(CompareError, match="pre-trained backbones only"):
+    with pytest.raises(FinalError, match="pre-trained backbones only"):
         score_backbone(load_source("scratch", None, "t2s_resnet18_w8", 32, seed=0), {"t": h5}, ["knn5"], {}, 5,
                        0.07, 0, "cpu", {"t": str(cache)})
 
@@ -468,7 +458,7 @@ def test_measure_cli_picks_the_best_training_split_score_without_reading_the_tes
 
 
 def test_scaling_rows_and_figure(tmp_path):
-    from task2sim.compare import plot_scaling, scaling_rows
+    from task2sim.final.report import plot_scaling, scaling_rows
 
     choices = choose_configs(_table(), _predictions()[:3], [0, 7], random_seed=0, measured=_measured())
     pick = {(r["task"], r["method"]): r["bits"] for r in choices}

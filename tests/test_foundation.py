@@ -136,7 +136,7 @@ def test_provenance_names_the_settings_a_job_was_not_given(tmp_path):
     """A rule passes only the keys its job reads; the others are filled from the schema. The record
     lists those as defaulted, so that an auditor does not read a schema default as the run's
     setting (results/final/choices.meta.json once showed a final_budget_methods the config did not have)."""
-    from task2sim.compare import FinalConfig
+    from task2sim.final import FinalConfig
     from task2sim.config import config_from_dict
 
     cfg = config_from_dict(FinalConfig, {"random_seed": 3, "random_draws": 2}, "final")

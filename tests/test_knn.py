@@ -7,14 +7,13 @@ import pytest
 import torch
 from fixtures_h5 import write_task_h5
 
+from task2sim.backbones.features import feature_model, load_source
 from task2sim.reward.knn import compute_reward, knn_accuracy, knn_loo_accuracy, knn_predict
-from task2sim.backbones.features import feature_model
 
 
 def random_init_reward(task, cache, seed=0):
-    net, name = feature_model(None, "t2s_resnet18_w8", seed=seed)
-    return compute_reward(net, name, None, task, image_size=32, k=5, temperature=0.07, cache=cache,
-                          progress=False, seed=seed)
+    bb = load_source("scratch", model_name="t2s_resnet18_w8", image_size=32, seed=seed)
+    return compute_reward(bb, task, k=5, temperature=0.07, cache=cache, progress=False)
 
 
 def brute_force(train, ytr, test, n_classes, k=5, t=0.07):

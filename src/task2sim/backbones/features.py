@@ -10,8 +10,9 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +23,8 @@ from tqdm import tqdm
 from ..io import save_npz
 from ..provenance import sha256_file
 from .images import EvalImages, H5ImageDataset, normalize_batch
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .models import create_backbone, load_backbone
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, normalisation
 from .runtime import autocast_for, resolve_device, to_device
 
 log = logging.getLogger(__name__)
@@ -123,8 +125,6 @@ def feature_model(checkpoint: str | os.PathLike | None, model_name: str | None =
                   seed: int = 0) -> tuple[nn.Module, str]:
     """(backbone with its classifier dropped, its timm name). ``checkpoint`` None: ``model_name``
     at random init from ``seed`` (the untrained floor)."""
-    from .models import create_backbone, load_backbone
-
     if checkpoint is not None:
         model, cfg = load_backbone(checkpoint)
         model_name = cfg["architecture"]
@@ -136,3 +136,68 @@ def feature_model(checkpoint: str | os.PathLike | None, model_name: str | None =
             torch.manual_seed(int(seed))
             model = create_backbone(model_name, num_classes=0)
     return backbone_features_model(model), model_name
+
+
+@dataclass
+class Backbone:
+    """A feature network and how to feed it: ``source`` (a configuration's bits, ``scratch`` or
+    ``imagenet``), the network with its classifier dropped, its timm name, input size and
+    normalisation, the checkpoint it came from (None: random init or the ImageNet reference) with
+    its ``pretrained_cfg``, and the random-init seed (what identifies an untrained network)."""
+
+    source: str
+    model: nn.Module
+    name: str
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    checkpoint: str | None
+    seed: int = 0
+    cfg: dict[str, Any] = field(default_factory=dict)
+
+
+class SourceError(ValueError):
+    """A backbone source that names no network."""
+
+
+def load_source(source: str, checkpoint: str | os.PathLike | None = None, model_name: str | None = None,
+                image_size: int | None = None, seed: int = 0) -> Backbone:
+    """The network behind ``source``, the one way every stage that takes features loads one:
+
+    - a pre-trained ``checkpoint`` (``model.pt``, any source name): its own architecture, input
+      size and normalisation, read from the checkpoint once;
+    - ``scratch``: ``model_name`` at random init from ``seed``, fed ``image_size`` pixels;
+    - ``imagenet``: the packaged EfficientNet-Lite0 with real ImageNet weights, fed ``image_size``.
+    """
+    if source == "imagenet":
+        from .imagenet import PACKAGED, imagenet_model
+
+        model = backbone_features_model(imagenet_model())
+        mean, std = normalisation(model)
+        return Backbone(source, model, PACKAGED, _size(source, image_size), mean, std, None)
+    if source == "scratch":
+        model, name = feature_model(None, model_name, seed=seed)
+        return Backbone(source, model, name, _size(source, image_size), IMAGENET_MEAN, IMAGENET_STD, None, int(seed))
+    if checkpoint is None:
+        raise SourceError(f"source {source}: a pre-trained source needs its model.pt")
+    model, cfg = load_backbone(checkpoint)
+    mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+    return Backbone(source, backbone_features_model(model), cfg["architecture"], int(cfg["input_size"][-1]),
+                    mean, std, str(checkpoint), cfg=cfg)
+
+
+def _size(source: str, image_size: int | None) -> int:
+    if not image_size:
+        raise SourceError(f"source {source}: give the image size to feed it")
+    return int(image_size)
+
+
+def features(bb: Backbone, task_h5: str | os.PathLike, cache: str | os.PathLike | None = None,
+             batch_size: int = 256, device: str | torch.device = "auto", progress: bool = True,
+             write_cache: bool = True) -> FeatureSet:
+    """Raw features of both splits of a task from ``bb`` (``task_features``), read from ``cache``
+    when it holds this backbone's features of this task, else computed (and written there unless
+    ``write_cache`` is False)."""
+    key = cache_key(bb.name, bb.checkpoint, task_h5, bb.image_size, bb.mean, bb.std, bb.seed) if cache else ""
+    return task_features(bb.model, task_h5, bb.image_size, cache, key, batch_size, device, progress,
+                         bb.mean, bb.std, write_cache)

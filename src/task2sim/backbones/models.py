@@ -102,7 +102,7 @@ def save_backbone(path: str | os.PathLike, model: nn.Module, name: str, image_si
     cfg = {**dict(getattr(model, "pretrained_cfg", None) or {}), "architecture": name,
            "input_size": (3, int(image_size), int(image_size)), "num_classes": int(model.num_classes),
            "num_features": int(model.num_features), "mean": tuple(mean), "std": tuple(std), **info}
-    # contiguous: a channels-last training layout (train.common.to_device) is not part of the weights
+    # contiguous: a channels-last training layout (backbones.runtime.to_device) is not part of the weights
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_torch(path, {"state_dict": state, "pretrained_cfg": cfg})
     return cfg

@@ -26,7 +26,7 @@ import torch
 
 from ..config import config_from_dict, section_defaults
 from ..reward.knn import compute_reward
-from ..backbones.features import feature_model
+from ..backbones.features import load_source
 from ..backbones.images import read_arrays
 from ..train.pretrain import PretrainConfig, pretrain
 
@@ -66,16 +66,14 @@ def main(argv: list[str] | None = None) -> int:
                                    seed=0, device="cpu")
             s = pretrain(cfg, images, out, progress=False)
             t_train = time.perf_counter() - t0
-            size = s["image_size"]
             rewards = {}
-            net, _ = feature_model(out / "model.pt")
+            bb = load_source(name, out / "model.pt")
             for task in args.tasks:
                 tid = Path(task).parent.name
                 if args.task_as_source and Path(task).resolve() == Path(args.task_as_source).resolve():
                     continue  # never score on the source itself
-                rewards[tid] = compute_reward(net, name, out / "model.pt", task, size, k=reward["k"],
-                                              temperature=reward["temperature"], device="cpu",
-                                              progress=False)["knn5_top1"]
+                rewards[tid] = compute_reward(bb, task, k=reward["k"], temperature=reward["temperature"],
+                                              device="cpu", progress=False)["knn5_top1"]
             res[name] = {"train_seconds": round(t_train, 1), "images_per_s": round(s["mean_images_per_s"], 1),
                          "final_train_accuracy": round(s["final_accuracy"], 3),
                          "mean_knn5": round(float(np.mean(list(rewards.values()))), 2),

@@ -7,7 +7,7 @@
 2. ``tiny``: the tiny complete workflow (tests/tiny_config.yaml) with ``device`` set, every stage
    in a fresh copy of the workflow; then one line per stage folder of ``logs/``: its jobs, how many
    logged ``device: cuda...`` (every torch stage resolves its device through
-   ``train.common.resolve_device``, which logs it), and their summed wall time from ``benchmarks/``.
+   ``backbones.runtime.resolve_device``, which logs it), and their summed wall time from ``benchmarks/``.
 3. ``paper render`` / ``paper pretrain``: the paper profile's render and pre-training settings
    (profiles/paper/settings.yaml) on a few hundred images: a render at 224 px, then ResNet-50
    pre-trained on it for ``--epochs`` epochs, each epoch's images/s from history.tsv (the first

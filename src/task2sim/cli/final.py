@@ -35,7 +35,7 @@ Usage::
     python -m task2sim.cli.final summary --choices results/final/choices.tsv --budget reward=reward \
         --budget final=c32_i180 --scores results/final/scores/*/*.tsv --config '{...}' ...
     python -m task2sim.cli.final scaling --choices results/final/choices.tsv --budgets c32_i60 c32_i180 \
-        --scores ... --tsv results/evaluate/scaling.tsv --png results/evaluate/scaling.png
+        --scores ... --tsv results/final/scaling.tsv --png results/final/scaling.png
 
 ``--config`` is the ``final`` section; ``--evaluate`` and ``--reward`` are the ``evaluate`` and
 ``reward`` sections (linear-probe grid, validation fraction; k and temperature). Every output gets
@@ -134,7 +134,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _final_cfg(args):
-    from ..compare import FinalConfig
+    from ..final import FinalConfig
 
     return stage_config(args, FinalConfig, "final")
 
@@ -146,7 +146,8 @@ def _predictor_name(policy: str) -> str:
 
 
 def run_choose(args: argparse.Namespace) -> dict:
-    from ..compare import CHOICE_COLUMNS, choose_configs, read_tsv
+    from ..final import CHOICE_COLUMNS, read_tsv
+    from ..final.choose import choose_configs
     from ..io import write_tsv
     from ..policy.data import ConfigSpace
     from ..reward.table import read_table_tsv
@@ -183,7 +184,8 @@ def _eval_cfgs(args, image_size: int, scratch: bool) -> dict:
 
 
 def _score(args, source: str, model: str | None, tasks: dict[str, str], cfg) -> tuple[list[dict], object]:
-    from ..compare import load_source, score_backbone
+    from ..backbones.features import load_source
+    from ..final.score import score_backbone
     from ..config import config_from_dict
     from ..reward.knn import RewardConfig
 
@@ -198,7 +200,7 @@ def _score(args, source: str, model: str | None, tasks: dict[str, str], cfg) -> 
 
 
 def run_score(args: argparse.Namespace) -> dict:
-    from ..compare import SCORE_COLUMNS
+    from ..final import SCORE_COLUMNS
     from ..io import write_tsv
 
     cfg = _final_cfg(args)
@@ -242,15 +244,16 @@ def run_predict(args: argparse.Namespace) -> dict:
 
 
 def run_measure(args: argparse.Namespace) -> dict:
-    from ..compare import configs_for, measured_config
+    from ..backbones.features import load_source
+    from ..backbones.models import backbone_cfg
+    from ..bits import configs_for
     from ..config import config_from_dict
+    from ..final.choose import measured_config
     from ..policy.data import ConfigSpace
     from ..reward.knn import RewardConfig, train_loo_score
-    from ..backbones.features import feature_model
-    from ..backbones.models import backbone_cfg
 
     rw = config_from_dict(RewardConfig, json_object_arg(args.reward, "--reward"), "reward")
-    models, sizes = {}, {}
+    models = {}
     for path in args.models:
         info = backbone_cfg(path)
         bits = info.get("render_bits")
@@ -258,7 +261,7 @@ def run_measure(args: argparse.Namespace) -> dict:
             raise ValueError(f"{path}: not a backbone pre-trained on a rendered configuration (no render_bits)")
         if bits in models:
             raise ValueError(f"--models: two backbones of configuration {bits} ({models[bits]}, {path})")
-        models[bits], sizes[bits] = path, int(info["input_size"][-1])
+        models[bits] = path
     if len(models) < 2:
         raise ValueError("--models: measured selection needs the backbones of at least two configurations")
     configs = configs_for(ConfigSpace.from_configs(models).vary_bits)
@@ -269,9 +272,8 @@ def run_measure(args: argparse.Namespace) -> dict:
                            task=args.task)
     scores, n_train = {}, 0
     for bits in configs:
-        net, _ = feature_model(models[bits])
-        scores[bits], n_train = train_loo_score(net, args.task_h5, sizes[bits], rw.k, rw.temperature, rw.batch_size,
-                                                args.device, progress=not args.no_progress)
+        scores[bits], n_train = train_loo_score(load_source(bits, models[bits]), args.task_h5, rw.k, rw.temperature,
+                                                rw.batch_size, args.device, progress=not args.no_progress)
     bits = measured_config(args.task, {args.task: scores}, configs)
     prediction = {"task": args.task, "bits": bits, "selection": "measure", "predictor": "measured",
                   "train_loo": scores, "n_train": n_train, "k": rw.k, "models": models}
@@ -281,15 +283,15 @@ def run_measure(args: argparse.Namespace) -> dict:
 
 
 def run_oneshot(args: argparse.Namespace) -> dict:
-    from ..compare import CompareError
     from ..backbones.models import backbone_cfg, load_backbone, save_backbone
+    from ..final import FinalError
 
     cfg = _final_cfg(args)
     prediction = json_object_arg(Path(args.prediction).read_text(), args.prediction)
     if prediction.get("task") != args.task or "bits" not in prediction:
-        raise CompareError(f"{args.prediction}: not a prediction for task {args.task!r}")
+        raise FinalError(f"{args.prediction}: not a prediction for task {args.task!r}")
     if prediction.get("selection") != cfg.selection:
-        raise CompareError(f"{args.prediction}: made by selection {prediction.get('selection')!r}, "
+        raise FinalError(f"{args.prediction}: made by selection {prediction.get('selection')!r}, "
                            f"but final.selection is {cfg.selection!r}")
     # p_bits: the predictor's probabilities (selection predict); measured selection has scores instead
     bits, probs = prediction["bits"], prediction.get("p_bits")
@@ -298,7 +300,7 @@ def run_oneshot(args: argparse.Namespace) -> dict:
     if args.best_fixed_model:
         fixed_bits = backbone_cfg(args.best_fixed_model).get("render_bits")
         if not fixed_bits:
-            raise CompareError(f"{args.best_fixed_model}: not a backbone pre-trained on a rendered configuration")
+            raise FinalError(f"{args.best_fixed_model}: not a backbone pre-trained on a rendered configuration")
     rec = Provenance.start("final_oneshot", cfg, seeds={"seed": args.seed},
                            inputs=[p for p in (args.prediction, args.model, args.best_fixed_model, args.task_h5) if p],
                            task=args.task, bits=bits, p_bits=probs, selection=cfg.selection)
@@ -334,22 +336,12 @@ def run_oneshot(args: argparse.Namespace) -> dict:
 
 
 def run_summary(args: argparse.Namespace) -> dict:
-    from ..compare import (
-        CONFIG_METHODS,
-        SUMMARY_COLUMNS,
-        CompareError,
-        configs_for,
-        margin_rows,
-        mean_over_seeds,
-        method_scores,
-        parse_budget,
-        picks,
-        plot_per_task,
-        read_scores_by_seed,
-        read_tsv,
-        summary_markdown,
-        summary_rows,
-    )
+    from ..bits import configs_for
+    from ..final import CONFIG_METHODS, FinalError, parse_budget, read_tsv
+    from ..final.choose import picks
+    from ..final.report import (SUMMARY_COLUMNS, margin_rows, mean_over_seeds, method_scores, plot_per_task,
+                                summary_markdown, summary_rows)
+    from ..final.score import read_scores_by_seed
     from ..io import atomic_path, write_tsv
 
     cfg = _final_cfg(args)
@@ -368,7 +360,7 @@ def run_summary(args: argparse.Namespace) -> dict:
         missing = sorted({(t, b) for t in splits for b in configs for ev in cfg.evaluations
                           if ("reward", b, t, ev) not in scores})
         if "reward" in budgets.values() and missing:
-            raise CompareError(f"scores: reward-budget configuration {missing[0][1]} is not scored on task "
+            raise FinalError(f"scores: reward-budget configuration {missing[0][1]} is not scored on task "
                                f"{missing[0][0]!r} at seed {seed} (Random there is the mean over every configuration)")
     ms_by_seed = {seed: method_scores(choices, scores, budgets, cfg.evaluations,
                                       final_methods=cfg.final_budget_methods, all_configs=configs)
@@ -409,7 +401,9 @@ def run_summary(args: argparse.Namespace) -> dict:
 
 
 def run_scaling(args: argparse.Namespace) -> dict:
-    from ..compare import plot_scaling, read_scores, read_tsv, scaling_rows
+    from ..final import read_tsv
+    from ..final.report import plot_scaling, scaling_rows
+    from ..final.score import read_scores
     from ..io import write_tsv
 
     rec = Provenance.start("final_scaling", seeds={"seed": args.seed}, inputs=[args.choices, *args.scores],

@@ -77,9 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_knn(args: argparse.Namespace) -> dict:
+    from ..backbones.features import load_source
     from ..reward.knn import RewardConfig, compute_reward
-    from ..backbones.features import feature_model
-    from ..backbones.models import backbone_cfg
 
     cfg = stage_config(args, RewardConfig, "reward")
     bits = validate_bits(args.bits)
@@ -88,20 +87,17 @@ def run_knn(args: argparse.Namespace) -> dict:
         raise ValueError(f"--task ({n}), --task-h5 ({len(args.task_h5)}), --out ({len(args.out)})"
                          f"{' and --features (%d)' % len(args.features) if args.features else ''}"
                          " must have one entry per task")
-    pcfg = backbone_cfg(args.model)
-    trained_on = pcfg.get("render_bits")
+    bb = load_source(bits, args.model)
+    trained_on = bb.cfg.get("render_bits")
     if trained_on and trained_on != bits:  # its reward would land in another configuration's cell
         raise ValueError(f"{args.model}: a backbone pre-trained on the {trained_on} render, scored as --bits {bits}")
-    size = int(pcfg["input_size"][-1])
-    net, name = feature_model(args.model)
     for i, (task, task_h5, out_path) in enumerate(zip(args.task, args.task_h5, args.out)):
         features = args.features[i] if args.features else None
         rec = Provenance.start("reward", cfg, inputs=[args.model, task_h5], task=task, bits=bits,
-                               model_name=name, image_size=size)
+                               model_name=bb.name, image_size=bb.image_size)
         t0 = time.perf_counter()
-        r = compute_reward(net, name, args.model, task_h5, size, k=cfg.k, temperature=cfg.temperature,
-                           cache=features, batch_size=cfg.batch_size, device=args.device,
-                           progress=not args.no_progress)
+        r = compute_reward(bb, task_h5, k=cfg.k, temperature=cfg.temperature, cache=features,
+                           batch_size=cfg.batch_size, device=args.device, progress=not args.no_progress)
         out = {"bits": bits, "task": task, "knn5_top1": r["knn5_top1"], "knn5_train_loo": r["knn5_train_loo"],
                "k": r["k"],
                "temperature": r["temperature"], "feature_dim": r["feature_dim"], "n_train": r["n_train"],

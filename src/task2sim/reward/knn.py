@@ -15,16 +15,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..backbones.features import cache_key, extract_features, l2_normalise, task_features
+from ..backbones.features import Backbone, extract_features, features, l2_normalise
 from ..backbones.images import EvalImages
-from ..backbones.preprocess import normalisation
 from ..backbones.runtime import resolve_device
 
 log = logging.getLogger(__name__)
@@ -71,14 +68,15 @@ def knn_loo_accuracy(features, labels, **kw: Any) -> float:
     return knn_accuracy(features, labels, None, labels, **kw)
 
 
-def train_loo_score(model: nn.Module, task_h5: str | os.PathLike, image_size: int, k: int, temperature: float,
+def train_loo_score(bb: Backbone, task_h5: str | os.PathLike, k: int, temperature: float,
                     batch_size: int = 256, device: str = "auto", progress: bool = True) -> tuple[float, int]:
-    """(5-NN left-one-out accuracy %, number of images) within the training split of ``task_h5``:
-    the features of that split only (the test split is never opened). Measured selection for a
-    task outside the reward table (``task2sim.cli.final measure``)."""
+    """(5-NN left-one-out accuracy %, number of images) of backbone ``bb`` within the training split
+    of ``task_h5``: the features of that split only (the test split is never opened). Measured
+    selection for a task outside the reward table (``task2sim.cli.final measure``)."""
     dev = resolve_device(device)
-    train = EvalImages(task_h5, "train", image_size)
-    f, y = extract_features(model, train, batch_size, dev, progress=progress, desc="train features")
+    train = EvalImages(task_h5, "train", bb.image_size)
+    f, y = extract_features(bb.model, train, batch_size, dev, progress=progress, desc="train features",
+                            mean=bb.mean, std=bb.std)
     return knn_loo_accuracy(f, y, n_classes=int(train.n_classes), k=k, temperature=temperature, device=dev), len(y)
 
 
@@ -91,24 +89,18 @@ class RewardConfig:
     batch_size: int      # runtime only: feature extraction batch
 
 
-def compute_reward(model: nn.Module, model_name: str, checkpoint: str | os.PathLike | None,
-                   task_h5: str | os.PathLike, image_size: int, k: int, temperature: float,
+def compute_reward(bb: Backbone, task_h5: str | os.PathLike, k: int, temperature: float,
                    cache: str | os.PathLike | None = None, batch_size: int = 256,
-                   device: str = "auto", chunk: int = 1024, progress: bool = True,
-                   seed: int = 0) -> dict[str, Any]:
-    """k-NN top-1 (%) on one task of ``model`` (from ``feature_model``: the backbone stored in
-    ``checkpoint``, or ``model_name`` at random init from ``seed`` when it is None)."""
-    checkpoint = Path(checkpoint) if checkpoint else None
-    task_h5 = Path(task_h5)
-    mean, std = normalisation(model)
-    key = cache_key(model_name, checkpoint, task_h5, image_size, mean, std, seed)
-    fs = task_features(model, task_h5, image_size, cache, key, batch_size, device, progress, mean, std)
+                   device: str = "auto", chunk: int = 1024, progress: bool = True) -> dict[str, Any]:
+    """k-NN top-1 (%) of backbone ``bb`` (``load_source``) on one task, and the same vote left-one-out
+    within the training split; the features are read from or written to ``cache``."""
+    fs = features(bb, task_h5, cache, batch_size, device, progress)
     train, test = l2_normalise(fs.train), l2_normalise(fs.test)
+    dev = resolve_device(device)
     acc = knn_accuracy(train, fs.train_labels, test, fs.test_labels, n_classes=fs.n_classes,
-                       k=k, temperature=temperature, chunk=chunk,
-                       device=resolve_device(device))
+                       k=k, temperature=temperature, chunk=chunk, device=dev)
     loo = knn_loo_accuracy(train, fs.train_labels, n_classes=fs.n_classes, k=k, temperature=temperature,
-                           chunk=chunk, device=resolve_device(device))
+                           chunk=chunk, device=dev)
     return {"knn5_top1": acc, "knn5_train_loo": loo, "k": k, "temperature": temperature,
             "feature_dim": int(fs.train.shape[1]),
-            "n_train": int(len(fs.train)), "n_test": int(len(fs.test)), "image_size": image_size}
+            "n_train": int(len(fs.train)), "n_test": int(len(fs.test)), "image_size": bb.image_size}

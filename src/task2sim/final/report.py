@@ -1,300 +1,20 @@
-"""The payoff of Task2Sim: one-shot pre-training for a task and the final comparison (docs/final.md).
-
-- ``choose_configs``: the configuration each method picks per task (Task2Sim's predictions,
-  measured selection = the best 5-NN left-one-out on the task's own training split over every
-  reward-budget backbone, Random with a fixed seed per task, Domain Randomisation = every varied
-  bit on, Domain Randomisation with all 8 bits on (the paper's; needs a render outside the reward
-  table, so it is scored at the final budget only unless every bit varies), the best single
-  configuration on the seen tasks of the reward table).
-- ``score_backbone``: one backbone (pre-trained, random-init "scratch", or the real ImageNet
-  EfficientNet-Lite0 reference) on several tasks: pooled features computed once per task, then the
-  5-NN accuracy (docs/algorithms.md, "Reward") and the linear probe of ``train.evaluate`` on those
-  features (grid chosen on a validation split of the training set), and optionally the full
-  fine-tune (profiles/paper).
-- ``summary_rows``/``summary_markdown``/``plot_per_task``: the paper's Tables 2/3 (seen and unseen
-  averages per method, evaluation and budget) and its per-task bar charts (Figs. 3/4);
-  ``scaling_rows``/``plot_scaling``: its Fig. 8 (Task2Sim vs Domain Randomisation against the
-  number of pre-training images).
-"""
+"""The comparison's tables and figures: per-method means over seeds and tasks, margins with their
+intervals, per-task bars, the scaling curve."""
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
-import time
-import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .bits import N_BITS, configs_for
-from .errors import Task2SimError
+from . import ALL_ON, CONFIG_METHODS, LABELS, METHODS, parse_budget
+from .choose import picks
 
 log = logging.getLogger(__name__)
-
-# Domain Randomisation as the paper has it: every simulation parameter on.
-ALL_ON = "1" * N_BITS
-# Methods in the order of the tables; the last two are not simulator configurations.
-CONFIG_METHODS = ("task2sim", "measured", "random", "domain_randomisation", "domain_randomisation_all",
-                  "best_fixed")
-METHODS = CONFIG_METHODS + ("scratch", "imagenet")
-LABELS = {"task2sim": "Task2Sim", "measured": "Measured selection (5-NN, train split)", "random": "Random",
-          "domain_randomisation": "Domain Randomisation (varied bits)",
-          "domain_randomisation_all": "Domain Randomisation (all 8 bits)", "best_fixed": "Best single config (seen)",
-          "scratch": "Scratch (random init)", "imagenet": "ImageNet EfficientNet-Lite0 (reference)"}
-EVALUATIONS = ("knn5", "linear", "finetune")
-CHOICE_COLUMNS = ("task", "split", "method", "bits")
-SCORE_COLUMNS = ("task", "source", "evaluation", "top1", "chosen", "n_train", "n_test", "seconds")
-
-
-class CompareError(Task2SimError, ValueError):
-    """An input of the final stage is missing or inconsistent; the message names it."""
-
-
-@dataclass
-class FinalConfig:
-    """The ``final`` config section (defaults: schemas/config.schema.yaml)."""
-
-    classes: int
-    images_per_class: int
-    epochs: int | None
-    final_budget_methods: list[str]
-    random_seed: int
-    random_draws: int
-    selection: str
-    evaluations: list[str]
-    imagenet_image_size: int
-    scaling_images_per_class: list[int]
-
-
-def budget_name(classes: int, images_per_class: int) -> str:
-    """The ``{budget}`` wildcard of a render size: ``c32_i180`` = 32 classes x 180 images."""
-    return f"c{int(classes)}_i{int(images_per_class)}"
-
-
-def parse_budget(name: str) -> tuple[int, int]:
-    try:
-        c, i = name.split("_")
-        if c[0] != "c" or i[0] != "i":
-            raise ValueError
-        return int(c[1:]), int(i[1:])
-    except (ValueError, IndexError):
-        raise CompareError(f"budget {name!r} is not c<classes>_i<images per class>") from None
-
-
-# --- choices --------------------------------------------------------------------------------------
-
-
-def read_tsv(path: str | os.PathLike) -> list[dict[str, str]]:
-    try:
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f, delimiter="\t"))
-    except OSError as e:
-        raise CompareError(f"{path}: cannot read ({e.strerror})") from None
-
-
-def random_configs(task: str, configs: Sequence[str], seed: int, draws: int) -> list[str]:
-    """Random's configurations for ``task``: ``draws`` distinct ones drawn uniformly from
-    ``configs`` (all of them when ``draws >= len(configs)``, in their order: the exact mean) by a
-    generator seeded by (seed, crc32 of the task id), so that adding a task changes no other
-    task's draws. Random's score on the task is the mean over them (``method_scores``)."""
-    if draws >= len(configs):
-        return list(configs)
-    rng = np.random.default_rng([int(seed), zlib.crc32(task.encode())])
-    return [configs[int(i)] for i in rng.choice(len(configs), size=int(draws), replace=False)]
-
-
-def best_fixed_config(table: Mapping[str, Mapping[str, float]], seen: Sequence[str], configs: Sequence[str]) -> str:
-    """The configuration with the best mean reward over the seen tasks (first of equals): the
-    policy stage's fixed rule ``best_fixed`` (policy.predictors), so the two cannot disagree."""
-    from .policy.predictors import BestFixed
-
-    missing = [(t, b) for t in seen for b in configs if b not in table.get(t, {})]
-    if missing:
-        raise CompareError(f"reward table: no reward for task {missing[0][0]!r}, configuration {missing[0][1]}")
-    rewards = np.array([[table[t][b] for b in configs] for t in seen], dtype=np.float64)
-    return configs[int(BestFixed().choose(rewards, None))]
-
-
-def measured_config(task: str, measured: Mapping[str, Mapping[str, float]], configs: Sequence[str]) -> str:
-    """Measured selection for ``task``: the configuration whose reward-budget backbone has the best
-    5-NN accuracy left-one-out within the task's training split (``measured``: train_loo.tsv of
-    the reward stage; first of equals). No test image and no other task is read."""
-    row = measured.get(task, {})
-    missing = [b for b in configs if b not in row]
-    if missing:
-        raise CompareError(f"measured table: no training-split score for task {task!r}, configuration {missing[0]}")
-    return configs[int(np.argmax([row[b] for b in configs]))]
-
-
-def choose_configs(table: Mapping[str, Mapping[str, float]], predictions: Sequence[Mapping[str, str]],
-                   vary_bits: Sequence[int], random_seed: int,
-                   measured: Mapping[str, Mapping[str, float]], random_draws: int = 1) -> list[dict[str, str]]:
-    """One row per (task, method), ``random_draws`` rows for Random: the configuration each
-    configuration-choosing method gives each task of ``predictions`` (predictions.tsv of the
-    policy stage; Task2Sim's is ``heldout_bits``: a seen task's from the predictor fitted without
-    it). ``split``: seen/unseen as the policy had it, ``new`` for a task outside the
-    reward table (the one-shot path). ``measured``: {task: {bits: 5-NN left-one-out on the
-    training split}} (``measured_config``)."""
-    configs = configs_for(vary_bits)
-    seen = [p["task"] for p in predictions if p["split"] == "seen"]
-    if not seen:
-        raise CompareError("predictions: no seen task")
-    best = best_fixed_config(table, seen, configs)
-    rows = []
-    for p in predictions:
-        task = p["task"]
-        split = p["split"] if task in table else "new"
-        chosen = {"task2sim": [p["heldout_bits"]], "measured": [measured_config(task, measured, configs)],
-                  "random": random_configs(task, configs, random_seed, random_draws),
-                  "domain_randomisation": [configs[-1]], "domain_randomisation_all": [ALL_ON], "best_fixed": [best]}
-        rows += [{"task": task, "split": split, "method": m, "bits": b} for m in CONFIG_METHODS for b in chosen[m]]
-    return rows
-
-
-def picks(choices: Sequence[Mapping[str, str]]) -> dict[tuple[str, str], list[str]]:
-    """{(task, method): [bits, ...]} of choices.tsv rows: one configuration per method, several
-    for Random (its draws)."""
-    out: dict[tuple[str, str], list[str]] = {}
-    for c in choices:
-        out.setdefault((c["task"], c["method"]), []).append(c["bits"])
-    return out
-
-
-# --- scoring --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Backbone:
-    """What to score: ``source`` (a config string, ``scratch`` or ``imagenet``), the feature
-    network (classifier dropped), its timm name, input size and normalisation, and the
-    checkpoint that fine-tuning starts from (None: scratch / not available)."""
-
-    source: str
-    model: Any
-    name: str
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    checkpoint: str | None
-
-
-def load_source(source: str, checkpoint: str | None, model_name: str | None, image_size: int | None,
-                seed: int) -> Backbone:
-    """The network behind ``source``: a pre-trained checkpoint (its own size and normalisation),
-    ``scratch`` (``model_name`` at random init from ``seed``, ``image_size``) or ``imagenet`` (the
-    packaged EfficientNet-Lite0 with real ImageNet weights, fed ``image_size`` pixels)."""
-    from .backbones.features import feature_model
-    from .backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
-    from .backbones.models import backbone_cfg
-
-    if source == "imagenet":
-        from .backbones.imagenet import imagenet_model
-
-        model = imagenet_model()
-        model.reset_classifier(0)
-        cfg = model.pretrained_cfg
-        return Backbone(source, model, "efficientnet_lite0", int(image_size), tuple(cfg["mean"]), tuple(cfg["std"]),
-                        None)
-    if source == "scratch":
-        net, name = feature_model(None, model_name, seed=seed)
-        return Backbone(source, net, name, int(image_size), tuple(IMAGENET_MEAN), tuple(IMAGENET_STD), None)
-    if checkpoint is None:
-        raise CompareError(f"source {source}: a pre-trained source needs its model.pt")
-    info = backbone_cfg(checkpoint)
-    net, name = feature_model(checkpoint)
-    return Backbone(source, net, name, int(info["input_size"][-1]), tuple(info.get("mean", IMAGENET_MEAN)),
-                    tuple(info.get("std", IMAGENET_STD)), checkpoint)
-
-
-def score_backbone(bb: Backbone, tasks: Mapping[str, str], evaluations: Sequence[str],
-                   eval_cfgs: Mapping[str, Any], k: int, temperature: float, seed: int,
-                   device: str = "auto", caches: Mapping[str, str] | None = None,
-                   batch_size: int = 256) -> list[dict[str, Any]]:
-    """Rows (task, source, evaluation, top1, chosen, n_train, n_test, seconds) of ``bb`` on each
-    task ``{task: data.h5}``. ``eval_cfgs``: ``EvalConfig`` per probe method (linear, finetune).
-    Features are computed once per task (the reward stage's, when ``caches`` {task: .npz} holds
-    them for this backbone: then the 5-NN is the reward table's cell) and shared by the 5-NN and
-    the linear probe; fine-tuning trains the whole network from ``bb.checkpoint`` (or from random
-    init for scratch). ``batch_size``: of the feature extraction (reward.batch_size)."""
-    from .backbones.features import cache_key, l2_normalise, task_features
-    from .reward.knn import knn_accuracy
-    from .backbones.runtime import derive_seed, resolve_device
-    from .train.evaluate import evaluate, linear_probe, validation_split
-
-    dev = resolve_device(device)
-    caches = dict(caches or {})
-    if caches and bb.checkpoint is None:
-        raise CompareError(f"source {bb.source}: feature caches are for pre-trained backbones only")
-    rows = []
-    for task, h5 in tasks.items():
-        t0 = time.perf_counter()
-        key = cache_key(bb.name, bb.checkpoint, h5, bb.image_size, bb.mean, bb.std) if task in caches else ""
-        fs = task_features(bb.model, h5, bb.image_size, caches.get(task), key, batch_size, dev, progress=False,
-                           mean=bb.mean, std=bb.std, write_cache=False)
-        ftr, ytr, fte, yte, n_classes = fs.train, fs.train_labels, fs.test, fs.test_labels, fs.n_classes
-        base = {"task": task, "source": bb.source, "n_train": len(ytr), "n_test": len(yte)}
-        t_feat = time.perf_counter() - t0
-        for ev in evaluations:
-            t1 = time.perf_counter()
-            if ev == "knn5":
-                top1 = knn_accuracy(l2_normalise(ftr), ytr, l2_normalise(fte), yte, n_classes=n_classes, k=k,
-                                    temperature=temperature, device=dev)
-                chosen = {"k": k, "temperature": temperature}
-            elif ev == "linear":
-                cfg = eval_cfgs["linear"]
-                split = validation_split(ytr, cfg.val_fraction, derive_seed(cfg.seed, 7), where=h5)
-                r = linear_probe(ftr, ytr, fte, yte, n_classes, cfg, split, dev)
-                top1, chosen = r["test_top1"], r["chosen"]
-            elif ev == "finetune":
-                if bb.source == "imagenet":
-                    log.info("%s: no fine-tune of the ImageNet reference (knn5 and linear only)", task)
-                    continue
-                cfg = eval_cfgs["finetune"]
-                r = evaluate(bb.name, bb.checkpoint, h5, cfg, progress=False)
-                top1, chosen = r["test_top1"], r["chosen"]
-            else:
-                raise CompareError(f"unknown evaluation {ev!r} (known: {', '.join(EVALUATIONS)})")
-            secs = time.perf_counter() - t1 + (t_feat if ev != "finetune" else 0.0)
-            rows.append({**base, "evaluation": ev, "top1": round(float(top1), 4), "chosen": chosen,
-                         "seconds": round(secs, 2)})
-            log.info("%s %s %s: %.2f", bb.source, task, ev, top1)
-    return rows
-
-
-def read_scores(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str, str, str], float]:
-    """{(budget, source, task, evaluation): top1} from score TSVs at .../scores/{budget}/{source}.tsv."""
-    out = {}
-    for p in paths:
-        budget = Path(p).parent.name
-        for r in read_tsv(p):
-            out[(budget, r["source"], r["task"], r["evaluation"])] = float(r["top1"])
-    return out
-
-
-def score_seed(path: str | os.PathLike) -> str | None:
-    """The evaluation seed of a score TSV at .../seeds/{seed}/scores/{budget}/{source}.tsv
-    (final.seeds), None for the run's own backbones (.../scores/{budget}/{source}.tsv)."""
-    parts = Path(path).parts
-    return parts[-4] if len(parts) >= 5 and parts[-5] == "seeds" and parts[-3] == "scores" else None
-
-
-def read_scores_by_seed(paths: Sequence[str | os.PathLike]) -> dict[str | None, dict[tuple[str, str, str, str], float]]:
-    """read_scores per evaluation seed (``score_seed``). The run's own scores and seeded ones do
-    not mix: a comparison is scored on one or the other."""
-    by: dict[str | None, list] = {}
-    for p in paths:
-        by.setdefault(score_seed(p), []).append(p)
-    if None in by and len(by) > 1:
-        raise CompareError("scores: the run's own backbones and final.seeds' backbones mixed in one comparison")
-    return {s: read_scores(ps) for s, ps in sorted(by.items(), key=lambda kv: int(kv[0] or -1))}
-
-
-# --- tables and figures ---------------------------------------------------------------------------
 
 
 def method_scores(choices: Sequence[Mapping[str, str]], scores: Mapping[tuple, float], budgets: Mapping[str, str],
@@ -374,7 +94,7 @@ def margin_rows(ms_by_seed: Mapping[Any, Mapping[tuple[str, str, str], Mapping[s
     its tasks; with one seed, Student's t over the tasks). Only where both methods have every task
     of the split on every seed. ``verdict``: ahead / behind when the interval excludes 0, else
     "not shown"."""
-    from .stats import crossed_interval
+    from ..stats import crossed_interval
 
     runs = list(ms_by_seed.values())
     n_split = {k: sum(v == k for v in splits.values()) for k in ("seen", "unseen")}
@@ -538,7 +258,7 @@ def plot_per_task(ms: Mapping[tuple[str, str, str], Mapping[str, float]], splits
     """Grouped bars, one panel per (budget, evaluation): each task's accuracy per method (Figs. 3/4)."""
     from matplotlib.figure import Figure
 
-    from .figures import save_figure
+    from ..figures import save_figure
 
     tasks = [t for t, s in splits.items() if s == split]
     panels = [(b, ev) for b in budgets for ev in evaluations]
@@ -591,7 +311,7 @@ def scaling_rows(choices: Sequence[Mapping[str, str]], scores: Mapping[tuple, fl
 def plot_scaling(rows: Sequence[Mapping[str, str]], path: str | os.PathLike, title: str) -> Path:
     from matplotlib.figure import Figure
 
-    from .figures import save_figure
+    from ..figures import save_figure
 
     fig = Figure(figsize=(5.5, 3.8))
     ax = fig.subplots()
