@@ -13,6 +13,7 @@ from task2sim.asg.data import ClassMismatch, Split, load_source, load_target, ma
 from task2sim.asg.model import ASGNet, asg_loss, backbone_groups, layer_groups, proxy_kl
 from task2sim.asg.policy import SCALES, LRPolicy, MovingBaseline, observation, reinforce_update, returns_to_go
 from task2sim.asg.train import ASGConfig, Fit, PolicyDriver, RandomDriver
+from task2sim.backbones.models import load_backbone
 from task2sim.config import config_from_dict
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -229,6 +230,9 @@ def test_cli_policy_finetune_summary(cli_files, capsys):
         assert meta["params"]["method"] == m
         ck = torch.load(out / m / "model.pt", map_location="cpu", weights_only=True)
         assert ck["pretrained_cfg"]["new_head"]["class_names"] == ["0", "1", "2", "3"]
+        assert ck["new_head"]["weight"].shape[0] == 4
+    student, pcfg = load_backbone(out / "asg" / "model.pt")  # the one loader rebuilds the student
+    assert pcfg["method"] == "asg" and student.num_classes == 1000
     assert rows[-1]["imagenet_agreement"] == 100.0      # head_only never moves the backbone
     assert (out / "curves.png").is_file() and (out / "schedule.png").is_file()
     assert (out / "asg" / "schedule.tsv").read_text().startswith("step\tstem\t")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path, save_torch
+from ..io import atomic_path
 from ..figures import save_figure
 
 COLUMNS = ("epoch", "step", "train_ce", "train_kl", "train_loss", "source_val_acc", "target_acc",
@@ -58,23 +58,21 @@ def write_schedule_tsv(schedule: list[dict], group_names: list[str], path: str |
 
 def save_asg_model(path: str | os.PathLike, net, cfg, method: str, class_names: list[str],
                    base_lrs: list[float], group_names: list[str]) -> dict:
-    """model.pt: the student (timm ``state_dict``, its 1000-class ImageNet classifier included and
-    unchanged), ``new_head`` (Linear weights for ``class_names``) and a ``pretrained_cfg`` saying
-    what they are."""
+    """model.pt (``backbones.models.save_backbone``): the student (its 1000-class ImageNet
+    classifier included and unchanged), ``new_head`` (Linear weights for ``class_names``) and a
+    ``pretrained_cfg`` saying what they are; ``load_backbone`` rebuilds the student."""
+    from ..backbones.models import save_backbone
+    from ..backbones.preprocess import normalisation
+
     student = net.student
-    pcfg = {**dict(getattr(student, "pretrained_cfg", None) or {}),
-            "architecture": cfg.model, "input_size": (3, cfg.input_size, cfg.input_size),
-            "num_classes": 1000, "num_features": int(student.num_features),
-            "new_head": {"num_classes": len(class_names), "class_names": list(class_names)},
-            "what": (f"ASG fine-tuned {cfg.model} (method {method}): student weights with the frozen "
-                     f"ImageNet classifier, plus new_head Linear({int(student.num_features)}, "
-                     f"{len(class_names)}) for the synthetic classes; BatchNorm statistics frozen"),
-            "method": method, "layer_groups": list(group_names), "base_lrs": list(base_lrs),
-            "asg_config": dataclasses.asdict(cfg)}
-    state = {k: v.detach().cpu() for k, v in student.state_dict().items()}
-    head = {k: v.detach().cpu() for k, v in net.new_head.state_dict().items()}
-    save_torch(path, {"state_dict": state, "new_head": head, "pretrained_cfg": pcfg})
-    return pcfg
+    mean, std = normalisation(student)
+    what = (f"ASG fine-tuned {cfg.model} (method {method}): student weights with the frozen ImageNet classifier, "
+            f"plus new_head Linear({int(student.num_features)}, {len(class_names)}) for the synthetic classes; "
+            "BatchNorm statistics frozen")
+    return save_backbone(path, student, cfg.model, cfg.input_size, mean, std, extra={"new_head": net.new_head},
+                         new_head={"num_classes": len(class_names), "class_names": list(class_names)}, what=what,
+                         method=method, layer_groups=list(group_names), base_lrs=list(base_lrs),
+                         asg_config=dataclasses.asdict(cfg))
 
 
 def _label(method: str) -> str:

@@ -94,17 +94,21 @@ def create_backbone(name: str, num_classes: int, checkpoint_path: str | os.PathL
 
 
 def save_backbone(path: str | os.PathLike, model: nn.Module, name: str, image_size: int,
-                  mean: tuple[float, ...], std: tuple[float, ...], **info: Any) -> dict[str, Any]:
+                  mean: tuple[float, ...], std: tuple[float, ...], extra: dict[str, nn.Module] | None = None,
+                  **info: Any) -> dict[str, Any]:
     """Write ``model.pt``: the weights plus a timm-style ``pretrained_cfg`` saying what they are
     (architecture, input size, classes, feature size, normalisation). ``timm.create_model(name,
-    checkpoint_path=path)`` still loads it (timm reads the ``state_dict`` key). ``info``: more about
-    the weights (``render_bits``: the configuration they were trained on)."""
+    checkpoint_path=path)`` still loads it (timm reads the ``state_dict`` key), and so does
+    ``load_backbone``. ``info``: more about the weights (``render_bits``: the configuration they
+    were trained on); ``extra``: more modules stored beside them under their own keys (ASG's
+    ``new_head``)."""
     cfg = {**dict(getattr(model, "pretrained_cfg", None) or {}), "architecture": name,
            "input_size": (3, int(image_size), int(image_size)), "num_classes": int(model.num_classes),
            "num_features": int(model.num_features), "mean": tuple(mean), "std": tuple(std), **info}
     # contiguous: a channels-last training layout (backbones.runtime.to_device) is not part of the weights
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_torch(path, {"state_dict": state, "pretrained_cfg": cfg})
+    more = {k: {n: v.detach().cpu() for n, v in m.state_dict().items()} for k, m in (extra or {}).items()}
+    save_torch(path, {"state_dict": state, **more, "pretrained_cfg": cfg})
     return cfg
 
 
