@@ -99,16 +99,18 @@ class ASGConfig:
 
 
 class Normaliser:
+    """uint8 batches onto ``device``, normalised by ``model``'s own statistics (``normalize_batch``)."""
+
     def __init__(self, model: nn.Module, device: torch.device):
         from ..backbones.preprocess import normalisation
 
-        mean, std = normalisation(model)
-        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
+        self.mean, self.std = normalisation(model)
         self.device = device
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.to(self.device).float() - self.mean) / self.std
+        from ..backbones.images import normalize_batch
+
+        return normalize_batch(x.to(self.device), self.mean, self.std)
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
