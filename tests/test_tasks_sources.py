@@ -9,22 +9,22 @@ import numpy as np
 import pytest
 
 from task2sim.tasks import TaskDataError, TaskSettings, prepare_task, task_settings
-from task2sim.tasks import sources
+from task2sim.tasks.sources import crops, drawn, fixed, folders
 
 NEEDS = {  # source -> (folder it reads, Debian package that ships it)
-    "fashion": (sources.FASHION_DIR, "dataset-fashion-mnist"),
-    "materials": (sources.GIMP_PATTERNS_DIR, "gimp-data"),
-    "clipart": (sources.OPENCLIPART_DIR, "openclipart-png"),
-    "glyphs": (sources.DEJAVU_DIR, "fonts-dejavu-core"),
-    "icons": (sources.OPENCLIPART_DIR, "openclipart-png"),
-    "kanji": (sources.KANJIDRAW_DATA, "python3-kanjidraw"),
-    "strokes": (sources.KANJIDRAW_DATA, "python3-kanjidraw"),
-    "scripts": (sources.NOTO_DIR, "fonts-noto-core"),
-    "devanagari": (sources.NOTO_DIR, "fonts-noto-core"),
-    "georgian": (sources.NOTO_DIR, "fonts-noto-core"),
-    "cherokee": (sources.NOTO_DIR, "fonts-noto-core"),
+    "fashion": (fixed.FASHION_DIR, "dataset-fashion-mnist"),
+    "materials": (crops.GIMP_PATTERNS_DIR, "gimp-data"),
+    "clipart": (folders.OPENCLIPART_DIR, "openclipart-png"),
+    "glyphs": (drawn.DEJAVU_DIR, "fonts-dejavu-core"),
+    "icons": (folders.OPENCLIPART_DIR, "openclipart-png"),
+    "kanji": (drawn.KANJIDRAW_DATA, "python3-kanjidraw"),
+    "strokes": (drawn.KANJIDRAW_DATA, "python3-kanjidraw"),
+    "scripts": (drawn.NOTO_DIR, "fonts-noto-core"),
+    "devanagari": (drawn.NOTO_DIR, "fonts-noto-core"),
+    "georgian": (drawn.NOTO_DIR, "fonts-noto-core"),
+    "cherokee": (drawn.NOTO_DIR, "fonts-noto-core"),
     # gimp-data makes the folder too; the extras are the *.pat files at its top level
-    "patterns": (sources.GIMP_PATTERNS_DIR / "3dweave.pat", "gimp-data-extras"),
+    "patterns": (crops.GIMP_PATTERNS_DIR / "3dweave.pat", "gimp-data-extras"),
 }
 # source -> (n_classes, (H, W, C)) at native size
 EXPECTED = {
@@ -127,7 +127,7 @@ def test_materials_names_a_bad_pattern(tmp_path, monkeypatch):
     # the shared reader (task2sim.gimp_pat, tested in test_assets) fails as a task input error here
     (tmp_path / "Stone").mkdir()
     (tmp_path / "Stone" / "bad.pat").write_bytes(struct.pack(">5I4s", 25, 1, 4, 3, 3, b"XXXX") + b"\0")
-    monkeypatch.setattr(sources, "GIMP_PATTERNS_DIR", tmp_path)
+    monkeypatch.setattr(crops, "GIMP_PATTERNS_DIR", tmp_path)
     with pytest.raises(TaskDataError, match="Stone/bad.pat: not a GIMP pattern"):
         _prepare("materials")
 

@@ -172,3 +172,9 @@ def stack_images(arrays: list[np.ndarray], names: list[Path], key_hint: str) -> 
     if any(a.shape[-1] == 3 for a in arrays):
         arrays = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in arrays]
     return np.stack(arrays).astype(np.uint8)
+
+
+def require_dir(path: Path, package: str) -> Path:
+    if not path.is_dir():
+        raise TaskDataError(f"source folder not found: {path} (install the Debian package {package})")
+    return path
