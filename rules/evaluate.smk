@@ -2,6 +2,9 @@
 # Code: task2sim.train.evaluate, CLI task2sim.cli.evaluate; docs/training.md.
 
 
+include: "evaluate_common.smk"
+
+
 rule evaluate_downstream:
     input:
         unpack(evaluate_inputs),

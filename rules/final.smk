@@ -7,6 +7,9 @@
 # tasks and methods share them. Code: task2sim.final (choose, score, report), CLI task2sim.cli.final.
 
 
+include: "final_common.smk"
+
+
 checkpoint final_choose:
     input:
         table=rules.reward_table.output.tsv,

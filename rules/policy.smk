@@ -2,6 +2,9 @@
 # rewards from the table. Code: task2sim.policy, CLI task2sim.cli.policy, docs/policy.md.
 
 
+include: "policy_common.smk"
+
+
 rule policy_train:
     input:
         table="results/rewards/table.tsv",

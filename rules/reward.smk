@@ -2,6 +2,9 @@
 # Code: task2sim.reward (knn, table, plot), CLI task2sim.cli.reward.
 
 
+include: "reward_common.smk"
+
+
 # One job per backbone scores every task: loading torch + timm costs ~5 s per process, more than
 # the 5-NN of a CPU-sized task (~1-4 s), so per-(config, task) jobs would mostly start up.
 # The outputs are still one file per (config, task).

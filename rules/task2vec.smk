@@ -2,6 +2,9 @@
 # Code: task2sim.task2vec, CLI task2sim.cli.task2vec; docs/task2vec.md.
 
 
+include: "task2vec_common.smk"
+
+
 rule task2vec_embed:
     input:
         task="results/tasks/{task}/data.h5",
