@@ -45,6 +45,7 @@ rule render_variations:
             caption="../docs/report/render_variations.rst",
             labels={"figure": "variations"},
         ),
+        meta="results/renders/variations.meta.json",
     log:
         "logs/renders/variations.log",
     benchmark:
@@ -60,7 +61,7 @@ rule render_variations:
         seed=config["seed"],
     shell:
         "python -m task2sim.cli.render variations --config {params.config:q}"
-        " --runtime {resources.config_runtime:q} --seed {params.seed} --out {output} > {log} 2>&1"
+        " --runtime {resources.config_runtime:q} --seed {params.seed} --out {output[0]} > {log} 2>&1"
 
 
 FINAL_TARGETS.extend(expand("results/renders/{bits}/preview.png", bits=all_bits()))

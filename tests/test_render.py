@@ -238,6 +238,16 @@ def shared_cache(tmp_path_factory):
     return SHARED_CACHE
 
 
+def test_variations_figure_has_its_provenance_record(tmp_path, shared_cache):
+    out = tmp_path / "variations.png"
+    rc = render_main(["variations", "--config", json.dumps(SMALL), "--runtime",
+                      json.dumps({"cache_dir": str(shared_cache)}), "--seed", "3", "--out", str(out)])
+    assert rc == 0 and out.is_file()
+    rec = json.loads((tmp_path / "variations.meta.json").read_text())
+    assert rec["stage"] == "render_variations" and rec["seeds"] == {"scene": 3}
+    assert rec["outputs"] == [str(out)]
+
+
 def test_render_dataset_layout_and_identical_reruns(tmp_path, shared_cache):
     cfg = small_cfg(shared_cache)
     outs = [tmp_path / "a", tmp_path / "b"]

@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict | None:
     cfg = stage_config(args, RenderConfig, "render")
     if args.command == "variations":
+        rec = Provenance.start("render_variations", cfg, seeds={"scene": args.seed})
         render_variations(cfg, args.out, seed=args.seed)
+        rec.finish([args.out])
         return None
     bits = validate_bits(args.bits)
     rec = Provenance.start("render", cfg, seeds={"scene": args.seed}, bits=bits)
