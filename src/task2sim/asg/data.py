@@ -21,8 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import Task2SimError
 from ..backbones.images import read_arrays, read_meta
+from ..errors import Task2SimError
+from ..tasks.prepare import stratified_split
 
 # The digit source: the extruded-glyph procedural classes '0'..'9' (DejaVu fonts, several faces
 # each), renamed to the digit itself so they match the real digit tasks' class names.
@@ -76,26 +77,17 @@ class Source:
     val: Split             # held-out synthetic images: the only data any selection may use
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, held-out indices): ``fraction`` of each class held out, seeded."""
-    rng = np.random.default_rng(seed)
-    held = []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        held.append(idx[:max(1, round(fraction * len(idx)))])
-    held = np.sort(np.concatenate(held))
-    return np.setdiff1d(np.arange(len(labels)), held), held
-
-
 def load_source(path: str | os.PathLike, size: int, val_fraction: float, seed: int) -> Source:
     meta = read_meta(path)
     if not meta["class_names"]:
         raise ClassMismatch(f"{path}: the source has no class_names")
     images, labels = read_arrays(path)
-    tr, va = stratified_split(labels, val_fraction, seed)
+    names = list(meta["class_names"])
+    tr, va = stratified_split(labels, len(names), val_fraction, np.random.default_rng(seed), names)
+    tr, va = np.sort(tr), np.sort(va)
     x = to_tensor(images, size)
     y = torch.from_numpy(labels)
-    return Source(list(meta["class_names"]), Split(x[tr], y[tr]), Split(x[va], y[va]))
+    return Source(names, Split(x[tr], y[tr]), Split(x[va], y[va]))
 
 
 def match_classes(source_names: list[str], target_names: list[str], where: str) -> np.ndarray:
