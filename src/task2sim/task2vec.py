@@ -48,7 +48,7 @@ from torch.nn.modules.conv import _ConvNd
 from torch.utils.data import WeightedRandomSampler
 
 from .errors import Task2SimError
-from .io import atomic_path, save_npz
+from .io import save_npz, write_tsv
 from .figures import save_figure
 
 log = logging.getLogger(__name__)
@@ -410,14 +410,10 @@ def task_distances(embeddings: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def write_distances_tsv(path: str | os.PathLike, tasks: Sequence[str], mats: dict[str, np.ndarray]) -> Path:
     """One row per ordered pair of tasks (diagonal included): ``task_a task_b <metric>...``."""
     names = list(mats)
-    lines = ["\t".join(["task_a", "task_b", *names])]
-    for i, a in enumerate(tasks):
-        for j, b in enumerate(tasks):
-            lines.append("\t".join([a, b, *(f"{mats[m][i, j]:.6g}" for m in names)]))
-    path = Path(path)
-    with atomic_path(path, suffix=".tsv") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    return path
+    rows = [{"task_a": a, "task_b": b, **{m: f"{mats[m][i, j]:.6g}" for m in names}}
+            for i, a in enumerate(tasks) for j, b in enumerate(tasks)]
+    write_tsv(path, ["task_a", "task_b", *names], rows)
+    return Path(path)
 
 
 def plot_distances(tasks: Sequence[str], mats: dict[str, np.ndarray], path: str | os.PathLike,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path
 from ..figures import save_figure
+from ..io import write_tsv
 
 COLUMNS = ("epoch", "step", "train_ce", "train_kl", "train_loss", "source_val_acc", "target_acc",
            "target_mean_class_acc", "imagenet_agreement")
@@ -36,12 +36,8 @@ def metrics_rows(history: list[dict], target: str) -> list[dict]:
 
 
 def write_metrics_tsv(history: list[dict], path: str | os.PathLike, target: str) -> None:
-    rows = metrics_rows(history, target)
-    with atomic_path(path, suffix=".tsv") as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        w.writerow(COLUMNS)
-        for r in rows:
-            w.writerow([r[k] if isinstance(r[k], int) else f"{r[k]:.6g}" for k in COLUMNS])
+    write_tsv(path, COLUMNS, [{k: r[k] if isinstance(r[k], int) else f"{r[k]:.6g}" for k in COLUMNS}
+                              for r in metrics_rows(history, target)])
 
 
 def read_metrics_tsv(path: str | os.PathLike) -> list[dict]:
@@ -51,9 +47,8 @@ def read_metrics_tsv(path: str | os.PathLike) -> list[dict]:
 
 
 def write_schedule_tsv(schedule: list[dict], group_names: list[str], path: str | os.PathLike) -> None:
-    with atomic_path(path, suffix=".tsv") as tmp, open(tmp, "w") as fh:
-        fh.write("\t".join(["step", *group_names]) + "\n")
-        fh.writelines("\t".join([str(s["step"]), *(f"{s[g]:.1f}" for g in group_names)]) + "\n" for s in schedule)
+    write_tsv(path, ["step", *group_names], [{"step": s["step"], **{g: f"{s[g]:.1f}" for g in group_names}}
+                                             for s in schedule])
 
 
 def save_asg_model(path: str | os.PathLike, net, cfg, method: str, class_names: list[str],

@@ -34,7 +34,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from ..io import atomic_path
+from ..io import write_tsv
 from .table import RewardTableError, Table
 
 COLUMNS = ("task", "seed_sd", "cell_sd", "spread", "ratio", "dof", "p_value", "configs", "seeds", "cell_seeds")
@@ -109,14 +109,10 @@ def ties(table: Mapping[str, Mapping[str, float]], noise: Mapping[str, Mapping[s
 
 
 def write_noise_tsv(noise: Mapping[str, Mapping[str, float]], path: str | os.PathLike) -> None:
-    with atomic_path(path, suffix=".tsv.part") as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f, delimiter="\t")
-            w.writerow(COLUMNS)
-            for task, r in noise.items():
-                w.writerow([task, f"{r['seed_sd']:.4f}", f"{r['cell_sd']:.4f}", f"{r['spread']:.4f}",
-                            f"{r['ratio']:.3f}", r["dof"], f"{r['p_value']:.2e}", r["configs"], r["seeds"],
-                            r["cell_seeds"]])
+    write_tsv(path, COLUMNS, [{**r, "task": task, "seed_sd": f"{r['seed_sd']:.4f}",
+                               "cell_sd": f"{r['cell_sd']:.4f}", "spread": f"{r['spread']:.4f}",
+                               "ratio": f"{r['ratio']:.3f}", "p_value": f"{r['p_value']:.2e}"}
+                              for task, r in noise.items()])
 
 
 def read_noise_tsv(path: str | os.PathLike) -> dict[str, dict[str, float]]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..bits import N_BITS, validate_bits
-from ..io import atomic_path
+from ..io import atomic_path, write_tsv
 
 PUBLISHED_FIELDS = ("backgr", "blur", "lighting_color", "lighting_dir", "lighting_intensity",
                     "materials", "pose_cam", "pose_rot", "pose_scale")
@@ -102,13 +102,8 @@ TSV_COLUMNS = ("task", "bits", "knn5")
 
 def write_table_tsv(table: Mapping[str, Mapping[str, float]], path: str | os.PathLike) -> None:
     """One row per (task, bits): columns ``task  bits  knn5`` (docs/FORMATS.md)."""
-    with atomic_path(path, suffix=".tsv.part") as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(TSV_COLUMNS)
-            for task, row in table.items():
-                for bits in sorted(row):
-                    w.writerow([task, validate_bits(bits), f"{float(row[bits]):.4f}"])
+    write_tsv(path, TSV_COLUMNS, [{"task": task, "bits": validate_bits(bits), "knn5": f"{float(row[bits]):.4f}"}
+                                  for task, row in table.items() for bits in sorted(row)])
 
 
 def mean_table(tables: Sequence[Mapping[str, Mapping[str, float]]], names: Sequence[str]) -> Table:

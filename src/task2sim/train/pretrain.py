@@ -17,7 +17,6 @@ run ends with exactly the weights of an uninterrupted one (no RNG state needs st
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import time
@@ -40,7 +39,7 @@ from ..backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from ..backbones.runtime import (amp_dtype, derive_seed, grad_scaler, resolve_device, seed_everything,
                                  seed_worker, to_device)
 from ..checkpoint import fingerprint, load_checkpoint, remove_checkpoint, save_checkpoint
-from ..io import atomic_path
+from ..io import write_tsv
 from ..provenance import sha256_file
 from .common import train_one_epoch
 
@@ -181,12 +180,8 @@ def _resume(run: _Run, ckpt_path: Path) -> tuple[int, list[dict[str, float]]]:
 
 
 def _write_history(path: Path, history: list[dict[str, float]]) -> None:
-    with atomic_path(path, suffix=".tsv.part") as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, delimiter="\t")
-            w.writeheader()
-            for r in history:
-                w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in HISTORY_COLUMNS})
+    write_tsv(path, HISTORY_COLUMNS,
+              [{k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in HISTORY_COLUMNS} for r in history])
 
 
 def pretrain(cfg: PretrainConfig, images_h5: str | os.PathLike, out_dir: str | os.PathLike,
