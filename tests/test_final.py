@@ -401,7 +401,7 @@ def test_measure_cli_picks_the_best_training_split_score_without_reading_the_tes
 
     import task2sim.reward.knn as knn
     from task2sim.cli import final
-    from task2sim.backbones.features import extract_features, feature_model
+    from task2sim.backbones.features import extract_features
     from task2sim.reward.knn import knn_loo_accuracy
     from task2sim.backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD
     from task2sim.backbones.images import EvalImages, H5ImageDataset, eval_transform
@@ -417,7 +417,7 @@ def test_measure_cli_picks_the_best_training_split_score_without_reading_the_tes
                       IMAGENET_MEAN, IMAGENET_STD, render_bits=bits)
     expected = {}
     for m in models:
-        net, _ = feature_model(m)
+        net = load_source("measured", m).model
         f, y = extract_features(net, H5ImageDataset(h5, "train", eval_transform(32)), 64, torch.device("cpu"))
         expected[backbone_cfg(m)["render_bits"]] = knn_loo_accuracy(f, y, k=5, temperature=0.07)
     opened = []

@@ -7,7 +7,7 @@ import pytest
 import torch
 from fixtures_h5 import write_task_h5
 
-from task2sim.backbones.features import feature_model, load_source
+from task2sim.backbones.features import load_source
 from task2sim.reward.knn import compute_reward, knn_accuracy, knn_loo_accuracy, knn_predict
 
 
@@ -95,7 +95,7 @@ def test_compute_reward_on_fixture_task_and_cache(tmp_path):
 
 
 def test_random_init_feature_model_is_seeded():
-    a, b, c = (feature_model(None, "t2s_resnet18_w8", seed=s)[0] for s in (3, 3, 4))
+    a, b, c = (load_source("scratch", model_name="t2s_resnet18_w8", image_size=32, seed=s).model for s in (3, 3, 4))
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)

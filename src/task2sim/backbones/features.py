@@ -121,23 +121,6 @@ def backbone_features_model(model: nn.Module) -> nn.Module:
     return model
 
 
-def feature_model(checkpoint: str | os.PathLike | None, model_name: str | None = None,
-                  seed: int = 0) -> tuple[nn.Module, str]:
-    """(backbone with its classifier dropped, its timm name). ``checkpoint`` None: ``model_name``
-    at random init from ``seed`` (the untrained floor)."""
-    if checkpoint is not None:
-        model, cfg = load_backbone(checkpoint)
-        model_name = cfg["architecture"]
-    else:
-        if not model_name:
-            raise ValueError("a random-init backbone needs a model name")
-        # Seeded without touching the caller's global RNG stream.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
-            model = create_backbone(model_name, num_classes=0)
-    return backbone_features_model(model), model_name
-
-
 @dataclass
 class Backbone:
     """A feature network and how to feed it: ``source`` (a configuration's bits, ``scratch`` or
@@ -176,8 +159,13 @@ def load_source(source: str, checkpoint: str | os.PathLike | None = None, model_
         mean, std = normalisation(model)
         return Backbone(source, model, PACKAGED, _size(source, image_size), mean, std, None)
     if source == "scratch":
-        model, name = feature_model(None, model_name, seed=seed)
-        return Backbone(source, model, name, _size(source, image_size), IMAGENET_MEAN, IMAGENET_STD, None, int(seed))
+        if not model_name:
+            raise SourceError("source scratch: a random-init backbone needs a model name")
+        with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's RNG stream
+            torch.manual_seed(int(seed))
+            model = create_backbone(model_name, num_classes=0)
+        return Backbone(source, backbone_features_model(model), model_name, _size(source, image_size), IMAGENET_MEAN,
+                        IMAGENET_STD, None, int(seed))
     if checkpoint is None:
         raise SourceError(f"source {source}: a pre-trained source needs its model.pt")
     model, cfg = load_backbone(checkpoint)
