@@ -39,7 +39,7 @@ rule render_dataset:
 
 rule render_variations:
     output:
-        report(
+        png=report(
             "results/renders/variations.png",
             category="Renders",
             caption="../docs/report/render_variations.rst",
@@ -61,7 +61,7 @@ rule render_variations:
         seed=config["seed"],
     shell:
         "python -m task2sim.cli.render variations --config {params.config:q}"
-        " --runtime {resources.config_runtime:q} --seed {params.seed} --out {output[0]} > {log} 2>&1"
+        " --runtime {resources.config_runtime:q} --seed {params.seed} --out {output.png} > {log} 2>&1"
 
 
 FINAL_TARGETS.extend(expand("results/renders/{bits}/preview.png", bits=all_bits()))
