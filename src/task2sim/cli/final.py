@@ -245,7 +245,6 @@ def run_predict(args: argparse.Namespace) -> dict:
 
 def run_measure(args: argparse.Namespace) -> dict:
     from ..backbones.features import load_source
-    from ..backbones.models import backbone_cfg
     from ..bits import configs_for
     from ..config import config_from_dict
     from ..final.choose import measured_config
@@ -253,15 +252,15 @@ def run_measure(args: argparse.Namespace) -> dict:
     from ..reward.knn import RewardConfig, train_loo_score
 
     rw = config_from_dict(RewardConfig, json_object_arg(args.reward, "--reward"), "reward")
-    models = {}
+    models, backbones = {}, {}
     for path in args.models:
-        info = backbone_cfg(path)
-        bits = info.get("render_bits")
+        bb = load_source("measured", path)  # each checkpoint read once: its cfg and its network
+        bits = bb.cfg.get("render_bits")
         if not bits:
             raise ValueError(f"{path}: not a backbone pre-trained on a rendered configuration (no render_bits)")
         if bits in models:
             raise ValueError(f"--models: two backbones of configuration {bits} ({models[bits]}, {path})")
-        models[bits] = path
+        models[bits], backbones[bits] = path, bb
     if len(models) < 2:
         raise ValueError("--models: measured selection needs the backbones of at least two configurations")
     configs = configs_for(ConfigSpace.from_configs(models).vary_bits)
@@ -272,8 +271,8 @@ def run_measure(args: argparse.Namespace) -> dict:
                            task=args.task)
     scores, n_train = {}, 0
     for bits in configs:
-        scores[bits], n_train = train_loo_score(load_source(bits, models[bits]), args.task_h5, rw.k, rw.temperature,
-                                                rw.batch_size, args.device, progress=not args.no_progress)
+        scores[bits], n_train = train_loo_score(backbones[bits], args.task_h5, rw.k, rw.temperature, rw.batch_size,
+                                                args.device, progress=not args.no_progress)
     bits = measured_config(args.task, {args.task: scores}, configs)
     prediction = {"task": args.task, "bits": bits, "selection": "measure", "predictor": "measured",
                   "train_loo": scores, "n_train": n_train, "k": rw.k, "models": models}
