@@ -9,7 +9,7 @@ import timm
 import torch
 from fixtures_h5 import write_render_h5, write_task_h5
 
-from task2sim.asg.data import ClassMismatch, Split, load_source, load_target, match_classes
+from task2sim.asg.data import ClassMismatch, Split, load_renders, load_target, match_classes
 from task2sim.asg.model import ASGNet, asg_loss, backbone_groups, layer_groups, proxy_kl
 from task2sim.asg.policy import SCALES, LRPolicy, MovingBaseline, observation, reinforce_update, returns_to_go
 from task2sim.asg.train import ASGConfig, Fit, PolicyDriver, RandomDriver
@@ -186,7 +186,7 @@ def test_target_labels_follow_source_class_order(tmp_path):
         del f["class_names"]
         f.create_dataset("class_names", data=["2", "0", "1"], dtype=h5py.string_dtype())
         raw = f["test/labels"][()]
-    src = load_source(digit_source(tmp_path / "src.h5", n_classes=3), 32, 0.25, seed=0)
+    src = load_renders(digit_source(tmp_path / "src.h5", n_classes=3), 32, 0.25, seed=0)
     tgt = load_target(task, src.class_names, 32)
     assert tgt.images.shape == (9, 3, 32, 32) and tgt.images.dtype == torch.uint8
     assert tgt.labels.tolist() == [[2, 0, 1][r] for r in raw]

@@ -382,6 +382,7 @@ def test_oneshot_cli_predicts_from_the_saved_policy_then_writes_backbone_and_eva
     assert info["task2sim_task"] == "mine" and info["task2sim_bits"] == "10000001"
     assert info["task2sim_p_bits"] == p["p_bits"]
     assert info["architecture"] == "t2s_resnet18_w8" and (out / "model.meta.json").is_file()
+    assert info["num_classes"] == 5  # saved whole: scoring drops the classifier only afterwards
     # another task's prediction, or a Task2Vec of another task, is one line naming it
     rc = final.main(["oneshot", "--task", "other", "--prediction", str(pred), "--model", str(ckpt),
                      "--task-h5", str(h5), "--out-dir", str(out), "--config", "{}", "--evaluate", "{}",

@@ -4,7 +4,7 @@ photos that measure how much ImageNet knowledge survives fine-tuning (docs/asg.m
 Usage::
 
     render_digits(render_cfg, "01000100", "images.h5", "preview.png", seed=0, style="silhouette")
-    src = load_source("images.h5", size=64, val_fraction=0.2, seed=0)   # train / val tensors
+    src = load_renders("images.h5", size=64, val_fraction=0.2, seed=0)   # train / val tensors
     tgt = load_target("results/tasks/mnist5k/data.h5", src.class_names, size=64)
     photos = probe_photos(224)
 
@@ -77,7 +77,10 @@ class Source:
     val: Split             # held-out synthetic images: the only data any selection may use
 
 
-def load_source(path: str | os.PathLike, size: int, val_fraction: float, seed: int) -> Source:
+def load_renders(path: str | os.PathLike, size: int, val_fraction: float, seed: int) -> Source:
+    """ASG's rendered source (``asg render``'s images.h5) as tensors of ``size`` pixels, split
+    per class into training and held-out synthetic images (the backbone loader is
+    ``backbones.features.load_source``)."""
     meta = read_meta(path)
     if not meta["class_names"]:
         raise ClassMismatch(f"{path}: the source has no class_names")

@@ -4,7 +4,7 @@ learning-rate policy (docs/asg.md).
 Usage::
 
     cfg = config_from_dict(ASGConfig, {"epochs": 5}, "asg", device="cpu")
-    src = load_source("images.h5", cfg.input_size, cfg.source_val_fraction, seed=0)
+    src = load_renders("images.h5", cfg.input_size, cfg.source_val_fraction, seed=0)
     policy, log = train_policy(cfg, src, seed=0)                   # synthetic source only
     runs = finetune(cfg, src, {"mnist5k": target_split}, policy, seed=0)
 

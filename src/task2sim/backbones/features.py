@@ -168,7 +168,13 @@ def load_source(source: str, checkpoint: str | os.PathLike | None = None, model_
                         IMAGENET_STD, None, int(seed))
     if checkpoint is None:
         raise SourceError(f"source {source}: a pre-trained source needs its model.pt")
-    model, cfg = load_backbone(checkpoint)
+    return checkpoint_backbone(source, *load_backbone(checkpoint), checkpoint)
+
+
+def checkpoint_backbone(source: str, model: nn.Module, cfg: dict[str, Any],
+                        checkpoint: str | os.PathLike) -> Backbone:
+    """The ``Backbone`` of a network already read from ``checkpoint`` by ``load_backbone`` (for a
+    caller that also needs the whole network): its classifier is dropped, in place."""
     mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
     return Backbone(source, backbone_features_model(model), cfg["architecture"], int(cfg["input_size"][-1]),
                     mean, std, str(checkpoint), cfg=cfg)

@@ -110,7 +110,7 @@ def run_render(args: argparse.Namespace) -> dict:
 
 
 def run_policy(args: argparse.Namespace) -> dict:
-    from ..asg.data import load_source
+    from ..asg.data import load_renders
     from ..asg.report import plot_schedule
     from ..asg.train import train_policy
     from ..asg.policy import save_lr_policy
@@ -120,7 +120,7 @@ def run_policy(args: argparse.Namespace) -> dict:
     rec = Provenance.start("asg_policy", cfg, seeds={"seed": args.seed},
                            inputs=[args.source, weights_file(cfg.model, cfg.checkpoint)])
     t0 = time.perf_counter()
-    src = load_source(args.source, cfg.input_size, cfg.source_val_fraction, args.seed)
+    src = load_renders(args.source, cfg.input_size, cfg.source_val_fraction, args.seed)
     policy, info = train_policy(cfg, src, args.seed)
     save_lr_policy(args.out, policy, info["group_names"], cfg.model, cfg.input_size)
     eps = info["episodes"]
@@ -136,7 +136,7 @@ def run_policy(args: argparse.Namespace) -> dict:
 
 
 def run_finetune(args: argparse.Namespace) -> dict:
-    from ..asg.data import load_source, load_target, probe_photos
+    from ..asg.data import load_renders, load_target, probe_photos
     from ..asg.policy import load_lr_policy
     from ..asg.report import (
         metrics_rows,
@@ -165,7 +165,7 @@ def run_finetune(args: argparse.Namespace) -> dict:
         if pc["model"] != cfg.model:
             raise Task2SimError(f"{args.policy}: trained for {pc['model']}, not {cfg.model}")
         inputs.append(args.policy)
-    src = load_source(args.source, cfg.input_size, cfg.source_val_fraction, args.seed)
+    src = load_renders(args.source, cfg.input_size, cfg.source_val_fraction, args.seed)
     targets = {t: load_target(p, src.class_names, cfg.input_size) for t, p in zip(args.target, args.target_h5)}
     fp = finetune_fingerprint(cfg, args.seed, [sha256_file(p) for p in inputs + list(args.target_h5)],
                               list(args.target))

@@ -183,20 +183,24 @@ def _eval_cfgs(args, image_size: int, scratch: bool) -> dict:
     return out
 
 
-def _score(args, source: str, model: str | None, tasks: dict[str, str], cfg) -> tuple[list[dict], object]:
+def _load(args, source: str, model: str | None, cfg):
+    """The backbone behind ``source`` (a checkpoint, ``scratch`` or ``imagenet``) as scoring feeds it."""
     from ..backbones.features import load_source
-    from ..final.score import score_backbone
+
+    return load_source(source, model, getattr(args, "model_name", None),
+                       getattr(args, "image_size", None) or cfg.imagenet_image_size, args.seed)
+
+
+def _score(args, bb, tasks: dict[str, str], cfg) -> list[dict]:
     from ..config import config_from_dict
+    from ..final.score import score_backbone
     from ..reward.knn import RewardConfig
 
     rw = config_from_dict(RewardConfig, json_object_arg(args.reward, "--reward"), "reward")
-    bb = load_source(source, model, getattr(args, "model_name", None),
-                     getattr(args, "image_size", None) or cfg.imagenet_image_size, args.seed)
-    cfgs = _eval_cfgs(args, bb.image_size, scratch=source == "scratch")
+    cfgs = _eval_cfgs(args, bb.image_size, scratch=bb.source == "scratch")
     caches = dict(zip(tasks, args.features)) if getattr(args, "features", None) else None
-    rows = score_backbone(bb, tasks, cfg.evaluations, cfgs, rw.k, rw.temperature, args.seed, args.device, caches,
+    return score_backbone(bb, tasks, cfg.evaluations, cfgs, rw.k, rw.temperature, args.seed, args.device, caches,
                           rw.batch_size)
-    return rows, bb
 
 
 def run_score(args: argparse.Namespace) -> dict:
@@ -218,7 +222,8 @@ def run_score(args: argparse.Namespace) -> dict:
                            feature_caches=args.features or [],
                            evaluate=json_object_arg(args.evaluate, "--evaluate"),
                            reward=json_object_arg(args.reward, "--reward"))
-    rows, bb = _score(args, args.source, args.model, tasks, cfg)
+    bb = _load(args, args.source, args.model, cfg)
+    rows = _score(args, bb, tasks, cfg)
     write_tsv(args.out, SCORE_COLUMNS, [{**r, "chosen": json.dumps(r["chosen"], sort_keys=True)} for r in rows])
     rec.finish([args.out], extra={"model_name": bb.name, "image_size": bb.image_size, "rows": rows})
     return {"source": args.source, "scored": len(rows)}
@@ -282,7 +287,8 @@ def run_measure(args: argparse.Namespace) -> dict:
 
 
 def run_oneshot(args: argparse.Namespace) -> dict:
-    from ..backbones.models import backbone_cfg, load_backbone, save_backbone
+    from ..backbones.features import checkpoint_backbone
+    from ..backbones.models import load_backbone, save_backbone
     from ..final import FinalError
 
     cfg = _final_cfg(args)
@@ -295,11 +301,12 @@ def run_oneshot(args: argparse.Namespace) -> dict:
     # p_bits: the predictor's probabilities (selection predict); measured selection has scores instead
     bits, probs = prediction["bits"], prediction.get("p_bits")
     out = Path(args.out_dir)
-    fixed_bits = None
+    fixed = None
     if args.best_fixed_model:
-        fixed_bits = backbone_cfg(args.best_fixed_model).get("render_bits")
-        if not fixed_bits:
+        model, info = load_backbone(args.best_fixed_model)
+        if not info.get("render_bits"):
             raise FinalError(f"{args.best_fixed_model}: not a backbone pre-trained on a rendered configuration")
+        fixed = checkpoint_backbone(info["render_bits"], model, info, args.best_fixed_model)
     rec = Provenance.start("final_oneshot", cfg, seeds={"seed": args.seed},
                            inputs=[p for p in (args.prediction, args.model, args.best_fixed_model, args.task_h5) if p],
                            task=args.task, bits=bits, p_bits=probs, selection=cfg.selection)
@@ -309,20 +316,21 @@ def run_oneshot(args: argparse.Namespace) -> dict:
                   info["std"], task2sim_task=args.task, task2sim_bits=bits, task2sim_p_bits=probs,
                   task2sim_selection=cfg.selection,
                   source_checkpoint=str(args.model))
+    bb = checkpoint_backbone(bits, model, info, args.model)
     task = {args.task: args.task_h5}
-    rows, bb = _score(args, bits, args.model, task, cfg)
+    rows = _score(args, bb, task, cfg)
     results = {r["evaluation"]: r for r in rows}
     # On the same split, what the backbone is worth: the best single configuration's backbone at
     # the same budget (what one gets without any selection) and the real ImageNet reference.
     baselines = {}
-    if fixed_bits:
+    if fixed is not None:
         # the same configuration at the same budget is the same backbone: its rows again
-        b_rows = rows if fixed_bits == bits else _score(args, fixed_bits, args.best_fixed_model, task, cfg)[0]
-        baselines["best_fixed"] = {"bits": fixed_bits, "model": str(args.best_fixed_model),
+        b_rows = rows if fixed.source == bits else _score(args, fixed, task, cfg)
+        baselines["best_fixed"] = {"bits": fixed.source, "model": str(args.best_fixed_model),
                                    "results": {r["evaluation"]: r for r in b_rows}}
-    i_rows, ibb = _score(args, "imagenet", None, task, cfg)
+    ibb = _load(args, "imagenet", None, cfg)
     baselines["imagenet"] = {"model_name": ibb.name, "image_size": ibb.image_size,
-                             "results": {r["evaluation"]: r for r in i_rows}}
+                             "results": {r["evaluation"]: r for r in _score(args, ibb, task, cfg)}}
     margins = {name: {ev: round(results[ev]["top1"] - r["top1"], 4) for ev, r in b["results"].items() if ev in results}
                for name, b in baselines.items()}
     evaluation = {"task": args.task, "bits": bits, "selection": cfg.selection, "model": str(out / "model.pt"),
