@@ -14,8 +14,8 @@ checkpoint final_choose:
     input:
         table=rules.reward_table.output.tsv,
         measured=rules.reward_table.output.measured,
-        predictions="results/policy/predictions.tsv",
-        policy="results/policy/policy.pt",
+        predictions=rules.policy_train.output.predictions,
+        policy=rules.policy_train.output.policy,
     output:
         tsv="results/final/choices.tsv",
         meta="results/final/choices.meta.json",
@@ -198,10 +198,10 @@ checkpoint final_select:
 # ImageNet reference.
 rule final_oneshot:
     input:
-        prediction="results/final/{task}/prediction.json",
+        prediction=rules.final_select.output.prediction,
         model=final_oneshot_model,
         best_fixed=final_oneshot_best_fixed,
-        task="results/tasks/{task}/data.h5",
+        task=rules.tasks_prepare.output.data,
     output:
         model="results/final/{task}/model.pt",
         evaluation="results/final/{task}/evaluation.json",
@@ -235,8 +235,8 @@ rule final_oneshot:
 
 rule final_summary:
     input:
-        choices="results/final/choices.tsv",
-        policy="results/policy/policy.pt",
+        choices=rules.final_choose.output.tsv,
+        policy=rules.policy_train.output.policy,
         # every reward-budget backbone and the references (at each of final.seeds, when set)
         fixed=final_fixed_scores(),
         scores=final_summary_scores,
@@ -293,7 +293,7 @@ rule final_summary:
 # The scaling study (Fig. 8): a named target, outside `rule all` (snakemake final_scaling).
 rule final_scaling:
     input:
-        choices="results/final/choices.tsv",
+        choices=rules.final_choose.output.tsv,
         scores=final_scaling_scores,
     output:
         tsv="results/final/scaling.tsv",

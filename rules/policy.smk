@@ -7,7 +7,7 @@ include: "policy_common.smk"
 
 rule policy_train:
     input:
-        table="results/rewards/table.tsv",
+        table=rules.reward_table.output.tsv,
         task2vec=policy_task2vec_files,
         # the measured seed sd of each task's reward, shown beside the predictions
         noise=noise_tsv,

@@ -10,7 +10,7 @@ include: "reward_common.smk"
 # The outputs are still one file per (config, task).
 rule reward_knn5:
     input:
-        model="results/pretrain/{bits}/model.pt",
+        model=rules.pretrain_backbone.output.model,
         tasks=reward_task_files,
     output:
         json=expand("results/rewards/{{bits}}/{task}.json", task=reward_tasks()),

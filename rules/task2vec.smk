@@ -7,7 +7,7 @@ include: "task2vec_common.smk"
 
 rule task2vec_embed:
     input:
-        task="results/tasks/{task}/data.h5",
+        task=rules.tasks_prepare.output.data,
         probe=task2vec_probe_inputs,
     output:
         npz="results/task2vec/{task}.npz",
@@ -38,7 +38,7 @@ rule task2vec_embed:
 
 rule task2vec_distances:
     input:
-        expand("results/task2vec/{task}.npz", task=task_ids()),
+        expand(rules.task2vec_embed.output.npz, task=task_ids()),
     output:
         png=report(
             "results/task2vec/distances.png",
