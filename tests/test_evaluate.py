@@ -60,12 +60,20 @@ def test_validation_split_is_seeded_stratified_and_disjoint():
     assert np.all(np.bincount(labels[val], minlength=5) == 3)
 
 
-def test_validation_split_smaller_than_class_count_falls_back_to_unstratified():
-    labels = np.repeat(np.arange(10), 2)  # 6 validation images cannot hold 10 classes
+def test_validation_split_keeps_every_class_on_both_sides_else_falls_back_to_unstratified():
+    from task2sim.tasks.prepare import stratified_split
+
+    labels = np.repeat(np.arange(10), 2)  # 30 % of 2 rounds to 1: one image of each class per side
+    fit, val = validation_split(labels, 0.3, seed=1)
+    assert np.array_equal(np.bincount(labels[val]), np.ones(10)) and len(fit) == 10
+    # the task preparation's split, the one stratified split of the code base
+    ref = stratified_split(labels, 10, 0.3, np.random.default_rng(1), [str(c) for c in range(10)])
+    assert np.array_equal(fit, np.sort(ref[0])) and np.array_equal(val, np.sort(ref[1]))
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 3, 3, 3])  # class 2 has one image: no stratified split
     fit, val = validation_split(labels, 0.3, seed=1)
     fit2, val2 = validation_split(labels, 0.3, seed=1)
     assert np.array_equal(fit, fit2) and np.array_equal(val, val2)
-    assert set(fit).isdisjoint(val) and len(fit) == 14 and len(val) == 6
+    assert set(fit).isdisjoint(val) and len(fit) == 7 and len(val) == 3
     with pytest.raises(ValueError, match="tiny.h5 has 1 training image"):
         validation_split(np.array([0]), 0.3, seed=1, where="tiny.h5")
 

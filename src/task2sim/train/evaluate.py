@@ -26,7 +26,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -35,6 +34,7 @@ from ..backbones.images import EvalImages, H5ImageDataset, normalize_batch, trai
 from ..backbones.models import create_backbone, load_backbone
 from ..backbones.runtime import (autocast_for, derive_seed, grad_scaler, resolve_device, seed_everything,
                                  seed_worker, to_device)
+from ..tasks.prepare import stratified_split
 from .common import train_one_epoch
 
 log = logging.getLogger(__name__)
@@ -77,25 +77,22 @@ class EvalConfig:
 
 def validation_split(labels: np.ndarray, fraction: float, seed: int,
                      where: str = "training set") -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of training indices into (fit, validation), stratified when the split allows it.
-
-    Stratifying needs two images per class and at least one per class on both sides; when the
-    validation (or fit) part is smaller than the number of classes sklearn refuses, and the split
-    falls back to an unstratified seeded one.
-    """
+    """Seeded split of training indices into (fit, validation): per class (the task preparation's
+    ``stratified_split``, every class on both sides) when every class has two images, else one
+    seeded permutation of all of them."""
     labels = np.asarray(labels)
     if len(labels) < 2:
         raise ValueError(f"evaluate: {where} has {len(labels)} training image(s); "
                          "a validation split needs at least 2")
-    idx = np.arange(len(labels))
+    rng = np.random.default_rng(seed)
     counts = np.bincount(labels)
-    if counts[counts > 0].min() >= 2:
-        try:
-            fit, val = train_test_split(idx, test_size=fraction, random_state=seed, stratify=labels)
-            return np.sort(fit), np.sort(val)
-        except ValueError as e:
-            log.warning("%s: unstratified validation split (%s)", where, e)
-    fit, val = train_test_split(idx, test_size=fraction, random_state=seed)
+    if counts.min() >= 2:
+        fit, val = stratified_split(labels, len(counts), fraction, rng, [str(c) for c in range(len(counts))])
+    else:
+        log.warning("%s: a class has fewer than 2 training images: unstratified validation split", where)
+        perm = rng.permutation(len(labels))
+        n_val = min(max(1, round(fraction * len(labels))), len(labels) - 1)
+        fit, val = perm[n_val:], perm[:n_val]
     return np.sort(fit), np.sort(val)
 
 
