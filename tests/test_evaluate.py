@@ -97,6 +97,21 @@ def test_choice_depends_on_validation_only(backbone, tmp_path, method):
         assert b["test_top1"] < a["test_top1"]
 
 
+def test_linear_is_the_final_stages_probe_of_the_same_features(backbone, tmp_path):
+    """The evaluate stage's linear probe and the final stage's linear column: one feature path
+    (backbones.features, fp32), one split, one probe, so the same number for the same backbone."""
+    from task2sim.backbones.features import load_source
+    from task2sim.final.score import score_backbone
+
+    task = write_task_h5(tmp_path / "data.h5", n_classes=4, n_train=40, n_test=20, size=32)
+    cfg = config_from_dict(EvalConfig, {"epochs": 5, "lrs": [0.01, 0.1], "weight_decays": [0.0],
+                                        "batch_sizes": [16], "val_fraction": 0.3}, "evaluate.linear",
+                           method="linear", image_size=32, seed=0, device="cpu")
+    r = evaluate(None, backbone, task, cfg, progress=False)
+    row, = score_backbone(load_source("x", backbone), {"t": task}, ["linear"], {"linear": cfg}, 5, 0.07, 0, "cpu")
+    assert row["top1"] == round(r["test_top1"], 4) and row["chosen"] == r["chosen"]
+
+
 def test_cli_scratch_and_errors(tmp_path, backbone):
     task = write_task_h5(tmp_path / "data.h5", n_classes=4, n_train=40, n_test=20, size=32)
     out = tmp_path / "scratch" / "x" / "t.json"

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..backbones.features import extract_features
+from ..backbones.features import features, load_source
 from ..backbones.images import EvalImages, H5ImageDataset, normalize_batch, train_transform
 from ..backbones.models import create_backbone, load_backbone
 from ..backbones.runtime import (autocast_for, derive_seed, grad_scaler, resolve_device, seed_everything,
@@ -99,13 +99,6 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int,
 def _schedule(optimizer, epochs: int):
     # x0.1 at 50% and 75% of the epochs (paper: 25 and 37 of 50).
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, [max(1, epochs // 2), max(1, (3 * epochs) // 4)], 0.1)
-
-
-def _pooled(model: nn.Module, ds, device, amp: bool, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    # The linear probe trains on raw (un-normalised) pooled features, as in the paper's protocol.
-    f, y = extract_features(model, ds, 256, device, progress=progress, desc="features",
-                            normalize=False, amp=amp)
-    return torch.from_numpy(f), torch.from_numpy(y)
 
 
 class FeatureBatches:
@@ -236,18 +229,19 @@ def evaluate(model_name: str | None, checkpoint: str | os.PathLike | None, task_
     n_classes = train_eval.n_classes
     fit_idx, val_idx = validation_split(train_eval.labels, cfg.val_fraction, derive_seed(cfg.seed, 7),
                                         where=str(task_h5))
-    backbone = _Backbone(model_name, checkpoint, n_classes)
     grid = cfg.grid()
     grid_scores: list[dict[str, Any]] = []  # stays empty for a one-point grid: nothing to choose
 
     if cfg.method == "linear":
-        frozen = backbone.build(derive_seed(cfg.seed, 1))
-        frozen.reset_classifier(0)
-        f_train, y_train = _pooled(frozen, train_eval, device, cfg.amp, progress)
-        f_test, y_test = _pooled(frozen, test, device, cfg.amp, progress)
-        probe = linear_probe(f_train, y_train, f_test, y_test, n_classes, cfg, (fit_idx, val_idx), device)
+        # the backbone's raw pooled features, as every stage gets them (fp32, its own normalisation):
+        # the same probe as the final stage's linear column
+        fs = features(load_source("evaluate", checkpoint), task_h5, device=device, progress=progress,
+                      write_cache=False)
+        probe = linear_probe(fs.train, fs.train_labels, fs.test, fs.test_labels, n_classes, cfg, (fit_idx, val_idx),
+                             device)
         test_top1, hp, grid_scores = probe["test_top1"], probe["chosen"], probe["grid"]
     else:
+        backbone = _Backbone(model_name, checkpoint, n_classes)
         aug = train_transform(cfg.image_size, cfg.crop_scale)
         fit_ds = H5ImageDataset(task_h5, "train", aug, indices=fit_idx)
         val_ds = EvalImages(task_h5, "train", cfg.image_size, indices=val_idx)
