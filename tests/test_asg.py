@@ -304,6 +304,22 @@ def test_interrupted_finetune_resumes_to_identical_outputs(resume_setup):
             assert (cut / "digits" / m / f).read_bytes() == (d / "full" / "digits" / m / f).read_bytes(), (m, f)
 
 
+def test_a_method_trains_the_same_whichever_methods_run_beside_it(resume_setup, tmp_path):
+    """Each method seeds its own head, data order and policy sampler: asg alone gives the very
+    weights, metrics and schedule it gives after all_lr in one job (so a seed's methods may run as
+    separate jobs)."""
+    import torch
+
+    d, src, task, policy, conf, _ = resume_setup
+    _finetune(d, src, task, policy, tmp_path, {**conf, "methods": ["asg"]})
+    for f in ("metrics.tsv", "schedule.tsv"):
+        assert (tmp_path / "digits" / "asg" / f).read_bytes() == (d / "full" / "digits" / "asg" / f).read_bytes(), f
+    a, b = (torch.load(r / "digits" / "asg" / "model.pt", weights_only=True) for r in (tmp_path, d / "full"))
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert all(torch.equal(a["new_head"][k], b["new_head"][k]) for k in a["new_head"])
+
+
 def test_finetune_checkpoint_of_other_config_is_ignored(resume_setup, tmp_path):
     d, src, task, policy, conf, _ = resume_setup
     _finetune(d, src, task, policy, tmp_path, conf, "--stop-after-epoch", "1")
