@@ -224,23 +224,27 @@ def evaluate(model_name: str | None, checkpoint: str | os.PathLike | None, task_
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
-    train_eval = EvalImages(task_h5, "train", cfg.image_size)
-    test = EvalImages(task_h5, "test", cfg.image_size)
-    n_classes = train_eval.n_classes
-    fit_idx, val_idx = validation_split(train_eval.labels, cfg.val_fraction, derive_seed(cfg.seed, 7),
-                                        where=str(task_h5))
     grid = cfg.grid()
     grid_scores: list[dict[str, Any]] = []  # stays empty for a one-point grid: nothing to choose
 
+    def split(labels):
+        return validation_split(labels, cfg.val_fraction, derive_seed(cfg.seed, 7), where=str(task_h5))
+
     if cfg.method == "linear":
         # the backbone's raw pooled features, as every stage gets them (fp32, its own normalisation):
-        # the same probe as the final stage's linear column
+        # the same probe as the final stage's linear column; the task is read once, by them
         fs = features(load_source("evaluate", checkpoint), task_h5, device=device, progress=progress,
                       write_cache=False)
+        n_classes, n_train, n_test = fs.n_classes, len(fs.train_labels), len(fs.test_labels)
+        fit_idx, val_idx = split(fs.train_labels)
         probe = linear_probe(fs.train, fs.train_labels, fs.test, fs.test_labels, n_classes, cfg, (fit_idx, val_idx),
                              device)
         test_top1, hp, grid_scores = probe["test_top1"], probe["chosen"], probe["grid"]
     else:
+        train_eval = EvalImages(task_h5, "train", cfg.image_size)
+        test = EvalImages(task_h5, "test", cfg.image_size)
+        n_classes, n_train, n_test = train_eval.n_classes, len(train_eval), len(test)
+        fit_idx, val_idx = split(train_eval.labels)
         backbone = _Backbone(model_name, checkpoint, n_classes)
         aug = train_transform(cfg.image_size, cfg.crop_scale)
         fit_ds = H5ImageDataset(task_h5, "train", aug, indices=fit_idx)
@@ -257,6 +261,6 @@ def evaluate(model_name: str | None, checkpoint: str | os.PathLike | None, task_
         test_top1 = _accuracy_full(model, test, device, cfg.amp)
 
     return {"method": cfg.method, "test_top1": test_top1, "chosen": hp, "grid": grid_scores,
-            "n_fit": int(len(fit_idx)), "n_val": int(len(val_idx)), "n_train": int(len(train_eval)),
-            "n_test": int(len(test)), "n_classes": int(n_classes), "epochs": cfg.epochs,
+            "n_fit": int(len(fit_idx)), "n_val": int(len(val_idx)), "n_train": int(n_train),
+            "n_test": int(n_test), "n_classes": int(n_classes), "epochs": cfg.epochs,
             "seconds": round(time.perf_counter() - t0, 3), "device": str(device)}
