@@ -60,21 +60,23 @@ def test_choices_per_method():
     # best mean over the seen tasks a, b: 10000001 (67.5) beats 00000001 (62.5); u is not used
     assert {pick[(t, "best_fixed")] for t in "abu"} == {"10000001"}
     assert best_fixed_config(_table(), ["u"], CONFIGS) == "00000001"
-    # a task outside the reward table is "new"; Random's draw depends on the task id only
+    # a task outside the reward table is "new"; Random's draw depends on the seed only
     assert {r["split"] for r in rows if r["task"] == "mine"} == {"new"}
-    assert pick[("a", "random")] == random_configs("a", CONFIGS, 0, 1)[0]
-    draws = {random_configs(f"t{i}", CONFIGS, 0, 1)[0] for i in range(40)}
+    assert pick[("a", "random")] == random_configs(CONFIGS, 0, 1)[0]
+    draws = {random_configs(CONFIGS, seed, 1)[0] for seed in range(40)}
     assert draws == set(CONFIGS)
 
 
-def test_random_draws_are_distinct_per_task_and_all_of_them_give_the_exact_mean():
+def test_random_draws_are_distinct_and_shared_by_every_task_and_all_of_them_give_the_exact_mean():
     rows = choose_configs(_table(), _predictions(), [0, 7], random_seed=0, measured=_measured(), random_draws=3)
     by = picks(rows)
     for t in ("a", "b", "u", "mine"):
         assert len(by[(t, "random")]) == len(set(by[(t, "random")])) == 3 and set(by[(t, "random")]) <= set(CONFIGS)
-        assert by[(t, "random")] == random_configs(t, CONFIGS, 0, 3)  # the task id and the seed alone
+        assert by[(t, "random")] == random_configs(CONFIGS, 0, 3)  # the seed alone
         assert len(by[(t, "task2sim")]) == 1
-    assert len({tuple(by[(t, "random")]) for t in ("a", "b", "u", "mine")}) > 1
+    # one set of draws for every task (each draw is one final-budget pre-training), another per seed
+    assert len({tuple(by[(t, "random")]) for t in ("a", "b", "u", "mine")}) == 1
+    assert len({tuple(random_configs(CONFIGS, seed, 3)) for seed in range(5)}) > 1
     # Random's score on a task is the mean over its draws, and only where every draw is scored
     scores = {("reward", b, t, "knn5"): v for t, row in _table().items() for b, v in row.items()}
     ms = method_scores(rows, scores, {"reward": "reward"}, ["knn5"])

@@ -359,7 +359,7 @@ def run_summary(args: argparse.Namespace) -> dict:
     splits = {c["task"]: c["split"] for c in choices if c["split"] != "new"}
     pick = picks(choices)
     first = next(iter(splits))
-    # Random's draws per task, and the space (every varied bit is on in DR's configuration)
+    # Random's draws (shared by every task), and the space (every varied bit is on in DR's configuration)
     dr = pick[(first, "domain_randomisation")][0]
     configs = configs_for([i for i, c in enumerate(dr) if c == "1"])
     draws, n_configs = len(pick[(first, "random")]), len(configs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -11,14 +10,16 @@ from ..bits import configs_for
 from . import ALL_ON, CONFIG_METHODS, FinalError
 
 
-def random_configs(task: str, configs: Sequence[str], seed: int, draws: int) -> list[str]:
-    """Random's configurations for ``task``: ``draws`` distinct ones drawn uniformly from
-    ``configs`` (all of them when ``draws >= len(configs)``, in their order: the exact mean) by a
-    generator seeded by (seed, crc32 of the task id), so that adding a task changes no other
-    task's draws. Random's score on the task is the mean over them (``method_scores``)."""
+def random_configs(configs: Sequence[str], seed: int, draws: int) -> list[str]:
+    """Random's configurations: ``draws`` distinct ones drawn uniformly from ``configs`` (all of
+    them when ``draws >= len(configs)``, in their order: the exact mean) by a generator seeded by
+    ``seed`` alone. Every task shares them: Random is a task-agnostic rule, so one set of draws
+    estimates the same expectation as per-task draws, and each draw costs one pre-training at the
+    final budget instead of one per task that happened to draw it. Random's score on a task is the
+    mean over them (``method_scores``)."""
     if draws >= len(configs):
         return list(configs)
-    rng = np.random.default_rng([int(seed), zlib.crc32(task.encode())])
+    rng = np.random.default_rng(int(seed))
     return [configs[int(i)] for i in rng.choice(len(configs), size=int(draws), replace=False)]
 
 
@@ -59,12 +60,13 @@ def choose_configs(table: Mapping[str, Mapping[str, float]], predictions: Sequen
     if not seen:
         raise FinalError("predictions: no seen task")
     best = best_fixed_config(table, seen, configs)
+    draws = random_configs(configs, random_seed, random_draws)
     rows = []
     for p in predictions:
         task = p["task"]
         split = p["split"] if task in table else "new"
         chosen = {"task2sim": [p["heldout_bits"]], "measured": [measured_config(task, measured, configs)],
-                  "random": random_configs(task, configs, random_seed, random_draws),
+                  "random": draws,
                   "domain_randomisation": [configs[-1]], "domain_randomisation_all": [ALL_ON], "best_fixed": [best]}
         rows += [{"task": task, "split": split, "method": m, "bits": b} for m in CONFIG_METHODS for b in chosen[m]]
     return rows
