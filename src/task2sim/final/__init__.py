@@ -3,7 +3,7 @@ task outside the reward table, and the comparison of every method at the reward 
 
 - ``choose``: the configuration each method picks per task (Task2Sim's predictions, measured
   selection = the best 5-NN left-one-out on the task's own training split over every reward-budget
-  backbone, Random with a fixed seed per task, Domain Randomisation = every varied bit on, Domain
+  backbone, Random = seeded draws shared by every task, Domain Randomisation = every varied bit on, Domain
   Randomisation with all 8 bits on (the paper's; needs a render outside the reward table, so it is
   scored at the final budget only unless every bit varies), the best single configuration on the
   seen tasks of the reward table);
