@@ -1,17 +1,19 @@
 """The one-shot path for real (issue 12): a user's own image folder, never seen before, gets a
 backbone and an evaluation from the README's copy-paste commands, and no reward work.
 
-A tiny workflow first builds what a finished run has (reward table, Task2Vec of its tasks, the
-policy); then the README's block for "Your own images" runs as written (only the folder's path and
-the core count substituted) on a folder of drawn shapes made here. The dry-run job list of that
-command is the proof that the folder costs no reward_knn5 job and no render of the 2^M
-configurations: only its task, its Task2Vec, its prediction and one final-budget backbone.
+It starts from a copy of the session's tiny run (conftest.tiny_run: a finished run, with its
+reward table, the Task2Vec of its tasks, the policy and the final comparison); then the README's
+block for "Your own images" runs as written (only the folder's path and the core count
+substituted) on a folder of drawn shapes made here. The dry-run job list of that command is the
+proof that the folder costs no reward_knn5 job and no render of the 2^M configurations: only its
+task, its Task2Vec, its prediction and the final-budget backbones that do not exist yet.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SNAKEMAKE, Workflow, copy_workflow
+from conftest import REPO, SNAKEMAKE, Workflow
 
 from task2sim.config import section_defaults
 from tiny_workflow import tiny_config
@@ -73,19 +75,21 @@ def _bash(wf: Workflow, script: str) -> subprocess.CompletedProcess:
                           text=True, timeout=3600)
 
 
-def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_rewards(tmp_path, monkeypatch):
-    (tmp_path / "wf").mkdir()
-    wf = copy_workflow(tmp_path / "wf")
-    # tiny_config's reward stage (2 configurations) with its two seen tasks, which train the
-    # predictor; no noise stage, one scored policy method besides the predictor
+def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_rewards(tiny_run, tmp_path,
+                                                                                      monkeypatch):
+    # What a finished run has: the reward table, the Task2Vec of its tasks, the policy, the final
+    # comparison (the tiny configuration: 2 seen tasks train the predictor, 2 configurations).
+    wf = Workflow(tmp_path / "wf")
+    shutil.copytree(tiny_run.root, wf.root, symlinks=True)
+    # a lock of a snakemake that another test runs in the original at this moment (the report)
+    shutil.rmtree(wf.root / ".snakemake" / "locks", ignore_errors=True)
     cfg = tiny_config()
-    cfg["tasks"]["items"].pop("faces")
-    cfg["noise"] = {"configs": [], "seeds": [1]}
-    cfg["policy"].update({"methods": ["best_fixed"], "leave_one_out": []})
-    wf.write_config(cfg)
-    # What a finished run has: the reward table, the Task2Vec of its tasks, the policy.
-    res = wf.run("--cores", "2", "results/policy/policy.pt", timeout=3600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    table_tasks = set(cfg["tasks"]["items"])
+    seen = [t for t, item in cfg["tasks"]["items"].items() if item["seen"]]
+    budget = wf.root / "results/final/budgets/c4_i16/pretrain"
+    existed = {p.parent.name for p in budget.glob("*/model.pt")}
+    # the comparison's choices name the best single configuration, the folder's baseline
+    choose = {"final_choose": 1} if not (wf.root / "results/final/choices.tsv").exists() else {}
 
     folder = _shapes_folder(tmp_path / "my_images")
     heredoc, command, show = _readme_block()
@@ -94,16 +98,15 @@ def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_r
     assert res.returncode == 0, res.stderr
     command = command.replace(".venv/bin/snakemake", str(SNAKEMAKE)).replace("--cores all", "--cores 2")
 
-    # The plan: the folder's task, its Task2Vec, its prediction from the saved policy (no refit),
-    # the comparison's choices (which name the best single configuration, its baseline) and its
-    # one-shot job, whose backbones are known once both checkpoints have run; nothing of the reward
-    # stage, no policy fit, no render of the 2^M configurations.
+    # The plan: the folder's task, its Task2Vec, its prediction from the saved policy (no refit)
+    # and its one-shot job, whose backbones are known once the checkpoints have run; nothing of the
+    # reward stage, no policy fit, no render of the 2^M configurations.
     plan = _bash(wf, command.replace("--cores 2", "--cores 2 -n"))
     assert plan.returncode == 0, plan.stdout + plan.stderr
     counts = Workflow.job_counts(plan.stdout)
     assert counts.pop("total") == sum(counts.values())
-    assert counts == {"tasks_prepare": 1, "task2vec_embed": 1, "final_select": 1, "final_choose": 1,
-                      "final_oneshot": 1}, plan.stdout
+    assert counts == {"tasks_prepare": 1, "task2vec_embed": 1, "final_select": 1, "final_oneshot": 1,
+                      **choose}, plan.stdout
     assert "results/renders" not in plan.stdout
 
     res = _bash(wf, f"{command}\n{show}")
@@ -117,21 +120,22 @@ def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_r
     bits = prediction["bits"]
     best = {r["bits"] for r in _tsv(wf.root / "results/final/choices.tsv") if r["method"] == "best_fixed"}
     # What ran: the plan plus a render and a pre-training at the final budget (tiny_config's
-    # 4 classes x 16 images) of the predicted configuration and of the best single one (one job
-    # each where they agree); no render or pre-training of the 2^M reward backbones.
-    n_final = len(best | {bits})
+    # 4 classes x 16 images) of the predicted configuration and of the best single one where the
+    # comparison had not made them already (one job each where they agree); no render or
+    # pre-training of the 2^M reward backbones.
+    n_final = len((best | {bits}) - existed)
     ran = Counter(re.findall(r"^Finished jobid: \d+ \(Rule: (\w+)\)", res.stdout + res.stderr, re.M))
-    assert ran == {"tasks_prepare": 1, "task2vec_embed": 1, "final_select": 1, "final_choose": 1,
-                   "final_render": n_final, "final_pretrain": n_final, "final_oneshot": 1}, res.stderr
+    assert ran == Counter({"tasks_prepare": 1, "task2vec_embed": 1, "final_select": 1, **choose,
+                           "final_render": n_final, "final_pretrain": n_final, "final_oneshot": 1}), res.stderr
 
     # prediction.json: the predicted bits and P(bit=1) of the varied bit (materials)
     assert prediction["task"] == "mydata" and re.fullmatch(r"0{7}[01]", bits)
     assert list(prediction["p_bits"]) == ["materials"]
     assert all(0.0 <= p <= 1.0 for p in prediction["p_bits"].values())
     default = section_defaults("policy")["predictor"]
-    assert prediction["predictor"] == default and prediction["fitted_on"] == ["digits8", "mnist5k"]
-    # the policy stage's own predictions are the reward table's tasks'
-    assert {r["task"] for r in _tsv(wf.root / "results/policy/predictions.tsv")} == {"digits8", "mnist5k"}
+    assert prediction["predictor"] == default and prediction["fitted_on"] == seen
+    # the policy stage's own predictions are the reward table's tasks' (no refit for the folder)
+    assert {r["task"] for r in _tsv(wf.root / "results/policy/predictions.tsv")} == table_tasks
 
     # evaluation.json: 5-NN and linear-probe top-1 on the folder's own test split
     assert set(evaluation["results"]) == {"knn5", "linear"}
@@ -185,7 +189,7 @@ def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_r
 
     # no reward for the folder anywhere; the reward table is the two seen tasks'
     assert not list((wf.root / "results/rewards").glob("*/mydata.json"))
-    assert {r["task"] for r in _tsv(wf.root / "results/rewards/table.tsv")} == {"digits8", "mnist5k"}
+    assert {r["task"] for r in _tsv(wf.root / "results/rewards/table.tsv")} == table_tasks
     # done: the same command plans nothing
     again = _bash(wf, command.replace("--cores 2", "--cores 2 -n"))
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
