@@ -39,9 +39,11 @@ def _mean(x: np.ndarray) -> float:
 
 def fit_predict(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: RewardMatrix,
                 train: Sequence[str], targets: Sequence[str], seed: int,
-                memo: PolicyCheckpoint | None = None) -> np.ndarray:
+                memo: PolicyCheckpoint | None = None, keep: dict[str, Predictor | None] | None = None) -> np.ndarray:
     """Configuration index per target task of a predictor fitted on ``train`` only: the only place
-    where rewards reach a predictor, and only the training tasks' rows do (``oracle`` excepted)."""
+    where rewards reach a predictor, and only the training tasks' rows do (``oracle`` excepted).
+    ``keep``: {``fit_key(name, seed, train, [])``: None} of fits wanted afterwards; a fit of one of
+    them puts the fitted predictor there (a fit depends on its training tasks and seed alone)."""
     p = make()
     key = fit_key(p.name, seed, train, targets)
     if memo is not None and (done := memo.result(key)) is not None:
@@ -53,6 +55,8 @@ def fit_predict(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: R
             p.checkpoint = memo.controller(key)
         p.fit(np.stack([emb[t] for t in train]), rm.rows(train), rm.space, seed)
         config = p.predict(np.stack([emb[t] for t in targets])).config
+        if keep is not None and (wanted := fit_key(p.name, seed, train, [])) in keep:
+            keep[wanted] = p
     if memo is not None:
         # a controller training is worth saving at once; the other fits are saved per (method, seed)
         memo.done(key, config, flush=isinstance(p, Task2SimPredictor))
@@ -61,11 +65,12 @@ def fit_predict(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: R
 
 def split_scores(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm: RewardMatrix,
                  seen: Sequence[str], unseen: Sequence[str], seed: int,
-                 memo: PolicyCheckpoint | None = None) -> tuple[float, float]:
+                 memo: PolicyCheckpoint | None = None,
+                 keep: dict[str, Predictor | None] | None = None) -> tuple[float, float]:
     """Fit on ``seen``; mean reward of the predictions on ``seen`` and on ``unseen`` (table tasks)."""
     unseen = [t for t in unseen if t in rm.tasks]
     targets = list(seen) + unseen
-    cfg = fit_predict(make, emb, rm, seen, targets, seed, memo)
+    cfg = fit_predict(make, emb, rm, seen, targets, seed, memo, keep)
     r = rm.rows(targets)[np.arange(len(targets)), cfg]
     return _mean(r[:len(seen)]), _mean(r[len(seen):])
 
@@ -86,16 +91,18 @@ def leave_one_out(make: Callable[[], Predictor], emb: dict[str, np.ndarray], rm:
 def evaluate_methods(factories: dict[str, Callable[[], Predictor]], emb: dict[str, np.ndarray], rm: RewardMatrix,
                      seen: Sequence[str], unseen: Sequence[str], seeds: Sequence[int],
                      loo: bool = True, log: Callable[[str], None] = lambda s: None,
-                     memo: PolicyCheckpoint | None = None) -> list[MethodScores]:
+                     memo: PolicyCheckpoint | None = None,
+                     keep: dict[str, Predictor | None] | None = None) -> list[MethodScores]:
     """Scores of every method: split and (optionally) leave-one-task-out over every table task
-    that has an embedding; stochastic methods once per seed, the others once."""
+    that has an embedding; stochastic methods once per seed, the others once. ``keep``: as
+    ``fit_predict``'s (the split fits on the seen tasks)."""
     loo_tasks = [t for t in rm.tasks if t in emb]
     results = []
     for name, make in factories.items():
         run_seeds = list(seeds) if make().stochastic else list(seeds[:1])
         s = MethodScores(name)
         for seed in run_seeds:
-            a, b = split_scores(make, emb, rm, seen, unseen, seed, memo)
+            a, b = split_scores(make, emb, rm, seen, unseen, seed, memo, keep)
             s.seeds.append(seed)
             s.seen.append(a)
             s.unseen.append(b)

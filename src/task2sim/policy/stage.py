@@ -290,16 +290,22 @@ def run_policy(cfg: PolicyConfig, rm: RewardMatrix, raw_emb: dict[str, np.ndarra
     memo = PolicyCheckpoint(out_dir / CHECKPOINT, stage_fingerprint(cfg, rm, emb, seen, unseen), stop_after_epoch)
     t0 = time.process_time()
     scores = []
+    # The saved predictor: fitted on all seen tasks with the master seed, which is the scoring's
+    # own split fit of that seed (kept from it rather than trained twice; fitted here when that
+    # fit was read back from the checkpoint instead).
+    saved = fit_key(make_predictor(cfg.predictor, options).name, cfg.seed, seen, [])
+    keep: dict[str, Predictor | None] = {saved: None}
     try:
         for name in methods:
             scores += evaluate_methods({name: lambda n=name: make_predictor(n, options)}, emb, rm, seen, unseen,
-                                       cfg.seeds, loo=name in cfg.leave_one_out, log=log.info, memo=memo)
-        # The saved predictor: fitted on all seen tasks with the master seed.
-        pred = make_predictor(cfg.predictor, options)
-        if isinstance(pred, Task2SimPredictor):
-            pred.checkpoint = memo.controller(fit_key("saved " + pred.name, cfg.seed, seen, []))
-        pred.fit(np.stack([emb[t] for t in seen]), rm.rows(seen), rm.space, cfg.seed)
-        memo.fits_run += 1   # (not kept: the fitted predictor itself is the output)
+                                       cfg.seeds, loo=name in cfg.leave_one_out, log=log.info, memo=memo, keep=keep)
+        pred = keep[saved]
+        if pred is None:
+            pred = make_predictor(cfg.predictor, options)
+            if isinstance(pred, Task2SimPredictor):
+                pred.checkpoint = memo.controller(fit_key("saved " + pred.name, cfg.seed, seen, []))
+            pred.fit(np.stack([emb[t] for t in seen]), rm.rows(seen), rm.space, cfg.seed)
+            memo.fits_run += 1   # (not kept: the fitted predictor itself is the output)
         # Each seen task's held-out configuration: from the predictor fitted on the other seen
         # tasks (the same fits as its loo_seen score, memoised), so that the final tables never
         # score a predictor on the rows it was fitted on.
