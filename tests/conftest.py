@@ -72,6 +72,19 @@ def shared_reference() -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread_per_worker():
+    """Under pytest-xdist (`make test`: 2 workers on the 2 cores) every test computes on one torch
+    thread. Two workers of two OpenMP threads each oversubscribe the cores, and the idle threads
+    spin-wait: the model-heavy unit tests ran 2.5x slower (BENCHMARKS.md, "Test suite"). A test
+    that sets its own thread count (a CLI's --threads) gets one again before the next test."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+    yield
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny models and batch-4 updates are latency-bound: a second torch thread only adds
