@@ -1,4 +1,5 @@
 # Validation, wildcard constraints and input functions shared by every stage.
+import csv
 import json
 import os
 import re

@@ -18,6 +18,8 @@ checkpoint final_choose:
         policy=rules.policy_train.output.policy,
     output:
         tsv="results/final/choices.tsv",
+        # the fixed rules fitted on every seen task: what a task outside the table gets (one-shot)
+        fixed="results/final/fixed_rules.tsv",
         meta="results/final/choices.meta.json",
     log:
         "logs/final/choose.log",
@@ -35,7 +37,8 @@ checkpoint final_choose:
     shell:
         "python -m task2sim.cli.final choose --table {input.table} --measured {input.measured}"
         " --predictions {input.predictions}"
-        " --policy {input.policy} --config {params.config:q} --seed {params.seed} --out {output.tsv} > {log} 2>&1"
+        " --policy {input.policy} --config {params.config:q} --seed {params.seed} --out {output.tsv}"
+        " --fixed-out {output.fixed} > {log} 2>&1"
 
 
 use rule render_dataset as final_render with:

@@ -202,8 +202,9 @@ def final_oneshot_model(wildcards):
 
 def final_oneshot_best_fixed(wildcards):
     """The final-budget backbone of the best single configuration on the seen tasks (final_choose's
-    best_fixed), scored beside the task's own on the same split."""
-    (bits,) = {r["bits"] for r in final_choices() if r["method"] == "best_fixed"}
+    best_fixed fitted on all of them), scored beside the task's own on the same split."""
+    with open(checkpoints.final_choose.get().output.fixed) as f:
+        (bits,) = [r["bits"] for r in csv.DictReader(f, delimiter="\t") if r["rule"] == "best_fixed"]
     return final_model(final_budget(), bits)
 
 

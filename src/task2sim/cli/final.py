@@ -3,11 +3,12 @@
 Usage::
 
     # the configuration each method gives each task (Task2Sim's predictions, measured selection,
-    # Random, DR, best single)
+    # Random, DR, the fixed rules), and the fixed rules fitted on every seen task
     python -m task2sim.cli.final choose --table results/rewards/table.tsv \
         --measured results/rewards/train_loo.tsv \
         --predictions results/policy/predictions.tsv --policy results/policy/policy.pt \
-        --config '{"random_seed": 0, "random_draws": 3}' --out results/final/choices.tsv
+        --config '{"random_seed": 0, "random_draws": 3}' --out results/final/choices.tsv \
+        --fixed-out results/final/fixed_rules.tsv
 
     # one backbone (a model.pt, or --source scratch / imagenet) on several tasks: 5-NN + linear probe
     python -m task2sim.cli.final score --source 00000001 --model results/pretrain/00000001/model.pt \
@@ -68,6 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     c.add_argument("--measured", required=True,
                    help="train_loo.tsv of the reward stage (5-NN left-one-out on each training split)")
     c.add_argument("--out", required=True, help="choices.tsv to write")
+    c.add_argument("--fixed-out", required=True,
+                   help="fixed_rules.tsv to write: each fixed rule fitted on every seen task (a new task's)")
     add_config_args(c, "final")
     add_runtime_args(c, device=False, threads=False)
     s = sub.add_parser("score", help="one backbone on several tasks")
@@ -147,7 +150,8 @@ def _predictor_name(policy: str) -> str:
 
 def run_choose(args: argparse.Namespace) -> dict:
     from ..final import CHOICE_COLUMNS, read_tsv
-    from ..final.choose import choose_configs
+    from ..bits import configs_for
+    from ..final.choose import FIXED_RULES, best_fixed_config, choose_configs
     from ..io import write_tsv
     from ..policy.data import ConfigSpace
     from ..reward.table import read_table_tsv
@@ -159,10 +163,14 @@ def run_choose(args: argparse.Namespace) -> dict:
     rec = Provenance.start("final_choose", cfg, seeds={"random_seed": cfg.random_seed},
                            inputs=[args.table, args.measured, args.predictions, args.policy], vary_bits=list(vary),
                            predictor=predictor)
-    rows = choose_configs(table, read_tsv(args.predictions), vary, cfg.random_seed, read_table_tsv(args.measured),
+    predictions = read_tsv(args.predictions)
+    rows = choose_configs(table, predictions, vary, cfg.random_seed, read_table_tsv(args.measured),
                           cfg.random_draws)
+    seen = [p["task"] for p in predictions if p["split"] == "seen"]
     write_tsv(args.out, CHOICE_COLUMNS, rows)
-    rec.finish([args.out])
+    write_tsv(args.fixed_out, ["rule", "bits"],
+              [{"rule": r, "bits": best_fixed_config(table, seen, configs_for(vary), r)} for r in FIXED_RULES])
+    rec.finish([args.out, args.fixed_out])
     return {"tasks": len({r["task"] for r in rows}), "configs": sorted({r["bits"] for r in rows})}
 
 
@@ -345,7 +353,7 @@ def run_oneshot(args: argparse.Namespace) -> dict:
 def run_summary(args: argparse.Namespace) -> dict:
     from ..bits import configs_for
     from ..final import CONFIG_METHODS, FinalError, parse_budget, read_tsv
-    from ..final.choose import picks
+    from ..final.choose import FIXED_RULES, picks, rule_configs_text
     from ..final.report import (SUMMARY_COLUMNS, margin_rows, mean_over_seeds, method_scores, plot_per_task,
                                 summary_markdown, summary_rows)
     from ..final.score import read_scores_by_seed
@@ -388,7 +396,8 @@ def run_summary(args: argparse.Namespace) -> dict:
             "predictor": _predictor_name(args.policy), "random_seed": cfg.random_seed, "seed": args.seed,
             "random_draws": draws, "n_configs": n_configs,
             "random_exact": ": all of them, the exact mean" if draws == n_configs else f" out of {n_configs}",
-            "dr_bits": pick[(first, "domain_randomisation")][0], "best_bits": pick[(first, "best_fixed")][0],
+            "dr_bits": pick[(first, "domain_randomisation")][0],
+            "fixed_bits": {r: rule_configs_text(choices, r) for r in FIXED_RULES},
             "imagenet_size": cfg.imagenet_image_size, "model": args.model_name, "budget_titles": titles,
             "margins": margin_rows(ms_by_seed, splits), "seeds": seeds}
     inputs = [args.choices, *args.scores, args.policy]

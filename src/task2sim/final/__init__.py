@@ -6,7 +6,8 @@ task outside the reward table, and the comparison of every method at the reward 
   backbone, Random = seeded draws shared by every task, Domain Randomisation = every varied bit on, Domain
   Randomisation with all 8 bits on (the paper's; needs a render outside the reward table, so it is
   scored at the final budget only unless every bit varies), the best single configuration on the
-  seen tasks of the reward table);
+  seen tasks of the reward table by mean reward and by mean per-task z-score, a seen task's from
+  the other seen tasks);
 - ``score``: one backbone (pre-trained, random-init "scratch", or the real ImageNet
   EfficientNet-Lite0 reference) on several tasks: pooled features once per task, then the 5-NN
   accuracy (docs/algorithms.md, "Reward") and the linear probe of ``train.evaluate`` on those
@@ -33,11 +34,12 @@ from ..errors import Task2SimError
 ALL_ON = "1" * N_BITS
 # Methods in the order of the tables; the last two are not simulator configurations.
 CONFIG_METHODS = ("task2sim", "measured", "random", "domain_randomisation", "domain_randomisation_all",
-                  "best_fixed")
+                  "best_fixed", "best_fixed_z")
 METHODS = CONFIG_METHODS + ("scratch", "imagenet")
 LABELS = {"task2sim": "Task2Sim", "measured": "Measured selection (5-NN, train split)", "random": "Random",
           "domain_randomisation": "Domain Randomisation (varied bits)",
           "domain_randomisation_all": "Domain Randomisation (all 8 bits)", "best_fixed": "Best single config (seen)",
+          "best_fixed_z": "Best single config by z-score (seen)",
           "scratch": "Scratch (random init)", "imagenet": "ImageNet EfficientNet-Lite0 (reference)"}
 EVALUATIONS = ("knn5", "linear", "finetune")
 CHOICE_COLUMNS = ("task", "split", "method", "bits")
