@@ -106,7 +106,7 @@ rule final_score:
         tasks=lambda wildcards: " ".join(final_score_tasks(wildcards)),
         model_args=final_score_model_args,
         features=final_score_features,
-        config=config_json("final", drop=FINAL_JOB_KEYS + ["random_seed", "random_draws", "selection", "seeds"]),
+        config=final_score_config,
         evaluate=FINAL_SECTIONS["evaluate"],
         reward=FINAL_SECTIONS["reward"],
         seed=config["seed"],

@@ -1,5 +1,6 @@
 # The final stage's configuration, checks and input functions (rules/final.smk includes this file;
 # Snakemake's linter keeps functions out of files with rules).
+from task2sim.final import budget_evaluations
 
 FINAL = config["final"]
 # Keys that pick jobs, not what a job computes: out of the rerun-triggering params.
@@ -111,6 +112,15 @@ def final_score_features(wildcards):
     return "--features " + " ".join(
         expand(f"{root}/features/{{bits}}/{{task}}.npz", bits=wildcards.source, task=reward_tasks())
     )
+
+
+def final_score_config(wildcards):
+    """final_score's --config: the final section's science keys, with the evaluations scored at this
+    budget (``finetune`` only where final.finetune_at names it, task2sim.final.budget_evaluations)."""
+    drop = FINAL_JOB_KEYS + ["random_seed", "random_draws", "selection", "seeds", "finetune_at"]
+    cfg = json.loads(config_json("final", drop=drop))
+    cfg["evaluations"] = budget_evaluations(FINAL["evaluations"], FINAL["finetune_at"], wildcards.budget)
+    return json.dumps(cfg, sort_keys=True)
 
 
 def final_score_model_args(wildcards):

@@ -147,6 +147,19 @@ def test_summary_tables_bold_the_best_and_name_the_losses():
     assert "| reward | linear | unseen | Task2Sim - Random | " in md and "no interval (one task)" in md
 
 
+def test_finetune_is_scored_where_finetune_at_names_the_budget():
+    from task2sim.final import budget_evaluations
+
+    evs = ["knn5", "linear", "finetune"]
+    assert budget_evaluations(evs, ["reward", "final"], "reward") == evs
+    assert budget_evaluations(evs, ["final"], "reward") == ["knn5", "linear"]
+    assert budget_evaluations(evs, ["final"], "c32_i180") == evs
+    assert budget_evaluations(evs, ["reward"], "c32_i60") == ["knn5", "linear"]  # a scaling budget is "final"
+    # Scratch (budget "ref") is the paper's end-to-end Scratch wherever fine-tuning runs at all
+    assert budget_evaluations(evs, [], "ref") == evs
+    assert budget_evaluations(["knn5"], ["reward", "final"], "reward") == ["knn5"]
+
+
 def test_margin_intervals_cover_a_planted_difference():
     """The summary's paired margins on synthetic scores, 12 seen and 6 unseen tasks: Task2Sim = best
     single config + 2 points, Random = best single config, measured selection = best single config

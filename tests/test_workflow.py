@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 from conftest import REPO, Workflow
@@ -100,6 +102,23 @@ def test_study_target_runs_the_table_and_the_comparison_on_seeds(workflow):
     assert res.returncode != 0
     assert "invalid configuration: final.seeds: 2 is a seed of the run, reward.seeds or noise.seeds" in (
         res.stdout + res.stderr)
+
+
+def test_finetune_at_the_final_budget_only_leaves_the_reward_budget_scores_without_it(workflow):
+    """final.finetune_at: [final] (the paper's fine-tune column at a fraction of the cost): the 2^M
+    reward-budget scoring jobs run 5-NN and the linear probe only, while Scratch is still
+    fine-tuned (the paper's end-to-end Scratch). The key is no scoring job's parameter."""
+    (workflow.root / "ft.yaml").write_text(yaml.safe_dump(
+        {"final": {"evaluations": ["knn5", "linear", "finetune"], "finetune_at": ["final"]}}))
+    res = workflow.run("-n", "-p", "--configfile", "ft.yaml", "--", "results/final/scores/reward/00000000.tsv",
+                       "results/final/scores/ref/scratch.tsv")
+    assert res.returncode == 0, res.stdout + res.stderr
+    commands = {m[1]: m[0] for m in re.finditer(r"python -m task2sim\.cli\.final score --source (\S+).*$",
+                                                   res.stdout, re.M)}
+    assert set(commands) == {"00000000", "scratch"}, res.stdout
+    assert '"evaluations": ["knn5", "linear"]' in commands["00000000"]
+    assert '"evaluations": ["knn5", "linear", "finetune"]' in commands["scratch"]
+    assert not any("finetune_at" in c for c in commands.values())
 
 
 SNAKEMAKE_LOG = """\

@@ -352,7 +352,7 @@ def run_oneshot(args: argparse.Namespace) -> dict:
 
 def run_summary(args: argparse.Namespace) -> dict:
     from ..bits import configs_for
-    from ..final import CONFIG_METHODS, FinalError, parse_budget, read_tsv
+    from ..final import CONFIG_METHODS, FinalError, budget_evaluations, parse_budget, read_tsv
     from ..final.choose import FIXED_RULES, picks, rule_configs_text
     from ..final.report import (SUMMARY_COLUMNS, margin_rows, mean_over_seeds, method_scores, plot_per_task,
                                 summary_markdown, summary_rows)
@@ -371,8 +371,9 @@ def run_summary(args: argparse.Namespace) -> dict:
     dr = pick[(first, "domain_randomisation")][0]
     configs = configs_for([i for i, c in enumerate(dr) if c == "1"])
     draws, n_configs = len(pick[(first, "random")]), len(configs)
+    at_reward = budget_evaluations(cfg.evaluations, cfg.finetune_at, "reward")
     for seed, scores in zip(seeds, by_seed.values()):
-        missing = sorted({(t, b) for t in splits for b in configs for ev in cfg.evaluations
+        missing = sorted({(t, b) for t in splits for b in configs for ev in at_reward
                           if ("reward", b, t, ev) not in scores})
         if "reward" in budgets.values() and missing:
             raise FinalError(f"scores: reward-budget configuration {missing[0][1]} is not scored on task "
@@ -391,6 +392,8 @@ def run_summary(args: argparse.Namespace) -> dict:
             titles[label] = (f"{label} budget: {c} classes x {i} images = {c * i} rendered images, "
                              f"{cfg.epochs or args.pretrain_epochs} epochs (methods pre-trained: "
                              f"{', '.join(cfg.final_budget_methods)}; n/a: not pre-trained at this budget)")
+        if "finetune" in cfg.evaluations and "finetune" not in budget_evaluations(cfg.evaluations, cfg.finetune_at, b):
+            titles[label] += "; fine-tune: n/a at this budget but for Scratch (final.finetune_at)"
     n_split = {k: sum(s == k for s in splits.values()) for k in ("seen", "unseen")}
     info = {"n_seen": n_split["seen"], "n_unseen": n_split["unseen"],
             "predictor": _predictor_name(args.policy), "random_seed": cfg.random_seed, "seed": args.seed,

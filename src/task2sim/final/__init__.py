@@ -62,8 +62,18 @@ class FinalConfig:
     random_draws: int
     selection: str
     evaluations: list[str]
+    finetune_at: list[str]
     imagenet_image_size: int
     scaling_images_per_class: list[int]
+
+
+def budget_evaluations(evaluations: list[str] | tuple[str, ...], finetune_at: list[str] | tuple[str, ...],
+                       budget: str) -> list[str]:
+    """The evaluations scored at ``budget`` (``reward``, ``ref`` for Scratch and the ImageNet
+    reference, or a rendered budget such as ``c32_i180``): ``finetune`` only where
+    ``final.finetune_at`` names the budget's kind (always for ``ref``: Scratch)."""
+    kind = budget if budget in ("reward", "ref") else "final"
+    return [e for e in evaluations if e != "finetune" or kind == "ref" or kind in finetune_at]
 
 
 def budget_name(classes: int, images_per_class: int) -> str:

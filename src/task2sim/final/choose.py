@@ -113,4 +113,3 @@ def rule_configs_text(choices: Sequence[Mapping[str, str]], method: str) -> str:
     if len(ranked) <= 1:
         return ranked[0][0] if ranked else ""
     return ranked[0][0] + "; " + "; ".join(f"{b} on {', '.join(ts)}" for b, ts in ranked[1:])
-
