@@ -112,6 +112,15 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)  # stable: the order within each rank stays pytest's
 
 
+def copy_tiny_run(tiny_run: Workflow, dest: Path) -> Workflow:
+    """A copy of the session's tiny run at ``dest``, to run more of the workflow on without touching
+    the original (the yardstick other tests read)."""
+    shutil.copytree(tiny_run.root, dest, symlinks=True)
+    # a lock of a snakemake that another test runs in the original at this moment (the report)
+    shutil.rmtree(dest / ".snakemake" / "locks", ignore_errors=True)
+    return Workflow(dest)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Workflow:
     """The whole workflow at tiny size (tests/tiny_config.yaml), run with the network guarded

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SNAKEMAKE, Workflow
+from conftest import REPO, SNAKEMAKE, Workflow, copy_tiny_run
 
 from task2sim.config import section_defaults
 from tiny_workflow import tiny_config
@@ -79,10 +78,7 @@ def test_readme_oneshot_on_a_new_folder_trains_and_scores_one_backbone_without_r
                                                                                       monkeypatch):
     # What a finished run has: the reward table, the Task2Vec of its tasks, the policy, the final
     # comparison (the tiny configuration: 2 seen tasks train the predictor, 2 configurations).
-    wf = Workflow(tmp_path / "wf")
-    shutil.copytree(tiny_run.root, wf.root, symlinks=True)
-    # a lock of a snakemake that another test runs in the original at this moment (the report)
-    shutil.rmtree(wf.root / ".snakemake" / "locks", ignore_errors=True)
+    wf = copy_tiny_run(tiny_run, tmp_path / "wf")
     cfg = tiny_config()
     table_tasks = set(cfg["tasks"]["items"])
     seen = [t for t, item in cfg["tasks"]["items"].items() if item["seen"]]

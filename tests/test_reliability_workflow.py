@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SNAKEMAKE
+from conftest import SNAKEMAKE, copy_tiny_run
 from network_guard import guard_env
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
@@ -111,10 +111,7 @@ def tiny(tiny_run, tmp_path_factory) -> TinyRun:
     """A copy of the session's tiny run (conftest.tiny_run, built under the network guard): the
     kill tests below work on the copy, the frozen original files are the yardstick."""
     base = tmp_path_factory.mktemp("reliability")
-    root = base / "wf"
-    shutil.copytree(tiny_run.root, root, symlinks=True)
-    # a lock of a snakemake that another test runs in the original at this moment (the report)
-    shutil.rmtree(root / ".snakemake" / "locks", ignore_errors=True)
+    root = copy_tiny_run(tiny_run, base / "wf").root
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home()), "LANG": "C.UTF-8", **guard_env(base)}
     run = TinyRun(root, env)
     (base / "reference_root").mkdir()
