@@ -150,8 +150,7 @@ def _predictor_name(policy: str) -> str:
 
 def run_choose(args: argparse.Namespace) -> dict:
     from ..final import CHOICE_COLUMNS, read_tsv
-    from ..bits import configs_for
-    from ..final.choose import FIXED_RULES, best_fixed_config, choose_configs
+    from ..final.choose import choose_configs, seen_rules
     from ..io import write_tsv
     from ..policy.data import ConfigSpace
     from ..reward.table import read_table_tsv
@@ -166,10 +165,9 @@ def run_choose(args: argparse.Namespace) -> dict:
     predictions = read_tsv(args.predictions)
     rows = choose_configs(table, predictions, vary, cfg.random_seed, read_table_tsv(args.measured),
                           cfg.random_draws)
-    seen = [p["task"] for p in predictions if p["split"] == "seen"]
     write_tsv(args.out, CHOICE_COLUMNS, rows)
     write_tsv(args.fixed_out, ["rule", "bits"],
-              [{"rule": r, "bits": best_fixed_config(table, seen, configs_for(vary), r)} for r in FIXED_RULES])
+              [{"rule": r, "bits": b} for r, b in seen_rules(table, predictions, vary).items()])
     rec.finish([args.out, args.fixed_out])
     return {"tasks": len({r["task"] for r in rows}), "configs": sorted({r["bits"] for r in rows})}
 

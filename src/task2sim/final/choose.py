@@ -54,6 +54,22 @@ def fixed_rule_configs(table: Mapping[str, Mapping[str, float]], seen: Sequence[
             for t in tasks}
 
 
+def seen_tasks(predictions: Sequence[Mapping[str, str]]) -> list[str]:
+    """The seen tasks of predictions.tsv (the policy stage's split)."""
+    seen = [p["task"] for p in predictions if p["split"] == "seen"]
+    if not seen:
+        raise FinalError("predictions: no seen task")
+    return seen
+
+
+def seen_rules(table: Mapping[str, Mapping[str, float]], predictions: Sequence[Mapping[str, str]],
+               vary_bits: Sequence[int]) -> dict[str, str]:
+    """Each fixed rule fitted on every seen task: what a task outside the reward table gets
+    (fixed_rules.tsv, the one-shot path's baseline)."""
+    configs = configs_for(vary_bits)
+    return {r: best_fixed_config(table, seen_tasks(predictions), configs, r) for r in FIXED_RULES}
+
+
 def measured_config(task: str, measured: Mapping[str, Mapping[str, float]], configs: Sequence[str]) -> str:
     """Measured selection for ``task``: the configuration whose reward-budget backbone has the best
     5-NN accuracy left-one-out within the task's training split (``measured``: train_loo.tsv of
@@ -75,9 +91,7 @@ def choose_configs(table: Mapping[str, Mapping[str, float]], predictions: Sequen
     had it, ``new`` for a task outside the reward table (the one-shot path). ``measured``:
     {task: {bits: 5-NN left-one-out on the training split}} (``measured_config``)."""
     configs = configs_for(vary_bits)
-    seen = [p["task"] for p in predictions if p["split"] == "seen"]
-    if not seen:
-        raise FinalError("predictions: no seen task")
+    seen = seen_tasks(predictions)
     tasks = [p["task"] for p in predictions]
     fixed = {rule: fixed_rule_configs(table, seen, configs, tasks, rule) for rule in FIXED_RULES}
     draws = random_configs(configs, random_seed, random_draws)
