@@ -4,7 +4,14 @@ from task2sim.final import budget_evaluations
 
 FINAL = config["final"]
 # Keys that pick jobs, not what a job computes: out of the rerun-triggering params.
-FINAL_JOB_KEYS = ["classes", "images_per_class", "scaling_images_per_class", "epochs", "final_budget_methods"]
+FINAL_JOB_KEYS = [
+    "classes",
+    "images_per_class",
+    "scaling_images_per_class",
+    "epochs",
+    "final_budget_methods",
+    "compare_at",
+]
 _reward_images = config["render"]["classes"] * config["render"]["images_per_class"]
 if FINAL["classes"] * FINAL["images_per_class"] < 2 * _reward_images:
     raise WorkflowError(
@@ -30,8 +37,8 @@ def scaling_budgets():
 
 
 def comparison_budgets():
-    """label -> {budget} of the comparison's two columns."""
-    return {"reward": "reward", "final": final_budget()}
+    """label -> {budget} of the comparison's columns (final.compare_at: both by default)."""
+    return {k: v for k, v in {"reward": "reward", "final": final_budget()}.items() if k in FINAL["compare_at"]}
 
 
 def final_choices():
@@ -143,12 +150,13 @@ def final_score_files(budgets, methods=None, seen_only=False, seeds=(None,)):
 
 
 def final_fixed_scores():
-    """The scores final_summary needs from the start: every reward-budget backbone and the two
-    references, at each evaluation seed."""
+    """The scores final_summary needs from the start: every reward-budget backbone (when the reward
+    budget is compared) and the two references, at each evaluation seed."""
+    reward = [("reward", b) for b in all_bits()] if "reward" in FINAL["compare_at"] else []
     return [
         final_score_path(budget, source, seed)
         for seed in EVAL_SEEDS
-        for budget, source in [("reward", b) for b in all_bits()] + [("ref", "scratch"), ("ref", "imagenet")]
+        for budget, source in reward + [("ref", "scratch"), ("ref", "imagenet")]
     ]
 
 

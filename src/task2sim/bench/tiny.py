@@ -11,7 +11,8 @@ import yaml
 
 # The workflow's own files, src/ included so that jobs run the code of the checkout; results are
 # produced inside the copy.
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "study.yaml", "rules", "schemas", "envs", "profiles", "docs", "src")
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "study.yaml", "study_finetune.yaml", "rules", "schemas", "envs",
+                  "profiles", "docs", "src")
 TINY_CONFIG = Path("tests") / "tiny_config.yaml"
 
 
