@@ -5,7 +5,9 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CORES ?= all
 PYTEST_ARGS ?=
-# pytest-xdist workers (tests/conftest.py: the heaviest tests start first, one tiny run is shared)
+# pytest-xdist workers (tests/conftest.py: the heaviest tests start first, one tiny run is shared).
+# --maxschedchunk 1 hands tests out one at a time: by default --dist load gives each worker a first
+# block of about a quarter of its share, so the heavy tests sorted first all went to one worker.
 TEST_WORKERS ?= 2
 
 .PHONY: setup run test clean-results
@@ -17,7 +19,7 @@ run: setup
 	snakemake --cores $(CORES)
 
 test: setup
-	python -m pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
+	python -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1 $(PYTEST_ARGS)
 
 clean-results:
 	rm -rf results logs benchmarks

@@ -98,7 +98,8 @@ def one_torch_thread():
 
 
 # Tests that take minutes, started first so that the two pytest-xdist workers of `make test`
-# (-n 2 --dist load) share them out from the start instead of one worker ending the run alone.
+# (-n 2 --dist load --maxschedchunk 1: one test at a time) share them out from the start instead of
+# one worker ending the run alone.
 HEAVY_FIRST = ("test_slurm.py::test_tiny_workflow_through_slurm", "test_reliability_workflow.py::",
                "test_final_oneshot_workflow.py::", "test_train_workflow.py::test_real_run",
                "test_report.py::test_report_figures")
