@@ -94,6 +94,31 @@ def test_compute_reward_on_fixture_task_and_cache(tmp_path):
         assert str(z["key"]) != key0 and not np.allclose(z["train"], f0)
 
 
+def test_amp_features_have_their_own_cache_key_and_stay_close(tmp_path, monkeypatch):
+    """reward.amp: bf16 features (on a CPU that computes bf16 natively; forced here) are cached
+    under their own key, so an fp32 cache is never read as bf16 or the other way; the fp32 key is
+    the one of before amp existed; the features stay close to fp32's."""
+    from task2sim.backbones import features as feats
+    from task2sim.backbones import runtime
+
+    task = write_task_h5(tmp_path / "data.h5", n_classes=4, n_train=64, n_test=32)
+    bb = load_source("scratch", model_name="t2s_resnet18_w8", image_size=32, seed=0)
+    fp32 = feats.features(bb, task, tmp_path / "fp32.npz", progress=False, device="cpu")
+    assert feats.features(bb, task, tmp_path / "off.npz", progress=False, device="cpu", amp=False).train.tobytes() \
+        == fp32.train.tobytes()
+    with np.load(tmp_path / "fp32.npz") as z:
+        assert str(z["key"]) == feats.cache_key(bb.name, None, task, 32, bb.mean, bb.std, 0)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda *a: True)
+    cache = tmp_path / "fp32.npz"
+    bf16 = feats.features(bb, task, cache, progress=False, device="cpu", amp=True)  # fp32 cache: not read
+    with np.load(cache) as z:
+        key = str(z["key"])
+    assert key == feats.cache_key(bb.name, None, task, 32, bb.mean, bb.std, 0, torch.bfloat16)
+    assert bf16.train.tobytes() != fp32.train.tobytes()
+    cos = (feats.l2_normalise(bf16.train) * feats.l2_normalise(fp32.train)).sum(1)
+    assert cos.min() > 0.99
+
+
 def test_random_init_feature_model_is_seeded():
     a, b, c = (load_source("scratch", model_name="t2s_resnet18_w8", image_size=32, seed=s).model for s in (3, 3, 4))
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()

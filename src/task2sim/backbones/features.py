@@ -25,7 +25,7 @@ from ..provenance import sha256_file
 from .images import EvalImages, H5ImageDataset, normalize_batch
 from .models import create_backbone, load_backbone
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, normalisation
-from .runtime import autocast_for, resolve_device, to_device
+from .runtime import amp_dtype, autocast_for, resolve_device, to_device
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,8 @@ def extract_features(model: nn.Module, dataset: H5ImageDataset, batch_size: int 
                      amp: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> tuple[np.ndarray, np.ndarray]:
     """Pooled features (float32, N x D; L2-normalised unless ``normalize=False``) and labels of
     ``dataset`` (uint8 images, read by its ``batches``, normalised by ``mean`` and ``std`` per
-    batch), in order. ``amp``:
-    autocast (``amp_dtype``; off by default: rewards are fp32, and bf16 features changed 2-4 % of
-    the 5 nearest neighbours, BENCHMARKS.md: precision). The model runs channels-last
+    batch), in order. ``amp``: autocast (``amp_dtype``: bf16 on a GPU or a CPU that computes it
+    natively, else fp32; ``reward.amp``, BENCHMARKS.md: precision). The model runs channels-last
     (``to_device``): same neighbours, a third faster on CPU."""
     device = torch.device(device)
     model = to_device(model, device).eval()
@@ -74,19 +73,23 @@ class FeatureSet:
 
 
 def cache_key(model_name: str, checkpoint: str | os.PathLike | None, task_h5: str | os.PathLike, image_size: int,
-              mean=IMAGENET_MEAN, std=IMAGENET_STD, seed: int = 0) -> str:
-    """The key of a feature cache: what the features are of and how they were made."""
+              mean=IMAGENET_MEAN, std=IMAGENET_STD, seed: int = 0, dtype: torch.dtype | None = None) -> str:
+    """The key of a feature cache: what the features are of and how they were made (``dtype``: the
+    autocast dtype of the extraction, None for fp32)."""
     # A random-init backbone is identified by its init seed (a trained one by its weights).
     # "raw": the cache holds un-normalised features (a cache of L2-normalised ones is stale).
+    # fp32 keys stay what they were before autocast existed (their caches stay valid).
     parts = [model_name, sha256_file(checkpoint) if checkpoint else f"random-init:{int(seed)}",
              sha256_file(task_h5), str(image_size), [float(v) for v in mean], [float(v) for v in std], "raw"]
+    if dtype is not None:
+        parts.append(str(dtype))
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
 def task_features(model: nn.Module, task_h5: str | os.PathLike, image_size: int,
                   cache: str | os.PathLike | None = None, cache_key: str = "",
                   batch_size: int = 256, device: str = "auto", progress: bool = True,
-                  mean=IMAGENET_MEAN, std=IMAGENET_STD, write_cache: bool = True) -> FeatureSet:
+                  mean=IMAGENET_MEAN, std=IMAGENET_STD, write_cache: bool = True, amp: bool = False) -> FeatureSet:
     """Raw features of both splits of a task (resized to ``image_size``, normalised by ``mean``
     and ``std``), read from ``cache`` (npz) when its key matches (``cache_key``), else computed
     (and written there unless ``write_cache`` is False).
@@ -105,7 +108,7 @@ def task_features(model: nn.Module, task_h5: str | os.PathLike, image_size: int,
     dev = resolve_device(device)
     train = EvalImages(task_h5, "train", image_size)
     test = EvalImages(task_h5, "test", image_size)
-    kw = {"progress": progress, "normalize": False, "mean": mean, "std": std}
+    kw = {"progress": progress, "normalize": False, "mean": mean, "std": std, "amp": amp}
     ftr, ytr = extract_features(model, train, batch_size, dev, desc="train features", **kw)
     fte, yte = extract_features(model, test, batch_size, dev, desc="test features", **kw)
     fs = FeatureSet(ftr, ytr, fte, yte, int(train.n_classes))
@@ -188,10 +191,11 @@ def _size(source: str, image_size: int | None) -> int:
 
 def features(bb: Backbone, task_h5: str | os.PathLike, cache: str | os.PathLike | None = None,
              batch_size: int = 256, device: str | torch.device = "auto", progress: bool = True,
-             write_cache: bool = True) -> FeatureSet:
+             write_cache: bool = True, amp: bool = False) -> FeatureSet:
     """Raw features of both splits of a task from ``bb`` (``task_features``), read from ``cache``
-    when it holds this backbone's features of this task, else computed (and written there unless
-    ``write_cache`` is False)."""
-    key = cache_key(bb.name, bb.checkpoint, task_h5, bb.image_size, bb.mean, bb.std, bb.seed) if cache else ""
+    when it holds this backbone's features of this task at this precision, else computed (and
+    written there unless ``write_cache`` is False)."""
+    dtype = amp_dtype(resolve_device(device), amp)
+    key = cache_key(bb.name, bb.checkpoint, task_h5, bb.image_size, bb.mean, bb.std, bb.seed, dtype) if cache else ""
     return task_features(bb.model, task_h5, bb.image_size, cache, key, batch_size, device, progress,
-                         bb.mean, bb.std, write_cache)
+                         bb.mean, bb.std, write_cache, amp)

@@ -206,7 +206,7 @@ def _score(args, bb, tasks: dict[str, str], cfg) -> list[dict]:
     cfgs = _eval_cfgs(args, bb.image_size, scratch=bb.source == "scratch")
     caches = dict(zip(tasks, args.features)) if getattr(args, "features", None) else None
     return score_backbone(bb, tasks, cfg.evaluations, cfgs, rw.k, rw.temperature, args.seed, args.device, caches,
-                          rw.batch_size)
+                          rw.batch_size, rw.amp)
 
 
 def run_score(args: argparse.Namespace) -> dict:
@@ -283,7 +283,7 @@ def run_measure(args: argparse.Namespace) -> dict:
     scores, n_train = {}, 0
     for bits in configs:
         scores[bits], n_train = train_loo_score(backbones[bits], args.task_h5, rw.k, rw.temperature, rw.batch_size,
-                                                args.device, progress=not args.no_progress)
+                                                args.device, progress=not args.no_progress, amp=rw.amp)
     bits = measured_config(args.task, {args.task: scores}, configs)
     prediction = {"task": args.task, "bits": bits, "selection": "measure", "predictor": "measured",
                   "train_loo": scores, "n_train": n_train, "k": rw.k, "models": models}

@@ -97,7 +97,8 @@ def run_knn(args: argparse.Namespace) -> dict:
                                model_name=bb.name, image_size=bb.image_size)
         t0 = time.perf_counter()
         r = compute_reward(bb, task_h5, k=cfg.k, temperature=cfg.temperature, cache=features,
-                           batch_size=cfg.batch_size, device=args.device, progress=not args.no_progress)
+                           batch_size=cfg.batch_size, device=args.device, progress=not args.no_progress,
+                           amp=cfg.amp)
         out = {"bits": bits, "task": task, "knn5_top1": r["knn5_top1"], "knn5_train_loo": r["knn5_train_loo"],
                "k": r["k"],
                "temperature": r["temperature"], "feature_dim": r["feature_dim"], "n_train": r["n_train"],

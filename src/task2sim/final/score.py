@@ -20,13 +20,14 @@ log = logging.getLogger(__name__)
 def score_backbone(bb: Backbone, tasks: Mapping[str, str], evaluations: Sequence[str],
                    eval_cfgs: Mapping[str, Any], k: int, temperature: float, seed: int,
                    device: str = "auto", caches: Mapping[str, str] | None = None,
-                   batch_size: int = 256) -> list[dict[str, Any]]:
+                   batch_size: int = 256, amp: bool = False) -> list[dict[str, Any]]:
     """Rows (task, source, evaluation, top1, chosen, n_train, n_test, seconds) of ``bb`` on each
     task ``{task: data.h5}``. ``eval_cfgs``: ``EvalConfig`` per probe method (linear, finetune).
     Features are computed once per task (the reward stage's, when ``caches`` {task: .npz} holds
     them for this backbone: then the 5-NN is the reward table's cell) and shared by the 5-NN and
     the linear probe; fine-tuning trains the whole network from ``bb.checkpoint`` (or from random
-    init for scratch). ``batch_size``: of the feature extraction (reward.batch_size)."""
+    init for scratch). ``batch_size`` and ``amp``: of the feature extraction (reward.batch_size,
+    reward.amp)."""
     from ..backbones.features import features, l2_normalise
     from ..backbones.runtime import derive_seed, resolve_device
     from ..reward.knn import knn_accuracy
@@ -39,7 +40,7 @@ def score_backbone(bb: Backbone, tasks: Mapping[str, str], evaluations: Sequence
     rows = []
     for task, h5 in tasks.items():
         t0 = time.perf_counter()
-        fs = features(bb, h5, caches.get(task), batch_size, dev, progress=False, write_cache=False)
+        fs = features(bb, h5, caches.get(task), batch_size, dev, progress=False, write_cache=False, amp=amp)
         ftr, ytr, fte, yte, n_classes = fs.train, fs.train_labels, fs.test, fs.test_labels, fs.n_classes
         base = {"task": task, "source": bb.source, "n_train": len(ytr), "n_test": len(yte)}
         t_feat = time.perf_counter() - t0

@@ -69,14 +69,15 @@ def knn_loo_accuracy(features, labels, **kw: Any) -> float:
 
 
 def train_loo_score(bb: Backbone, task_h5: str | os.PathLike, k: int, temperature: float,
-                    batch_size: int = 256, device: str = "auto", progress: bool = True) -> tuple[float, int]:
+                    batch_size: int = 256, device: str = "auto", progress: bool = True,
+                    amp: bool = False) -> tuple[float, int]:
     """(5-NN left-one-out accuracy %, number of images) of backbone ``bb`` within the training split
     of ``task_h5``: the features of that split only (the test split is never opened). Measured
     selection for a task outside the reward table (``task2sim.cli.final measure``)."""
     dev = resolve_device(device)
     train = EvalImages(task_h5, "train", bb.image_size)
     f, y = extract_features(bb.model, train, batch_size, dev, progress=progress, desc="train features",
-                            mean=bb.mean, std=bb.std)
+                            mean=bb.mean, std=bb.std, amp=amp)
     return knn_loo_accuracy(f, y, n_classes=int(train.n_classes), k=k, temperature=temperature, device=dev), len(y)
 
 
@@ -86,15 +87,17 @@ class RewardConfig:
 
     k: int
     temperature: float
+    amp: bool            # features in bf16 where the device computes it natively (amp_dtype)
     batch_size: int      # runtime only: feature extraction batch
 
 
 def compute_reward(bb: Backbone, task_h5: str | os.PathLike, k: int, temperature: float,
                    cache: str | os.PathLike | None = None, batch_size: int = 256,
-                   device: str = "auto", chunk: int = 1024, progress: bool = True) -> dict[str, Any]:
+                   device: str = "auto", chunk: int = 1024, progress: bool = True,
+                   amp: bool = False) -> dict[str, Any]:
     """k-NN top-1 (%) of backbone ``bb`` (``load_source``) on one task, and the same vote left-one-out
     within the training split; the features are read from or written to ``cache``."""
-    fs = features(bb, task_h5, cache, batch_size, device, progress)
+    fs = features(bb, task_h5, cache, batch_size, device, progress, amp=amp)
     train, test = l2_normalise(fs.train), l2_normalise(fs.test)
     dev = resolve_device(device)
     acc = knn_accuracy(train, fs.train_labels, test, fs.test_labels, n_classes=fs.n_classes,
