@@ -99,7 +99,8 @@ def test_choice_depends_on_validation_only(backbone, tmp_path, method):
 
 def test_linear_is_the_final_stages_probe_of_the_same_features(backbone, tmp_path):
     """The evaluate stage's linear probe and the final stage's linear column: one feature path
-    (backbones.features, fp32), one split, one probe, so the same number for the same backbone."""
+    (backbones.features, at the same precision), one split, one probe, so the same number for the
+    same backbone."""
     from task2sim.backbones.features import load_source
     from task2sim.final.score import score_backbone
 
@@ -108,7 +109,8 @@ def test_linear_is_the_final_stages_probe_of_the_same_features(backbone, tmp_pat
                                         "batch_sizes": [16], "val_fraction": 0.3}, "evaluate.linear",
                            method="linear", image_size=32, seed=0, device="cpu")
     r = evaluate(None, backbone, task, cfg, progress=False)
-    row, = score_backbone(load_source("x", backbone), {"t": task}, ["linear"], {"linear": cfg}, 5, 0.07, 0, "cpu")
+    row, = score_backbone(load_source("x", backbone), {"t": task}, ["linear"], {"linear": cfg}, 5, 0.07, 0, "cpu",
+                          amp=cfg.amp)
     assert row["top1"] == round(r["test_top1"], 4) and row["chosen"] == r["chosen"]
 
 

@@ -231,10 +231,11 @@ def evaluate(model_name: str | None, checkpoint: str | os.PathLike | None, task_
         return validation_split(labels, cfg.val_fraction, derive_seed(cfg.seed, 7), where=str(task_h5))
 
     if cfg.method == "linear":
-        # the backbone's raw pooled features, as every stage gets them (fp32, its own normalisation):
-        # the same probe as the final stage's linear column; the task is read once, by them
+        # the backbone's raw pooled features, as every stage gets them (its own normalisation; bf16
+        # where native under amp, as the final stage's under reward.amp, both on by default): the
+        # same probe as the final stage's linear column; the task is read once, by them
         fs = features(load_source("evaluate", checkpoint), task_h5, device=device, progress=progress,
-                      write_cache=False)
+                      write_cache=False, amp=cfg.amp)
         n_classes, n_train, n_test = fs.n_classes, len(fs.train_labels), len(fs.test_labels)
         fit_idx, val_idx = split(fs.train_labels)
         probe = linear_probe(fs.train, fs.train_labels, fs.test, fs.test_labels, n_classes, cfg, (fit_idx, val_idx),
