@@ -124,7 +124,8 @@ def test_finetune_at_the_final_budget_only_leaves_the_reward_budget_scores_witho
 def test_study_finetune_variant_compares_at_the_final_budget_only(workflow):
     """study_finetune.yaml over study.yaml: the table at seeds 1 and 2 as in the study, but no
     reward-budget backbone again at seeds 3-5 (final.compare_at: [final]); at each of those seeds
-    Scratch is fine-tuned and the ImageNet reference probed, and the summary compares one budget."""
+    Scratch is fine-tuned and the ImageNet reference probed. (The summary's one budget comes after
+    the final_choose checkpoint, out of a dry run's sight: docs/study.md has the tiny run.)"""
     res = workflow.run("-n", "-p", "study", "--configfile", "study.yaml", "study_finetune.yaml")
     assert res.returncode == 0, res.stdout + res.stderr
     counts = job_counts(res.stdout)
@@ -132,8 +133,6 @@ def test_study_finetune_variant_compares_at_the_final_budget_only(workflow):
     assert counts["final_seed_score"] == 3 * 2 and "final_score" not in counts
     scratch = re.findall(r"python -m task2sim\.cli\.final score --source scratch.*$", res.stdout, re.M)
     assert len(scratch) == 3 and all('"evaluations": ["knn5", "linear", "finetune"]' in c for c in scratch)
-    summary = re.search(r"python -m task2sim\.cli\.final summary .*$", res.stdout, re.M)
-    assert summary is None or "--budget reward=" not in summary[0]
 
 
 SNAKEMAKE_LOG = """\
