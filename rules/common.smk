@@ -1,5 +1,4 @@
 # Validation, wildcard constraints and input functions shared by every stage.
-import csv
 import json
 import os
 import re

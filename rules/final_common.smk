@@ -1,6 +1,6 @@
 # The final stage's configuration, checks and input functions (rules/final.smk includes this file;
 # Snakemake's linter keeps functions out of files with rules).
-from task2sim.final import budget_evaluations
+from task2sim.final import budget_evaluations, read_tsv
 
 FINAL = config["final"]
 # Keys that pick jobs, not what a job computes: out of the rerun-triggering params.
@@ -43,9 +43,7 @@ def comparison_budgets():
 
 def final_choices():
     """Rows (task, split, method, bits) of results/final/choices.tsv, once final_choose has run."""
-    with open(checkpoints.final_choose.get().output.tsv) as f:
-        rows = [dict(zip(["task", "split", "method", "bits"], ln.rstrip("\n").split("\t"))) for ln in f][1:]
-    return rows
+    return read_tsv(checkpoints.final_choose.get().output.tsv)
 
 
 # The comparison's backbones: the run's own (seed None) or, with final.seeds, those seeds' only.
@@ -221,8 +219,7 @@ def final_oneshot_model(wildcards):
 def final_oneshot_best_fixed(wildcards):
     """The final-budget backbone of the best single configuration on the seen tasks (final_choose's
     best_fixed fitted on all of them), scored beside the task's own on the same split."""
-    with open(checkpoints.final_choose.get().output.fixed) as f:
-        (bits,) = [r["bits"] for r in csv.DictReader(f, delimiter="\t") if r["rule"] == "best_fixed"]
+    (bits,) = [r["bits"] for r in read_tsv(checkpoints.final_choose.get().output.fixed) if r["rule"] == "best_fixed"]
     return final_model(final_budget(), bits)
 
 

@@ -195,7 +195,7 @@ def features(bb: Backbone, task_h5: str | os.PathLike, cache: str | os.PathLike 
     """Raw features of both splits of a task from ``bb`` (``task_features``), read from ``cache``
     when it holds this backbone's features of this task at this precision, else computed (and
     written there unless ``write_cache`` is False)."""
-    dtype = amp_dtype(resolve_device(device), amp)
-    key = cache_key(bb.name, bb.checkpoint, task_h5, bb.image_size, bb.mean, bb.std, bb.seed, dtype) if cache else ""
+    key = cache_key(bb.name, bb.checkpoint, task_h5, bb.image_size, bb.mean, bb.std, bb.seed,
+                    amp_dtype(resolve_device(device), amp)) if cache else ""
     return task_features(bb.model, task_h5, bb.image_size, cache, key, batch_size, device, progress,
                          bb.mean, bb.std, write_cache, amp)
