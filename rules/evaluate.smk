@@ -30,11 +30,12 @@ rule evaluate_downstream:
     params:
         model_args=evaluate_model_args,
         config=evaluate_config_json,
+        reward=evaluate_reward_json,
         seed=config["seed"],
     shell:
         "python -m task2sim.cli.evaluate --method {wildcards.method} --source {wildcards.source}"
         " --task {wildcards.task} {params.model_args} --task-h5 {input.task}"
-        " --config {params.config:q} --seed {params.seed} --device {resources.device}"
+        " --config {params.config:q} --reward {params.reward:q} --seed {params.seed} --device {resources.device}"
         " --threads {threads} --out {output.json} > {log} 2>&1"
 
 

@@ -29,6 +29,12 @@ def evaluate_config_json(wildcards):
     return json.dumps({**ev[wildcards.method], "val_fraction": ev["val_fraction"]}, sort_keys=True)
 
 
+def evaluate_reward_json(wildcards):
+    """linear: the reward section, whose amp is the probe's features' precision, as in the final
+    stage's linear column; the other methods take none (a reward change reruns only linear jobs)."""
+    return REWARD_JOB if wildcards.method == "linear" else "{}"
+
+
 def evaluate_targets():
     """results/evaluate/{method}/{source}/{task}.json for the configured methods and sources."""
     ev = config["evaluate"]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from fixtures_h5 import write_render_h5, write_task_h5
 
+from task2sim.backbones.features import features
 from task2sim.cli import evaluate as evaluate_cli
 from task2sim.config import config_from_dict
 from task2sim.train.evaluate import EvalConfig, evaluate, validation_split
@@ -97,21 +98,32 @@ def test_choice_depends_on_validation_only(backbone, tmp_path, method):
         assert b["test_top1"] < a["test_top1"]
 
 
-def test_linear_is_the_final_stages_probe_of_the_same_features(backbone, tmp_path):
+@pytest.mark.parametrize("amp", [True, False])
+def test_linear_is_the_final_stages_probe_of_the_same_features(backbone, tmp_path, amp, monkeypatch):
     """The evaluate stage's linear probe and the final stage's linear column: one feature path
-    (backbones.features, at the same precision), one split, one probe, so the same number for the
-    same backbone."""
+    (backbones.features, at the reward section's precision and batch in both), one split, one
+    probe, so the same number for the same backbone, with reward.amp on or off."""
+    import task2sim.train.evaluate as ev
     from task2sim.backbones.features import load_source
     from task2sim.final.score import score_backbone
+    from task2sim.reward.knn import RewardConfig
 
+    asked = []  # what the evaluate stage asked backbones.features for (a 20-image top-1 may not show it)
+    monkeypatch.setattr(ev, "features", lambda *a, **kw: asked.append(kw) or features(*a, **kw))
     task = write_task_h5(tmp_path / "data.h5", n_classes=4, n_train=40, n_test=20, size=32)
-    cfg = config_from_dict(EvalConfig, {"epochs": 5, "lrs": [0.01, 0.1], "weight_decays": [0.0],
-                                        "batch_sizes": [16], "val_fraction": 0.3}, "evaluate.linear",
-                           method="linear", image_size=32, seed=0, device="cpu")
-    r = evaluate(None, backbone, task, cfg, progress=False)
-    row, = score_backbone(load_source("x", backbone), {"t": task}, ["linear"], {"linear": cfg}, 5, 0.07, 0, "cpu",
-                          amp=cfg.amp)
+    section = {"epochs": 5, "lrs": [0.01, 0.1], "weight_decays": [0.0], "batch_sizes": [16], "val_fraction": 0.3}
+    out = tmp_path / "linear.json"
+    assert evaluate_cli.main(["--method", "linear", "--source", "x", "--task", "t", "--model", str(backbone),
+                              "--task-h5", str(task), "--out", str(out), "--device", "cpu", "--config",
+                              json.dumps(section), "--reward", json.dumps({"amp": amp}), "--no-progress"]) == 0
+    r = json.loads(out.read_text())
+    cfg = config_from_dict(EvalConfig, section, "evaluate.linear", method="linear", image_size=32, seed=0,
+                           device="cpu")
+    rw = config_from_dict(RewardConfig, {"amp": amp}, "reward")
+    row, = score_backbone(load_source("x", backbone), {"t": task}, ["linear"], {"linear": cfg}, rw.k,
+                          rw.temperature, 0, "cpu", batch_size=rw.batch_size, amp=rw.amp)
     assert row["top1"] == round(r["test_top1"], 4) and row["chosen"] == r["chosen"]
+    assert [(kw["amp"], kw["batch_size"]) for kw in asked] == [(rw.amp, rw.batch_size)]
 
 
 def test_cli_scratch_and_errors(tmp_path, backbone):
@@ -127,6 +139,10 @@ def test_cli_scratch_and_errors(tmp_path, backbone):
     assert rec["method"] == "scratch" and 0 <= rec["test_top1"] <= 100
     assert rec["grid"] == [] and rec["chosen"]["lr"] == 0.01  # one grid point: no validation run
     assert json.loads(out.with_suffix(".meta.json").read_text())["params"]["image_size"] == 32
+    rc = evaluate_cli.main(["--method", "scratch", "--source", "none", "--task", "t", "--model-name", "t2s_resnet18_w8",
+                            "--image-size", "32", "--task-h5", str(task), "--out", str(tmp_path / "y.json"),
+                            "--config", '{"val_fraction": 0.3}', "--reward", '{"amp": false}'])
+    assert rc == 2 and not (tmp_path / "y.json").exists()  # --reward: the linear probe's features only
     rc = evaluate_cli.main(["--method", "linear", "--source", "x", "--task", "t", "--model",
                             str(backbone), "--task-h5", str(task), "--out", str(tmp_path / "y.json"),
                             "--config", '{"epoch": 1}'])

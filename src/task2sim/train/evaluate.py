@@ -214,9 +214,12 @@ def linear_probe(f_train, y_train, f_test, y_test, n_classes: int, cfg: EvalConf
 
 
 def evaluate(model_name: str | None, checkpoint: str | os.PathLike | None, task_h5: str | os.PathLike,
-             cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
+             cfg: EvalConfig, progress: bool = True, feature_amp: bool = True,
+             feature_batch_size: int = 256) -> dict[str, Any]:
     """Select hyper-parameters on validation, retrain on all training images, report test top-1.
-    ``model_name`` builds the random-init network of ``scratch``; other methods load ``checkpoint``."""
+    ``model_name`` builds the random-init network of ``scratch``; other methods load ``checkpoint``.
+    ``linear`` probes features computed at ``feature_amp`` and ``feature_batch_size`` (the final
+    stage's reward.amp and reward.batch_size)."""
     if cfg.method == "scratch":
         checkpoint = None
     elif checkpoint is None:
@@ -232,10 +235,10 @@ def evaluate(model_name: str | None, checkpoint: str | os.PathLike | None, task_
 
     if cfg.method == "linear":
         # the backbone's raw pooled features, as every stage gets them (its own normalisation; bf16
-        # where native under amp, as the final stage's under reward.amp, both on by default): the
-        # same probe as the final stage's linear column; the task is read once, by them
-        fs = features(load_source("evaluate", checkpoint), task_h5, device=device, progress=progress,
-                      write_cache=False, amp=cfg.amp)
+        # where native under feature_amp): the same probe as the final stage's linear column; the
+        # task is read once, by them
+        fs = features(load_source("evaluate", checkpoint), task_h5, batch_size=feature_batch_size, device=device,
+                      progress=progress, write_cache=False, amp=feature_amp)
         n_classes, n_train, n_test = fs.n_classes, len(fs.train_labels), len(fs.test_labels)
         fit_idx, val_idx = split(fs.train_labels)
         probe = linear_probe(fs.train, fs.train_labels, fs.test, fs.test_labels, n_classes, cfg, (fit_idx, val_idx),
