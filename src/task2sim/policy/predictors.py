@@ -215,31 +215,37 @@ def _loo_choose(grid: Sequence[Any], emb: np.ndarray, rewards: np.ndarray, targe
                 scores_for: Callable[[Any, np.ndarray, np.ndarray, np.ndarray], np.ndarray]) -> Any:
     """The grid point whose held-out configurations have the best mean raw reward, by
     leave-one-out over the training tasks. Ties go to the earlier grid point (grids are ordered
-    from the most to the least conservative)."""
+    from the most to the least conservative). ``scores_for(g, sim_train, targets_train, sim)``
+    sees the tasks through their cosine similarities only (the fold's training tasks among
+    themselves, the held-out task to them): one Gram matrix serves every fold and grid point."""
     n = len(emb)
     if n < 3:
         return grid[0]
-    z = targets
+    gram = emb @ emb.T
+    folds = []
+    for i in range(n):
+        keep = np.arange(n) != i
+        folds.append((gram[np.ix_(keep, keep)], targets[keep], gram[i:i + 1, keep]))
     best, best_value = grid[0], -np.inf
     for g in grid:
         total = 0.0
-        for i in range(n):
-            keep = np.arange(n) != i
-            s = scores_for(g, emb[keep], z[keep], emb[i:i + 1])
+        for i, (sim_train, z_train, sim) in enumerate(folds):
+            s = scores_for(g, sim_train, z_train, sim)
             total += rewards[i, int(np.argmax(s[0]))]
         if total > best_value + 1e-9:
             best, best_value = g, total
     return best
 
 
-def similarity_scores(temperature: float, emb_train: np.ndarray, z_train: np.ndarray,
-                      emb: np.ndarray) -> np.ndarray:
-    """Weighted mean of standardised training rewards, weights softmax(cosine / temperature);
-    temperature inf gives uniform weights (the best fixed configuration on standardised rewards)."""
+def similarity_scores(temperature: float, sim_train: np.ndarray | None, z_train: np.ndarray,
+                      sim: np.ndarray) -> np.ndarray:
+    """Weighted mean of standardised training rewards, weights softmax(cosine / temperature), from
+    the tasks' cosines ``sim`` [tasks, training tasks] (``sim_train`` unused); temperature inf
+    gives uniform weights (the best fixed configuration on standardised rewards)."""
     if np.isinf(temperature):
-        w = np.ones((len(emb), len(emb_train)))
+        w = np.ones(sim.shape)
     else:
-        s = emb @ emb_train.T / temperature
+        s = sim / temperature
         w = np.exp(s - s.max(axis=1, keepdims=True))
     return (w / w.sum(axis=1, keepdims=True)) @ z_train
 
@@ -264,7 +270,7 @@ class SimilarityTransfer(Predictor):
         return self
 
     def scores(self, emb: np.ndarray) -> np.ndarray:
-        return similarity_scores(self.temperature, self.emb, self.z, emb)
+        return similarity_scores(self.temperature, None, self.z, emb @ self.emb.T)
 
     def predict(self, emb):
         s = self.scores(emb)
@@ -274,12 +280,13 @@ class SimilarityTransfer(Predictor):
         return {"temperature": self.temperature}
 
 
-def knn_scores(k: float, emb_train: np.ndarray, z_train: np.ndarray, emb: np.ndarray) -> np.ndarray:
+def knn_scores(k: float, sim_train: np.ndarray | None, z_train: np.ndarray, sim: np.ndarray) -> np.ndarray:
     """Plain mean of the standardised rewards of the k training tasks most cosine-similar to each
-    task (k = inf: all of them, the best fixed configuration on standardised rewards)."""
-    if np.isinf(k) or k >= len(emb_train):
-        return np.repeat(z_train.mean(axis=0, keepdims=True), len(emb), axis=0)
-    near = np.argsort(-(emb @ emb_train.T), axis=1, kind="stable")[:, :int(k)]
+    task (cosines ``sim`` [tasks, training tasks]; ``sim_train`` unused; k = inf: all of them, the
+    best fixed configuration on standardised rewards)."""
+    if np.isinf(k) or k >= len(z_train):
+        return np.repeat(z_train.mean(axis=0, keepdims=True), len(sim), axis=0)
+    near = np.argsort(-sim, axis=1, kind="stable")[:, :int(k)]
     return z_train[near].mean(axis=1)
 
 
@@ -299,7 +306,7 @@ class KnnTransfer(SimilarityTransfer):
         return self
 
     def scores(self, emb):
-        return knn_scores(self.temperature, self.emb, self.z, emb)
+        return knn_scores(self.temperature, None, self.z, emb @ self.emb.T)
 
     def describe(self):
         return {"k": self.temperature}
@@ -322,20 +329,21 @@ def smooth_surfaces(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.column_stack([np.atleast_1d(smooth.intercept_), np.atleast_2d(smooth.coef_)])
 
 
-def _reward_model_scores(params: tuple[float, float], emb_train: np.ndarray, coef: np.ndarray,
-                         emb: np.ndarray, features: np.ndarray) -> np.ndarray:
+def _reward_model_scores(params: tuple[float, float], sim_train: np.ndarray, coef: np.ndarray,
+                         sim: np.ndarray, features: np.ndarray) -> np.ndarray:
     """Shared surface + kernel ridge over tasks of each task's deviation from it (both in the
-    smoothed bit-feature space ``coef``): see ``RewardModel``."""
+    smoothed bit-feature space ``coef``), from the cosines among the training tasks
+    (``sim_train``) and of the tasks to them (``sim``): see ``RewardModel``."""
     temperature, alpha = params
     shared = coef.mean(axis=0)
 
-    def kernel(a, b):
-        return np.exp((a @ b.T - 1.0) / temperature)
+    def kernel(cosine):
+        return np.exp((cosine - 1.0) / temperature)
 
     # kernel ridge regression (precomputed kernel): dual coefficients (K + alpha I)^-1 Y
-    k_train = kernel(emb_train, emb_train)
+    k_train = kernel(sim_train)
     dual = np.linalg.solve(k_train + alpha * np.eye(len(k_train)), coef - shared)
-    pred = shared + kernel(emb, emb_train) @ dual
+    pred = shared + kernel(sim) @ dual
     return pred[:, :1] + pred[:, 1:] @ features.T
 
 
@@ -367,14 +375,14 @@ class RewardModel(Predictor):
         # Smoothing is per task, so it is done once, outside the leave-one-out loop.
         self.emb, self.coef = emb, smooth_surfaces(self.features, TARGETS[self.targets](rewards))
 
-        def scores_for(g, e_tr, c_tr, e):
-            return _reward_model_scores(g, e_tr, c_tr, e, self.features)
+        def scores_for(g, sim_train, c_tr, sim):
+            return _reward_model_scores(g, sim_train, c_tr, sim, self.features)
 
         self.params = _loo_choose(self.grid, emb, rewards, self.coef, scores_for)
         return self
 
     def scores(self, emb: np.ndarray) -> np.ndarray:
-        return _reward_model_scores(self.params, self.emb, self.coef, emb, self.features)
+        return _reward_model_scores(self.params, self.emb @ self.emb.T, self.coef, emb @ self.emb.T, self.features)
 
     def predict(self, emb):
         s = self.scores(emb)
