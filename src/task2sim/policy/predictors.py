@@ -211,17 +211,17 @@ class Task2SimPredictor(Predictor):
         return Prediction(self.space.index_of((p > 0.5).astype(np.int64)), p, "probability")
 
 
-def _loo_choose(grid: Sequence[Any], emb: np.ndarray, rewards: np.ndarray, targets: np.ndarray,
+def _loo_choose(grid: Sequence[Any], gram: np.ndarray, rewards: np.ndarray, targets: np.ndarray,
                 scores_for: Callable[[Any, np.ndarray, np.ndarray, np.ndarray], np.ndarray]) -> Any:
     """The grid point whose held-out configurations have the best mean raw reward, by
     leave-one-out over the training tasks. Ties go to the earlier grid point (grids are ordered
     from the most to the least conservative). ``scores_for(g, sim_train, targets_train, sim)``
     sees the tasks through their cosine similarities only (the fold's training tasks among
-    themselves, the held-out task to them): one Gram matrix serves every fold and grid point."""
-    n = len(emb)
+    themselves, the held-out task to them), cut from ``gram``, the training tasks' cosines
+    (Task2Vec is L2-normalised), for every fold and grid point."""
+    n = len(gram)
     if n < 3:
         return grid[0]
-    gram = emb @ emb.T
     folds = []
     for i in range(n):
         keep = np.arange(n) != i
@@ -266,7 +266,7 @@ class SimilarityTransfer(Predictor):
     def fit(self, emb, rewards, space, seed=0):
         self.space = space
         self.emb, self.z = emb, TARGETS[self.targets](rewards)
-        self.temperature = _loo_choose(self.temperatures, emb, rewards, self.z, similarity_scores)
+        self.temperature = _loo_choose(self.temperatures, emb @ emb.T, rewards, self.z, similarity_scores)
         return self
 
     def scores(self, emb: np.ndarray) -> np.ndarray:
@@ -302,7 +302,7 @@ class KnnTransfer(SimilarityTransfer):
     def fit(self, emb, rewards, space, seed=0):
         self.space = space
         self.emb, self.z = emb, TARGETS[self.targets](rewards)
-        self.temperature = _loo_choose(self.temperatures, emb, rewards, self.z, knn_scores)
+        self.temperature = _loo_choose(self.temperatures, emb @ emb.T, rewards, self.z, knn_scores)
         return self
 
     def scores(self, emb):
@@ -374,15 +374,16 @@ class RewardModel(Predictor):
         self.features = bit_features(space, self.interactions)
         # Smoothing is per task, so it is done once, outside the leave-one-out loop.
         self.emb, self.coef = emb, smooth_surfaces(self.features, TARGETS[self.targets](rewards))
+        self.gram = emb @ emb.T  # the training tasks' cosines: the kernel of every fit and prediction
 
         def scores_for(g, sim_train, c_tr, sim):
             return _reward_model_scores(g, sim_train, c_tr, sim, self.features)
 
-        self.params = _loo_choose(self.grid, emb, rewards, self.coef, scores_for)
+        self.params = _loo_choose(self.grid, self.gram, rewards, self.coef, scores_for)
         return self
 
     def scores(self, emb: np.ndarray) -> np.ndarray:
-        return _reward_model_scores(self.params, self.emb @ self.emb.T, self.coef, emb @ self.emb.T, self.features)
+        return _reward_model_scores(self.params, self.gram, self.coef, emb @ self.emb.T, self.features)
 
     def predict(self, emb):
         s = self.scores(emb)
