@@ -152,6 +152,7 @@ def _restore(p: Predictor, state: dict[str, Any], space: ConfigSpace, ckpt: dict
         p.emb, p.z, p.temperature = _array(state["emb"]), _array(state["targets"]), state["temperature"]
     elif isinstance(p, RewardModel):
         p.emb, p.coef, p.features = _array(state["emb"]), _array(state["coef"]), _array(state["features"])
+        p.gram = p.emb @ p.emb.T  # derived from emb, as in fit
         p.params = (state["temperature"], state["ridge_alpha"])
     elif isinstance(p, Ensemble):
         for m in p.members:
