@@ -107,7 +107,7 @@ rule final_score:
         model_args=final_score_model_args,
         features=final_score_features,
         config=final_score_config,
-        evaluate=FINAL_SECTIONS["evaluate"],
+        evaluate=final_score_evaluate,
         reward=FINAL_SECTIONS["reward"],
         seed=config["seed"],
     shell:

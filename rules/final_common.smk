@@ -128,6 +128,18 @@ def final_score_config(wildcards):
     return json.dumps(cfg, sort_keys=True)
 
 
+def final_score_evaluate(wildcards):
+    """final_score's --evaluate: the sections of the evaluations this job runs (evaluate.linear where
+    it probes; evaluate.finetune for a pre-trained backbone's fine-tune, evaluate.scratch for
+    Scratch's; the ImageNet reference is never fine-tuned), so a change to one method's grid reruns
+    only the jobs that run that method."""
+    evaluations = budget_evaluations(FINAL["evaluations"], FINAL["finetune_at"], wildcards.budget)
+    keys = ["val_fraction"] + (["linear"] if "linear" in evaluations else [])
+    if "finetune" in evaluations and wildcards.source != "imagenet":
+        keys.append("scratch" if wildcards.source == "scratch" else "finetune")
+    return json.dumps({k: config["evaluate"][k] for k in keys}, sort_keys=True)
+
+
 def final_score_model_args(wildcards):
     if wildcards.source == "scratch":
         return f"--model-name {config['pretrain']['model']} --image-size {config['render']['image_size']}"
@@ -231,8 +243,10 @@ def final_render_config(wildcards):
 
 
 FINAL_SECTIONS = {
+    # the one-shot job's (a user's task: its backbone is probed and fine-tuned, never Scratch);
+    # final_score's is final_score_evaluate
     "evaluate": json.dumps(
-        {k: v for k, v in config["evaluate"].items() if k in ("val_fraction", "linear", "finetune", "scratch")},
+        {k: v for k, v in config["evaluate"].items() if k in ("val_fraction", "linear", "finetune")},
         sort_keys=True,
     ),
     "reward": REWARD_JOB,

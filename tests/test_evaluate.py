@@ -10,7 +10,7 @@ from fixtures_h5 import write_render_h5, write_task_h5
 
 from task2sim.backbones.features import features
 from task2sim.cli import evaluate as evaluate_cli
-from task2sim.config import config_from_dict
+from task2sim.config import ConfigError, config_from_dict
 from task2sim.train.evaluate import EvalConfig, evaluate, validation_split
 from task2sim.train.pretrain import PretrainConfig, pretrain
 
@@ -96,6 +96,24 @@ def test_choice_depends_on_validation_only(backbone, tmp_path, method):
     if method == "linear":  # a real signal: the tiny lr cannot fit in 20 epochs, the larger one can
         assert a["chosen"]["lr"] == 0.05 and a["test_top1"] > 50
         assert b["test_top1"] < a["test_top1"]
+
+
+def test_epochs_listed_are_chosen_on_validation(backbone, tmp_path):
+    """A list of epochs joins the grid: every (epochs, lr) point is scored on validation, the best
+    one is retrained and its epochs are the ones the result reports; too few epochs at a tiny
+    learning rate cannot fit, so the longer run must win."""
+    task = write_task_h5(tmp_path / "data.h5", n_classes=4, n_train=64, n_test=32, size=32)
+    cfg = config_from_dict(EvalConfig, {"epochs": [1, 30], "lrs": [0.05], "weight_decays": [0.0],
+                                        "batch_sizes": [16], "val_fraction": 0.3}, "evaluate.linear",
+                           method="linear", image_size=32, seed=0, device="cpu")
+    r = evaluate(None, backbone, task, cfg, progress=False)
+    assert [(g["epochs"], g["lr"]) for g in r["grid"]] == [(1, 0.05), (30, 0.05)]
+    assert r["grid"][1]["val_top1"] > r["grid"][0]["val_top1"]
+    assert r["chosen"] == {"epochs": 30, "lr": 0.05, "weight_decay": 0.0, "batch_size": 16} and r["epochs"] == 30
+    for bad in ([], [0], [5, 5]):
+        with pytest.raises(ConfigError, match="epochs"):
+            config_from_dict(EvalConfig, {"epochs": bad}, "evaluate.scratch", method="scratch", image_size=32,
+                             seed=0, device="cpu")
 
 
 @pytest.mark.parametrize("amp", [True, False])

@@ -258,7 +258,7 @@ def test_score_backbone_knn_and_linear_on_features(tmp_path, one_torch_thread):
     rows = score_backbone(bb, {"t": str(h5)}, ["knn5", "linear"], {"linear": lin}, 5, 0.07, 0, "cpu")
     assert [r["evaluation"] for r in rows] == ["knn5", "linear"]
     assert all(0 <= r["top1"] <= 100 and r["n_train"] == 30 and r["n_test"] == 12 for r in rows)
-    assert set(rows[1]["chosen"]) == {"lr", "weight_decay", "batch_size"}
+    assert set(rows[1]["chosen"]) == {"epochs", "lr", "weight_decay", "batch_size"}
 
 
 def test_reward_budget_scoring_reads_the_reward_stage_features(tmp_path, one_torch_thread, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -107,7 +108,8 @@ def test_study_target_runs_the_table_and_the_comparison_on_seeds(workflow):
 def test_finetune_at_the_final_budget_only_leaves_the_reward_budget_scores_without_it(workflow):
     """final.finetune_at: [final] (the paper's fine-tune column at a fraction of the cost): the 2^M
     reward-budget scoring jobs run 5-NN and the linear probe only, while Scratch is still
-    fine-tuned (the paper's end-to-end Scratch). The key is no scoring job's parameter."""
+    fine-tuned (the paper's end-to-end Scratch). The key is no scoring job's parameter, and each
+    job gets only the evaluate sections it runs (a change to Scratch's grid reruns Scratch alone)."""
     (workflow.root / "ft.yaml").write_text(yaml.safe_dump(
         {"final": {"evaluations": ["knn5", "linear", "finetune"], "finetune_at": ["final"]}}))
     res = workflow.run("-n", "-p", "--configfile", "ft.yaml", "--", "results/final/scores/reward/00000000.tsv",
@@ -119,6 +121,8 @@ def test_finetune_at_the_final_budget_only_leaves_the_reward_budget_scores_witho
     assert '"evaluations": ["knn5", "linear"]' in commands["00000000"]
     assert '"evaluations": ["knn5", "linear", "finetune"]' in commands["scratch"]
     assert not any("finetune_at" in c for c in commands.values())
+    sections = {s: set(json.loads(re.search(r"--evaluate '([^']*)'", c)[1])) for s, c in commands.items()}
+    assert sections == {"00000000": {"val_fraction", "linear"}, "scratch": {"val_fraction", "linear", "scratch"}}
 
 
 def test_study_finetune_variant_compares_at_the_final_budget_only(workflow):

@@ -2,9 +2,9 @@
 
 Paper protocol (docs/algorithms.md, "Downstream evaluation"): SGD with momentum 0.9, learning
 rate x0.1 at 50% and 75% of the epochs (torch ``MultiStepLR``); a grid over learning rate, weight
-decay and batch size is scored on a validation split carved from the training set (seeded,
-stratified where the class count allows; never the test split); the best point is retrained on
-the full training set and its test top-1 is reported. A one-point grid has nothing to choose, so
+decay, batch size and (where several are listed) epochs is scored on a validation split carved
+from the training set (seeded, stratified where the class count allows; never the test split);
+the best point is retrained on the full training set and its test top-1 is reported. A one-point grid has nothing to choose, so
 its validation run is skipped (``grid`` is then empty in the result).
 
 - ``linear``: the backbone is frozen; its pooled features (evaluation transform) are computed once
@@ -45,7 +45,7 @@ METHODS = ("linear", "finetune", "scratch")
 class EvalConfig:
     """``evaluate.<method>`` plus ``evaluate.val_fraction``; defaults live in the schema."""
 
-    epochs: int
+    epochs: int | Sequence[int]         # one value, or a list: part of the grid
     lrs: Sequence[float]
     weight_decays: Sequence[float]
     batch_sizes: Sequence[int]
@@ -66,13 +66,20 @@ class EvalConfig:
             raise ValueError("evaluate: val_fraction must lie in (0, 1)")
         if not self.lrs or not self.weight_decays or not self.batch_sizes:
             raise ValueError("evaluate: lrs, weight_decays and batch_sizes need at least one value")
+        if not self.epoch_grid() or min(self.epoch_grid()) < 1:
+            raise ValueError("evaluate: epochs must be at least 1")
         self.lrs, self.weight_decays = list(self.lrs), list(self.weight_decays)
         self.batch_sizes = [int(b) for b in self.batch_sizes]
         self.crop_scale = tuple(float(v) for v in self.crop_scale)
 
+    def epoch_grid(self) -> list[int]:
+        """``epochs`` as a list (one number: a one-value list)."""
+        return [int(e) for e in np.atleast_1d(self.epochs)]
+
     def grid(self) -> list[dict[str, float]]:
-        return [{"lr": lr, "weight_decay": wd, "batch_size": bs}
-                for lr, wd, bs in itertools.product(self.lrs, self.weight_decays, self.batch_sizes)]
+        return [{"epochs": ep, "lr": lr, "weight_decay": wd, "batch_size": bs}
+                for ep, lr, wd, bs in itertools.product(self.epoch_grid(), self.lrs, self.weight_decays,
+                                                        self.batch_sizes)]
 
 
 def validation_split(labels: np.ndarray, fraction: float, seed: int,
@@ -127,12 +134,12 @@ def _train_linear(f: torch.Tensor, y: torch.Tensor, n_classes: int, hp: dict, cf
     seed_everything(seed)
     head = nn.Linear(f.shape[1], n_classes).to(device)
     opt = torch.optim.SGD(head.parameters(), lr=hp["lr"], momentum=cfg.momentum, weight_decay=hp["weight_decay"])
-    sched = _schedule(opt, cfg.epochs)
+    sched = _schedule(opt, hp["epochs"])
     g = torch.Generator().manual_seed(seed)
     loader = FeatureBatches(f, y, int(hp["batch_size"]), g)
     loss_fn = nn.CrossEntropyLoss()
     scaler = grad_scaler(device, cfg.amp)
-    for _ in range(cfg.epochs):
+    for _ in range(hp["epochs"]):
         train_one_epoch(head, loader, opt, loss_fn, device, cfg.amp, scaler, progress=False)
         sched.step()
     return head
@@ -163,17 +170,17 @@ def _train_full(model: nn.Module, ds, hp: dict, cfg: EvalConfig, seed: int, devi
                 progress: bool) -> nn.Module:
     model = to_device(model, device)
     opt = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=cfg.momentum, weight_decay=hp["weight_decay"])
-    sched = _schedule(opt, cfg.epochs)
+    sched = _schedule(opt, hp["epochs"])
     loss_fn = nn.CrossEntropyLoss()
     scaler = grad_scaler(device, cfg.amp)
-    for epoch in range(cfg.epochs):
+    for epoch in range(hp["epochs"]):
         seed_everything(derive_seed(seed, epoch))
         g = torch.Generator().manual_seed(derive_seed(seed, epoch, 1))
         loader = DataLoader(ds, batch_size=int(hp["batch_size"]), shuffle=True, generator=g,
                             drop_last=len(ds) > int(hp["batch_size"]), num_workers=cfg.num_workers,
                             worker_init_fn=seed_worker)
         train_one_epoch(model, loader, opt, loss_fn, device, cfg.amp, scaler, progress=progress,
-                        desc=f"epoch {epoch + 1}/{cfg.epochs}")
+                        desc=f"epoch {epoch + 1}/{hp['epochs']}")
         sched.step()
     return model
 
@@ -193,7 +200,7 @@ def _choose(grid: list[dict], scores: list[dict]) -> dict:
     if len(grid) == 1:
         return dict(grid[0])
     best = max(scores, key=lambda r: r["val_top1"])  # first of equals: grid order breaks ties
-    return {k: best[k] for k in ("lr", "weight_decay", "batch_size")}
+    return {k: best[k] for k in grid[0]}
 
 
 def linear_probe(f_train, y_train, f_test, y_test, n_classes: int, cfg: EvalConfig,
@@ -266,5 +273,5 @@ def evaluate(model_name: str | None, checkpoint: str | os.PathLike | None, task_
 
     return {"method": cfg.method, "test_top1": test_top1, "chosen": hp, "grid": grid_scores,
             "n_fit": int(len(fit_idx)), "n_val": int(len(val_idx)), "n_train": int(n_train),
-            "n_test": int(n_test), "n_classes": int(n_classes), "epochs": cfg.epochs,
+            "n_test": int(n_test), "n_classes": int(n_classes), "epochs": hp["epochs"],
             "seconds": round(time.perf_counter() - t0, 3), "device": str(device)}
