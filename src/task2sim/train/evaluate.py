@@ -4,8 +4,9 @@ Paper protocol (docs/algorithms.md, "Downstream evaluation"): SGD with momentum 
 rate x0.1 at 50% and 75% of the epochs (torch ``MultiStepLR``); a grid over learning rate, weight
 decay, batch size and (where several are listed) epochs is scored on a validation split carved
 from the training set (seeded, stratified where the class count allows; never the test split);
-the best point is retrained on the full training set and its test top-1 is reported. A one-point grid has nothing to choose, so
-its validation run is skipped (``grid`` is then empty in the result).
+the best point is retrained on the full training set and its test top-1 is reported. A one-point
+grid has nothing to choose, so its validation run is skipped (``grid`` is then empty in the
+result).
 
 - ``linear``: the backbone is frozen; its pooled features (evaluation transform) are computed once
   and a linear classifier is trained on them.
