@@ -141,6 +141,8 @@ def test_linear_is_the_final_stages_probe_of_the_same_features(backbone, tmp_pat
     row, = score_backbone(load_source("x", backbone), {"t": task}, ["linear"], {"linear": cfg}, rw.k,
                           rw.temperature, 0, "cpu", batch_size=rw.batch_size, amp=rw.amp)
     assert row["top1"] == round(r["test_top1"], 4) and row["chosen"] == r["chosen"]
+    # each grid point's validation score, in the score's provenance rows: how the choice was made
+    assert row["grid"] == r["grid"] and len(row["grid"]) == 2
     assert [(kw["amp"], kw["batch_size"]) for kw in asked] == [(rw.amp, rw.batch_size)]
 
 

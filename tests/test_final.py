@@ -259,6 +259,11 @@ def test_score_backbone_knn_and_linear_on_features(tmp_path, one_torch_thread):
     assert [r["evaluation"] for r in rows] == ["knn5", "linear"]
     assert all(0 <= r["top1"] <= 100 and r["n_train"] == 30 and r["n_test"] == 12 for r in rows)
     assert set(rows[1]["chosen"]) == {"epochs", "lr", "weight_decay", "batch_size"}
+    # the linear row keeps its grid's validation scores (the 5-NN has no grid), and the chosen
+    # point is the best of them
+    assert "grid" not in rows[0] and [g["lr"] for g in rows[1]["grid"]] == [0.01, 0.1]
+    best = max(rows[1]["grid"], key=lambda g: g["val_top1"])
+    assert rows[1]["chosen"]["lr"] == best["lr"]
 
 
 def test_reward_budget_scoring_reads_the_reward_stage_features(tmp_path, one_torch_thread, monkeypatch):

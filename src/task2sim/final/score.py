@@ -21,7 +21,8 @@ def score_backbone(bb: Backbone, tasks: Mapping[str, str], evaluations: Sequence
                    eval_cfgs: Mapping[str, Any], k: int, temperature: float, seed: int,
                    device: str = "auto", caches: Mapping[str, str] | None = None,
                    batch_size: int = 256, amp: bool = False) -> list[dict[str, Any]]:
-    """Rows (task, source, evaluation, top1, chosen, n_train, n_test, seconds) of ``bb`` on each
+    """Rows (task, source, evaluation, top1, chosen, n_train, n_test, seconds; linear and finetune
+    also ``grid``, each point's validation top-1, empty for a one-point grid) of ``bb`` on each
     task ``{task: data.h5}``. ``eval_cfgs``: ``EvalConfig`` per probe method (linear, finetune).
     Features are computed once per task (the reward stage's, when ``caches`` {task: .npz} holds
     them for this backbone: then the 5-NN is the reward table's cell) and shared by the 5-NN and
@@ -46,6 +47,7 @@ def score_backbone(bb: Backbone, tasks: Mapping[str, str], evaluations: Sequence
         t_feat = time.perf_counter() - t0
         for ev in evaluations:
             t1 = time.perf_counter()
+            grid = None
             if ev == "knn5":
                 top1 = knn_accuracy(l2_normalise(ftr), ytr, l2_normalise(fte), yte, n_classes=n_classes, k=k,
                                     temperature=temperature, device=dev)
@@ -54,19 +56,19 @@ def score_backbone(bb: Backbone, tasks: Mapping[str, str], evaluations: Sequence
                 cfg = eval_cfgs["linear"]
                 split = validation_split(ytr, cfg.val_fraction, derive_seed(cfg.seed, 7), where=h5)
                 r = linear_probe(ftr, ytr, fte, yte, n_classes, cfg, split, dev)
-                top1, chosen = r["test_top1"], r["chosen"]
+                top1, chosen, grid = r["test_top1"], r["chosen"], r["grid"]
             elif ev == "finetune":
                 if bb.source == "imagenet":
                     log.info("%s: no fine-tune of the ImageNet reference (knn5 and linear only)", task)
                     continue
                 cfg = eval_cfgs["finetune"]
                 r = evaluate(bb.name, bb.checkpoint, h5, cfg, progress=False)
-                top1, chosen = r["test_top1"], r["chosen"]
+                top1, chosen, grid = r["test_top1"], r["chosen"], r["grid"]
             else:
                 raise FinalError(f"unknown evaluation {ev!r} (known: {', '.join(EVALUATIONS)})")
             secs = time.perf_counter() - t1 + (t_feat if ev != "finetune" else 0.0)
             rows.append({**base, "evaluation": ev, "top1": round(float(top1), 4), "chosen": chosen,
-                         "seconds": round(secs, 2)})
+                         "seconds": round(secs, 2), **({} if grid is None else {"grid": grid})})
             log.info("%s %s %s: %.2f", bb.source, task, ev, top1)
     return rows
 
