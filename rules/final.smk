@@ -163,6 +163,60 @@ use rule final_score as final_seed_score with:
         seed=lambda wildcards: wildcards.seed,
 
 
+# The fine-tune recipe (docs/study.md), a named target outside `rule all`: evaluate.recipe's grid
+# scored on validation for one reward-budget backbone and for Scratch, at the run's seed (never one
+# of final.seeds) and on seen tasks only, by the scoring job's own command; finetune_recipe reads the
+# validation scores from the jobs' provenance records and writes the chosen recipes as config.
+use rule final_score as recipe_score with:
+    input:
+        unpack(recipe_score_inputs),
+    output:
+        tsv="results/final/recipe/{budget}/{source}.tsv",
+        meta="results/final/recipe/{budget}/{source}.meta.json",
+    log:
+        "logs/final/recipe/{budget}/{source}.log",
+    benchmark:
+        "benchmarks/final/recipe/{budget}/{source}.tsv"
+    wildcard_constraints:
+        budget=r"reward|ref",
+        source=r"[01]{8}|scratch",
+    params:
+        tasks=" ".join(RECIPE_TASKS),
+        features="",
+        config=_score_config(["finetune"]),
+        evaluate=recipe_score_evaluate,
+
+
+rule finetune_recipe:
+    input:
+        scores=[f"results/final/recipe/reward/{RECIPE['source']}.tsv", "results/final/recipe/ref/scratch.tsv"],
+        # the scoring jobs' provenance records: each grid point's validation top-1 is there
+        records=[
+            f"results/final/recipe/reward/{RECIPE['source']}.meta.json",
+            "results/final/recipe/ref/scratch.meta.json",
+        ],
+    output:
+        md="results/final/recipe/summary.md",
+        tsv="results/final/recipe/grid.tsv",
+        yaml="results/final/recipe/recipe.yaml",
+        png="results/final/recipe/recipe.png",
+        meta="results/final/recipe/summary.meta.json",
+    log:
+        "logs/final/recipe/summary.log",
+    benchmark:
+        "benchmarks/final/recipe/summary.tsv"
+    conda:
+        "../envs/task2sim.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        seed=config["seed"],
+    shell:
+        "python -m task2sim.cli.final recipe --scores {input.scores} --md {output.md} --tsv {output.tsv}"
+        " --yaml {output.yaml} --png {output.png} --seed {params.seed} > {log} 2>&1"
+
+
 # A task outside the reward table (reward: false): its configuration, by final.selection (one
 # checkpoint either way, so switching the setting reruns it and what follows). predict: the saved
 # predictor's, from policy.pt and the task's Task2Vec alone; the policy is not fitted again (its
@@ -336,6 +390,7 @@ localrules:
     final_choose,
     final_summary,
     final_scaling,
+    finetune_recipe,
     study,
 
 

@@ -119,13 +119,16 @@ def final_score_features(wildcards):
     )
 
 
-def final_score_config(wildcards):
-    """final_score's --config: the final section's science keys, with the evaluations scored at this
-    budget (``finetune`` only where final.finetune_at names it, task2sim.final.budget_evaluations)."""
+def _score_config(evaluations):
+    """A scoring job's --config: the final section's science keys, with the evaluations it runs."""
     drop = FINAL_JOB_KEYS + ["random_seed", "random_draws", "selection", "seeds", "finetune_at"]
-    cfg = json.loads(config_json("final", drop=drop))
-    cfg["evaluations"] = budget_evaluations(FINAL["evaluations"], FINAL["finetune_at"], wildcards.budget)
-    return json.dumps(cfg, sort_keys=True)
+    return json.dumps({**json.loads(config_json("final", drop=drop)), "evaluations": evaluations}, sort_keys=True)
+
+
+def final_score_config(wildcards):
+    """final_score's --config, with the evaluations scored at this budget (``finetune`` only where
+    final.finetune_at names it, task2sim.final.budget_evaluations)."""
+    return _score_config(budget_evaluations(FINAL["evaluations"], FINAL["finetune_at"], wildcards.budget))
 
 
 def final_score_evaluate(wildcards):
@@ -168,6 +171,35 @@ def final_fixed_scores():
         for seed in EVAL_SEEDS
         for budget, source in reward + [("ref", "scratch"), ("ref", "imagenet")]
     ]
+
+
+# The fine-tune recipe (named target finetune_recipe): chosen on seen tasks only, at the run's seed.
+RECIPE = config["evaluate"]["recipe"]
+RECIPE_TASKS = RECIPE["tasks"] or seen_tasks()
+_not_seen = [t for t in RECIPE_TASKS if t not in seen_tasks()]
+if _not_seen:
+    raise WorkflowError(
+        f"invalid configuration: evaluate.recipe.tasks: {_not_seen[0]!r} is not a seen task of this run"
+        " (a recipe is chosen on seen tasks only)"
+    )
+if RECIPE["source"] not in all_bits():
+    raise WorkflowError(
+        f"invalid configuration: evaluate.recipe.source: {RECIPE['source']} is not one of this run's configurations"
+    )
+
+
+def recipe_score_inputs(wildcards):
+    """The recipe's tasks and, but for Scratch, the reward-budget backbone of the run's seed."""
+    inputs = {"tasks": expand("results/tasks/{task}/data.h5", task=RECIPE_TASKS)}
+    if wildcards.source != "scratch":
+        inputs["model"] = final_model("reward", wildcards.source)
+    return inputs
+
+
+def recipe_score_evaluate(wildcards):
+    """--evaluate of a recipe job: the grid, under the section its backbone fine-tunes with."""
+    section = "scratch" if wildcards.source == "scratch" else "finetune"
+    return json.dumps({"val_fraction": config["evaluate"]["val_fraction"], section: RECIPE["grid"]}, sort_keys=True)
 
 
 STUDY_MIN_SEEDS = 3

@@ -139,6 +139,39 @@ def test_study_finetune_variant_compares_at_the_final_budget_only(workflow):
     assert len(scratch) == 3 and all('"evaluations": ["knn5", "linear", "finetune"]' in c for c in scratch)
 
 
+def test_finetune_recipe_scores_the_grid_on_seen_tasks_at_the_runs_seed_only(workflow):
+    """The named target finetune_recipe: evaluate.recipe's grid for the all-off reward-budget
+    backbone and for Scratch, at the run's seed (never one of final.seeds), on the recipe's seen
+    tasks, by the scoring job's own command; an unseen task there is refused in one line. The
+    study's fixed recipes are points of that grid."""
+    res = workflow.run("-n", "-p", "--configfile", "study.yaml", "study_finetune.yaml", "--", "finetune_recipe")
+    assert res.returncode == 0, res.stdout + res.stderr
+    counts = job_counts(res.stdout)
+    assert counts["recipe_score"] == 2 and counts["finetune_recipe"] == 1
+    assert "final_seed_score" not in counts and "noise_pretrain" not in counts
+    cfg = yaml.safe_load((workflow.root / "study_finetune.yaml").read_text())["evaluate"]
+    tasks = cfg["recipe"]["tasks"]
+    commands = {m[1]: m[0] for m in re.finditer(r"python -m task2sim\.cli\.final score --source (\S+).*$",
+                                                   res.stdout, re.M)}
+    assert set(commands) == {"00000000", "scratch"}
+    grid = {"epochs": [15, 30, 60], "lrs": [0.1, 0.3], "weight_decays": [0.0001], "batch_sizes": [64]}
+    for source, section in (("00000000", "finetune"), ("scratch", "scratch")):
+        c = commands[source]
+        assert f"--task {' '.join(tasks)} --task-h5" in c and "--seed 0 " in c
+        assert re.findall(r"results/tasks/(\w+)/data\.h5", c) == tasks
+        assert json.loads(re.search(r"--evaluate '([^']*)'", c)[1]) == {section: grid, "val_fraction": 0.3}
+        assert '"evaluations": ["finetune"]' in c and "--features" not in c
+        fixed = cfg[section]
+        assert fixed["epochs"] in grid["epochs"] and set(fixed["lrs"]) <= set(grid["lrs"])
+    assert "--model results/pretrain/00000000/model.pt" in commands["00000000"]
+    unseen = {"evaluate": {"recipe": {"tasks": ["digits8", "kanji"]}}}
+    (workflow.root / "unseen.yaml").write_text(yaml.safe_dump(unseen))
+    res = workflow.run("-n", "--configfile", "unseen.yaml", "--", "finetune_recipe")
+    assert res.returncode != 0
+    assert "invalid configuration: evaluate.recipe.tasks: 'kanji' is not a seen task of this run" in (
+        res.stdout + res.stderr)
+
+
 SNAKEMAKE_LOG = """\
 [Sat Dec  5 15:00:00 2026]
 localrule render_dataset:

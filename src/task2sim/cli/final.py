@@ -32,6 +32,13 @@ Usage::
         --task-h5 results/tasks/mydata/data.h5 --config '{...}' --evaluate '{...}' --reward '{...}' \
         --out-dir results/final/mydata
 
+    # the fine-tune recipe (named target finetune_recipe): each grid point's mean validation top-1
+    # over a few seen tasks, from the provenance records of score jobs run with a fine-tune grid
+    python -m task2sim.cli.final recipe --scores results/final/recipe/reward/00000000.tsv \
+        results/final/recipe/ref/scratch.tsv --md results/final/recipe/summary.md \
+        --tsv results/final/recipe/grid.tsv --yaml results/final/recipe/recipe.yaml \
+        --png results/final/recipe/recipe.png
+
     # the comparison tables and figures; the scaling study
     python -m task2sim.cli.final summary --choices results/final/choices.tsv --budget reward=reward \
         --budget final=c32_i180 --scores results/final/scores/*/*.tsv --config '{...}' ...
@@ -133,6 +140,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--tsv", required=True)
     g.add_argument("--png", required=True)
     add_runtime_args(g, device=False, threads=False)
+    f = sub.add_parser("recipe", help="one fine-tune recipe per row type, chosen on validation of seen tasks")
+    f.add_argument("--scores", nargs="+", required=True,
+                   help="score TSVs of jobs run with a fine-tune grid (their provenance records hold the grid)")
+    f.add_argument("--md", required=True, help="summary.md to write")
+    f.add_argument("--tsv", required=True, help="grid.tsv to write: every task's validation top-1 per grid point")
+    f.add_argument("--yaml", required=True, help="recipe.yaml to write: the chosen recipes as config")
+    f.add_argument("--png", required=True, help="mean validation top-1 against epochs")
+    add_runtime_args(f, device=False, threads=False)
     return p.parse_args(argv)
 
 
@@ -432,11 +447,51 @@ def run_scaling(args: argparse.Namespace) -> dict:
     return {"rows": rows}
 
 
+def run_recipe(args: argparse.Namespace) -> dict:
+    import yaml
+
+    from ..final import FinalError
+    from ..final.recipe import (GRID_COLUMNS, choose_recipe, grid_rows, plot_recipe, recipe_config, recipe_markdown,
+                                recipe_means)
+    from ..io import atomic_path, write_tsv
+    from ..provenance import record_of
+
+    records, paths = [], []
+    for score in args.scores:
+        path = record_of(score)
+        try:
+            records.append(json.loads(path.read_text()))
+        except (AttributeError, OSError, ValueError):
+            raise FinalError(f"{score}: no readable provenance record beside it (it holds the grid)") from None
+        paths.append(path)
+    seeds = sorted({str(r.get("seeds", {}).get("seed")) for r in records})
+    if len(seeds) != 1:
+        raise FinalError(f"--scores: scored at different seeds ({', '.join(seeds)}): a recipe is chosen at one")
+    rec = Provenance.start("final_recipe", seeds={"seed": args.seed, "scored_at": seeds[0]},
+                           inputs=[*args.scores, *paths])
+    rows = grid_rows(records, paths)
+    means = recipe_means(rows)
+    chosen = {s: choose_recipe(ms) for s, ms in means.items()}
+    yaml_text = yaml.safe_dump(recipe_config(chosen), sort_keys=False, default_flow_style=None)
+    write_tsv(args.tsv, GRID_COLUMNS, rows)
+    with atomic_path(args.yaml, suffix=".yaml.part") as tmp:
+        tmp.write_text(f"# written by the named target finetune_recipe ({args.md}), chosen on validation at "
+                       f"seed {seeds[0]}\n" + yaml_text)
+    with atomic_path(args.md, suffix=".md.part") as tmp:
+        tmp.write_text(recipe_markdown(rows, means, chosen, seeds[0], yaml_text))
+    n_tasks = max(c["n_tasks"] for c in chosen.values())
+    plot_recipe(means, chosen, args.png, f"Fine-tune grid on validation (seed {seeds[0]}, "
+                f"{n_tasks} seen task{'s' if n_tasks > 1 else ''})")
+    rec.finish([args.md, args.tsv, args.yaml, args.png], extra={"means": means, "chosen": chosen})
+    return {s: c["point"] for s, c in chosen.items()}
+
+
 def run(args: argparse.Namespace) -> dict:
     return {"choose": run_choose, "score": run_score, "predict": run_predict, "measure": run_measure,
             "oneshot": run_oneshot,
             "summary": run_summary,
-            "scaling": run_scaling}[args.command](args)
+            "scaling": run_scaling,
+            "recipe": run_recipe}[args.command](args)
 
 
 main = stage_main(run, parse_args, __name__)

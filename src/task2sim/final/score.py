@@ -26,9 +26,9 @@ def score_backbone(bb: Backbone, tasks: Mapping[str, str], evaluations: Sequence
     task ``{task: data.h5}``. ``eval_cfgs``: ``EvalConfig`` per probe method (linear, finetune).
     Features are computed once per task (the reward stage's, when ``caches`` {task: .npz} holds
     them for this backbone: then the 5-NN is the reward table's cell) and shared by the 5-NN and
-    the linear probe; fine-tuning trains the whole network from ``bb.checkpoint`` (or from random
-    init for scratch). ``batch_size`` and ``amp``: of the feature extraction (reward.batch_size,
-    reward.amp)."""
+    the linear probe (none for a fine-tune alone); fine-tuning trains the whole network from
+    ``bb.checkpoint`` (or from random init for scratch). ``batch_size`` and ``amp``: of the feature
+    extraction (reward.batch_size, reward.amp)."""
     from ..backbones.features import features, l2_normalise
     from ..backbones.runtime import derive_seed, resolve_device
     from ..reward.knn import knn_accuracy
@@ -38,12 +38,15 @@ def score_backbone(bb: Backbone, tasks: Mapping[str, str], evaluations: Sequence
     caches = dict(caches or {})
     if caches and bb.checkpoint is None:
         raise FinalError(f"source {bb.source}: feature caches are for pre-trained backbones only")
+    probes = any(ev in ("knn5", "linear") for ev in evaluations)
     rows = []
     for task, h5 in tasks.items():
         t0 = time.perf_counter()
-        fs = features(bb, h5, caches.get(task), batch_size, dev, progress=False, write_cache=False, amp=amp)
-        ftr, ytr, fte, yte, n_classes = fs.train, fs.train_labels, fs.test, fs.test_labels, fs.n_classes
-        base = {"task": task, "source": bb.source, "n_train": len(ytr), "n_test": len(yte)}
+        base = {"task": task, "source": bb.source}
+        if probes:  # a fine-tune alone needs no features (the recipe's jobs)
+            fs = features(bb, h5, caches.get(task), batch_size, dev, progress=False, write_cache=False, amp=amp)
+            ftr, ytr, fte, yte, n_classes = fs.train, fs.train_labels, fs.test, fs.test_labels, fs.n_classes
+            base.update(n_train=len(ytr), n_test=len(yte))
         t_feat = time.perf_counter() - t0
         for ev in evaluations:
             t1 = time.perf_counter()
@@ -64,6 +67,7 @@ def score_backbone(bb: Backbone, tasks: Mapping[str, str], evaluations: Sequence
                 cfg = eval_cfgs["finetune"]
                 r = evaluate(bb.name, bb.checkpoint, h5, cfg, progress=False)
                 top1, chosen, grid = r["test_top1"], r["chosen"], r["grid"]
+                base.update(n_train=r["n_train"], n_test=r["n_test"])
             else:
                 raise FinalError(f"unknown evaluation {ev!r} (known: {', '.join(EVALUATIONS)})")
             secs = time.perf_counter() - t1 + (t_feat if ev != "finetune" else 0.0)
