@@ -145,6 +145,11 @@ def test_summary_tables_bold_the_best_and_name_the_losses():
     assert "## Paired margins, with 95 % intervals" in md
     assert "| reward | linear | seen | Task2Sim - Best single config (seen) | +10.00 [" in md
     assert "| reward | linear | unseen | Task2Sim - Random | " in md and "no interval (one task)" in md
+    # a column where one row alone is scored (Scratch's fine-tune beside n/a) has no best to bold
+    from task2sim.final.report import _bold_best
+
+    assert _bold_best({"scratch": "10.00", "task2sim": "", "imagenet": "99.00"}, ["scratch", "task2sim"]) == {
+        "scratch": "10.00", "task2sim": "", "imagenet": "99.00"}
 
 
 def test_finetune_is_scored_where_finetune_at_names_the_budget():

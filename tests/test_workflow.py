@@ -125,18 +125,23 @@ def test_finetune_at_the_final_budget_only_leaves_the_reward_budget_scores_witho
     assert sections == {"00000000": {"val_fraction", "linear"}, "scratch": {"val_fraction", "linear", "scratch"}}
 
 
-def test_study_finetune_variant_compares_at_the_final_budget_only(workflow):
-    """study_finetune.yaml over study.yaml: the table at seeds 1 and 2 as in the study, but no
-    reward-budget backbone again at seeds 3-5 (final.compare_at: [final]); at each of those seeds
-    Scratch is fine-tuned and the ImageNet reference probed. (The summary's one budget comes after
-    the final_choose checkpoint, out of a dry run's sight: docs/study.md has the tiny run.)"""
+def test_study_with_finetune_compares_at_both_budgets_and_fine_tunes_at_the_final_one(workflow):
+    """study_finetune.yaml over study.yaml: the study's table and comparison (every reward-budget
+    configuration again at seeds 3-5, scored by 5-NN and linear probe only); at each of those
+    seeds Scratch is fine-tuned and the ImageNet reference probed. (The final budget's scoring
+    jobs, which fine-tune, come after the final_choose checkpoint, out of a dry run's sight:
+    docs/study.md has the tiny run.)"""
     res = workflow.run("-n", "-p", "study", "--configfile", "study.yaml", "study_finetune.yaml")
     assert res.returncode == 0, res.stdout + res.stderr
     counts = job_counts(res.stdout)
-    assert counts["noise_render"] == counts["noise_pretrain"] == counts["noise_knn5"] == 16 * 2
-    assert counts["final_seed_score"] == 3 * 2 and "final_score" not in counts
-    scratch = re.findall(r"python -m task2sim\.cli\.final score --source scratch.*$", res.stdout, re.M)
+    assert counts["noise_render"] == counts["noise_pretrain"] == counts["noise_knn5"] == 16 * 5
+    assert counts["final_seed_score"] == 3 * (16 + 2) and "final_score" not in counts
+    scores = re.findall(r"python -m task2sim\.cli\.final score --source (\S+).*$", res.stdout, re.M)
+    commands = re.findall(r"python -m task2sim\.cli\.final score .*$", res.stdout, re.M)
+    scratch = [c for s, c in zip(scores, commands) if s == "scratch"]
+    reward = [c for s, c in zip(scores, commands) if re.fullmatch(r"[01]{8}", s)]
     assert len(scratch) == 3 and all('"evaluations": ["knn5", "linear", "finetune"]' in c for c in scratch)
+    assert len(reward) == 48 and all('"evaluations": ["knn5", "linear"]' in c for c in reward)
 
 
 def test_finetune_recipe_scores_the_grid_on_seen_tasks_at_the_runs_seed_only(workflow):

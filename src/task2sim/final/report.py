@@ -127,10 +127,11 @@ def mean_over_seeds(ms_by_seed: Mapping[Any, Mapping[tuple[str, str, str], Mappi
 
 def _bold_best(values: dict[str, str], keys: Sequence[str], texts: Mapping[str, str] | None = None) -> dict[str, str]:
     """Cells with the best value (config methods and scratch; the ImageNet reference stands apart)
-    in bold; ``texts``: what a cell shows (its value by default)."""
+    in bold, where at least two compete (a column where only Scratch is scored has no best);
+    ``texts``: what a cell shows (its value by default)."""
     texts = texts or values
     nums = {k: float(values[k]) for k in keys if values.get(k)}
-    best = max(nums.values()) if nums else None
+    best = max(nums.values()) if len(nums) > 1 else None
     return {k: (f"**{texts[k]}**" if best is not None and k in nums and nums[k] == best else texts.get(k, ""))
             for k in values}
 
