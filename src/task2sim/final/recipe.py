@@ -44,7 +44,7 @@ def grid_rows(records: Sequence[Mapping[str, Any]], where: Sequence[str | os.Pat
                                  "validation (give evaluate.recipe.grid several points)")
             for g in r["grid"]:
                 rows.append({"section": section_of(r["source"]), "source": r["source"], "task": r["task"],
-                             **{k: g[k] for k in POINT_KEYS}, "val_top1": float(g["val_top1"])})
+                             **{k: g[k] for k in POINT_KEYS}, "val_top1": round(float(g["val_top1"]), 4)})
     return rows
 
 
