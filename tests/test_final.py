@@ -145,6 +145,8 @@ def test_summary_tables_bold_the_best_and_name_the_losses():
     assert "## Paired margins, with 95 % intervals" in md
     assert "| reward | linear | seen | Task2Sim - Best single config (seen) | +10.00 [" in md
     assert "| reward | linear | unseen | Task2Sim - Random | " in md and "no interval (one task)" in md
+    # and against Scratch: does synthetic pre-training pay at all (a + 60.00 margin here)
+    assert f"| reward | linear | seen | Task2Sim - {LABELS['scratch']} | +60.00 [" in md
     # a column where one row alone is scored (Scratch's fine-tune beside n/a) has no best to bold
     from task2sim.final.report import _bold_best
 

@@ -80,10 +80,11 @@ SUMMARY_COLUMNS = ("budget", "evaluation", "method", "seeds", "seen_mean", "seen
                    "unseen_sd", "unseen_n")
 
 # The headline margins: each configuration-choosing method of ours or the paper's against the
-# fixed baselines.
+# fixed baselines and against Scratch (no pre-training: by 5-NN and linear probe random features,
+# by fine-tune the network trained end to end; does synthetic pre-training pay at all?).
 MARGIN_PAIRS = tuple((m, b) for m in ("task2sim", "measured")
                      for b in ("best_fixed", "best_fixed_z", "random", "domain_randomisation",
-                               "domain_randomisation_all"))
+                               "domain_randomisation_all", "scratch"))
 
 
 def margin_rows(ms_by_seed: Mapping[Any, Mapping[tuple[str, str, str], Mapping[str, float]]],
