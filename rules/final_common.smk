@@ -1,6 +1,7 @@
 # The final stage's configuration, checks and input functions (rules/final.smk includes this file;
 # Snakemake's linter keeps functions out of files with rules).
 from task2sim.final import budget_evaluations, read_tsv
+from task2sim.final.recipe import section_of
 
 FINAL = config["final"]
 # Keys that pick jobs, not what a job computes: out of the rerun-triggering params.
@@ -139,7 +140,7 @@ def final_score_evaluate(wildcards):
     evaluations = budget_evaluations(FINAL["evaluations"], FINAL["finetune_at"], wildcards.budget)
     keys = ["val_fraction"] + (["linear"] if "linear" in evaluations else [])
     if "finetune" in evaluations and wildcards.source != "imagenet":
-        keys.append("scratch" if wildcards.source == "scratch" else "finetune")
+        keys.append(section_of(wildcards.source))
     return json.dumps({k: config["evaluate"][k] for k in keys}, sort_keys=True)
 
 
@@ -176,20 +177,31 @@ def final_fixed_scores():
 # The fine-tune recipe (named target finetune_recipe): chosen on seen tasks only, at the run's seed.
 RECIPE = config["evaluate"]["recipe"]
 RECIPE_TASKS = RECIPE["tasks"] or seen_tasks()
-_not_seen = [t for t in RECIPE_TASKS if t not in seen_tasks()]
-if _not_seen:
-    raise WorkflowError(
-        f"invalid configuration: evaluate.recipe.tasks: {_not_seen[0]!r} is not a seen task of this run"
-        " (a recipe is chosen on seen tasks only)"
-    )
-if RECIPE["source"] not in all_bits():
-    raise WorkflowError(
-        f"invalid configuration: evaluate.recipe.source: {RECIPE['source']} is not one of this run's configurations"
-    )
+RECIPE_SCORES = {("reward", RECIPE["source"]), ("ref", "scratch")}
 
 
 def recipe_score_inputs(wildcards):
-    """The recipe's tasks and, but for Scratch, the reward-budget backbone of the run's seed."""
+    """The recipe's tasks and, but for Scratch, the reward-budget backbone of the run's seed. The
+    settings are checked here, when the target is asked for (a config that never asks for it,
+    e.g. a small one merged with study_finetune.yaml, need not list its tasks)."""
+    where = "invalid configuration: evaluate.recipe"
+    not_seen = [t for t in RECIPE_TASKS if t not in seen_tasks()]
+    if not_seen:
+        raise WorkflowError(
+            f"{where}.tasks: {not_seen[0]!r} is not a seen task of this run (a recipe is chosen on seen tasks only)"
+        )
+    if RECIPE["source"] not in all_bits():
+        raise WorkflowError(f"{where}.source: {RECIPE['source']} is not one of this run's configurations")
+    grid = RECIPE["grid"]
+    if all(len(v) == 1 for v in (grid["lrs"], grid["weight_decays"], grid["batch_sizes"])) and (
+        not isinstance(grid["epochs"], list) or len(grid["epochs"]) == 1
+    ):
+        raise WorkflowError(f"{where}.grid: one point, nothing to choose on validation")
+    if (wildcards.budget, wildcards.source) not in RECIPE_SCORES:
+        raise WorkflowError(
+            f"results/final/recipe/{wildcards.budget}/{wildcards.source}.tsv: the recipe scores"
+            f" reward/{RECIPE['source']} and ref/scratch only"
+        )
     inputs = {"tasks": expand("results/tasks/{task}/data.h5", task=RECIPE_TASKS)}
     if wildcards.source != "scratch":
         inputs["model"] = final_model("reward", wildcards.source)
@@ -198,8 +210,10 @@ def recipe_score_inputs(wildcards):
 
 def recipe_score_evaluate(wildcards):
     """--evaluate of a recipe job: the grid, under the section its backbone fine-tunes with."""
-    section = "scratch" if wildcards.source == "scratch" else "finetune"
-    return json.dumps({"val_fraction": config["evaluate"]["val_fraction"], section: RECIPE["grid"]}, sort_keys=True)
+    return json.dumps(
+        {"val_fraction": config["evaluate"]["val_fraction"], section_of(wildcards.source): RECIPE["grid"]},
+        sort_keys=True,
+    )
 
 
 STUDY_MIN_SEEDS = 3

@@ -175,6 +175,13 @@ def test_finetune_recipe_scores_the_grid_on_seen_tasks_at_the_runs_seed_only(wor
     assert res.returncode != 0
     assert "invalid configuration: evaluate.recipe.tasks: 'kanji' is not a seen task of this run" in (
         res.stdout + res.stderr)
+    # checked only when the target is asked for: a config without those tasks runs everything else
+    res = workflow.run("-n", "--configfile", "unseen.yaml", "--", "results/final/scores/reward/00000000.tsv")
+    assert res.returncode == 0, res.stdout + res.stderr
+    one = {"evaluate": {"recipe": {"grid": {"epochs": 5, "lrs": [0.1]}}}}
+    (workflow.root / "one.yaml").write_text(yaml.safe_dump(one))
+    res = workflow.run("-n", "--configfile", "one.yaml", "--", "finetune_recipe")
+    assert res.returncode != 0 and "evaluate.recipe.grid: one point, nothing to choose" in res.stdout + res.stderr
 
 
 SNAKEMAKE_LOG = """\

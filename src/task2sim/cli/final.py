@@ -459,10 +459,12 @@ def run_recipe(args: argparse.Namespace) -> dict:
     records, paths = [], []
     for score in args.scores:
         path = record_of(score)
+        if path is None:  # a record lists its outputs as its job named them: pass them the same way
+            raise FinalError(f"{score}: no provenance record beside it lists it as an output (it holds the grid)")
         try:
             records.append(json.loads(path.read_text()))
-        except (AttributeError, OSError, ValueError):
-            raise FinalError(f"{score}: no readable provenance record beside it (it holds the grid)") from None
+        except (OSError, ValueError) as e:
+            raise FinalError(f"{path}: cannot read the provenance record ({e})") from None
         paths.append(path)
     seeds = sorted({str(r.get("seeds", {}).get("seed")) for r in records})
     if len(seeds) != 1:
@@ -479,9 +481,9 @@ def run_recipe(args: argparse.Namespace) -> dict:
                        f"seed {seeds[0]}\n" + yaml_text)
     with atomic_path(args.md, suffix=".md.part") as tmp:
         tmp.write_text(recipe_markdown(rows, means, chosen, seeds[0], yaml_text))
-    n_tasks = max(c["n_tasks"] for c in chosen.values())
+    n_tasks = sorted({c["n_tasks"] for c in chosen.values()})
     plot_recipe(means, chosen, args.png, f"Fine-tune grid on validation (seed {seeds[0]}, "
-                f"{n_tasks} seen task{'s' if n_tasks > 1 else ''})")
+                f"{' and '.join(map(str, n_tasks))} seen task{'s' if n_tasks[-1] > 1 else ''})")
     rec.finish([args.md, args.tsv, args.yaml, args.png], extra={"means": means, "chosen": chosen})
     return {s: c["point"] for s, c in chosen.items()}
 

@@ -11,6 +11,7 @@ here.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -67,21 +68,24 @@ def recipe_means(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, 
         task_sets = {frozenset(t) for t in by_point.values()}
         if len(task_sets) > 1:
             raise FinalError(f"{section}: the grid points are not scored on the same tasks")
-        out[section] = [{**dict(zip(POINT_KEYS, p)), "val_top1": sum(t.values()) / len(t), "n_tasks": len(t)}
-                        for p, t in by_point.items()]
+        # fsum and rounding: a mean that does not depend on the order of its tasks, so that equal
+        # means are equal and the grid's order breaks the tie
+        out[section] = [{**dict(zip(POINT_KEYS, p)), "val_top1": round(math.fsum(t.values()) / len(t), 6),
+                         "n_tasks": len(t)} for p, t in by_point.items()]
     return out
 
 
 def choose_recipe(means: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The best point of one section's ``recipe_means`` (the first of equals, in grid order: list
-    epochs shortest first), and ``edges``: each key whose chosen value is the grid's largest or
-    smallest of several, a sign that the grid may be too narrow (60 epochs winning over 15 and 30
-    says that 60 is the longest tried, not that training has converged)."""
+    epochs shortest first), and ``edges``: each key of three or more values whose chosen value is
+    the grid's largest or smallest, a sign that the grid may be too narrow (60 epochs winning over
+    15 and 30 says that 60 is the longest tried, not that training has converged; with two
+    values every choice is an end, which says nothing)."""
     best = max(means, key=lambda m: m["val_top1"])
     edges = []
     for k in POINT_KEYS:
         values = sorted({m[k] for m in means})
-        if len(values) > 1 and best[k] in (values[0], values[-1]):
+        if len(values) > 2 and best[k] in (values[0], values[-1]):
             edges.append(f"{k} {best[k]} is the grid's {'largest' if best[k] == values[-1] else 'smallest'}")
     return {"point": {k: best[k] for k in POINT_KEYS}, "val_top1": best["val_top1"], "n_tasks": best["n_tasks"],
             "edges": edges}
