@@ -25,6 +25,16 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 130, tight: dict | None
     return path
 
 
+def finish_axes(fig, ax, xlabel: str, ylabel: str, title: str, path: str | os.PathLike) -> Path:
+    """Label, grid and legend one line plot's axes the project's way, then ``save_figure`` it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, path, tight={})
+
+
 def image_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, title: str = "",
                tile_inches: float = 0.9, dpi: int = 110) -> Path:
     """Write a PNG: one labelled row per ``(label, images (K, H, W[, C]) uint8)`` entry."""

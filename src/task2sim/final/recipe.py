@@ -141,7 +141,7 @@ def plot_recipe(means: Mapping[str, Sequence[Mapping[str, Any]]], chosen: Mappin
     points ringed."""
     from matplotlib.figure import Figure
 
-    from ..figures import save_figure
+    from ..figures import finish_axes
 
     fig = Figure(figsize=(5.8, 3.8))
     ax = fig.subplots()
@@ -159,9 +159,4 @@ def plot_recipe(means: Mapping[str, Sequence[Mapping[str, Any]]], chosen: Mappin
         c = chosen[section]
         ax.plot([c["point"]["epochs"]], [c["val_top1"]], "o", ms=14, mfc="none", mec="black")
     ax.set_xticks(sorted({m["epochs"] for ms in means.values() for m in ms}))
-    ax.set_xlabel("fine-tuning epochs")
-    ax.set_ylabel("validation top-1 (%), mean over tasks")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
-    return save_figure(fig, path, tight={})
+    return finish_axes(fig, ax, "fine-tuning epochs", "validation top-1 (%), mean over tasks", title, path)

@@ -316,7 +316,7 @@ def scaling_rows(choices: Sequence[Mapping[str, str]], scores: Mapping[tuple, fl
 def plot_scaling(rows: Sequence[Mapping[str, str]], path: str | os.PathLike, title: str) -> Path:
     from matplotlib.figure import Figure
 
-    from ..figures import save_figure
+    from ..figures import finish_axes
 
     fig = Figure(figsize=(5.5, 3.8))
     ax = fig.subplots()
@@ -326,9 +326,4 @@ def plot_scaling(rows: Sequence[Mapping[str, str]], path: str | os.PathLike, tit
             x, y = zip(*sorted(pts))
             ax.plot(x, y, "o-", color=colour, label=LABELS[m])
     ax.set_xscale("log")
-    ax.set_xlabel("pre-training images")
-    ax.set_ylabel("linear probe top-1 (%), seen-task mean")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
-    return save_figure(fig, path, tight={})
+    return finish_axes(fig, ax, "pre-training images", "linear probe top-1 (%), seen-task mean", title, path)
